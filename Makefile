@@ -1,0 +1,77 @@
+# schedtop: `make run` starts it, `make check` passes the tests. Both install what
+# they need on a fresh Debian 12 machine (as root): Debian packages, .venv,
+# libbpf >= 1.4 and, for check, the sched_ext guest kernel.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SCHEDTOP := $(VENV)/bin/schedtop
+export SCHEDTOP_CACHE ?= $(HOME)/.cache/schedtop
+
+# Debian 12 packages: BPF toolchain, guest, terminal tests, benchmark peers.
+APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config make gcc \
+	qemu-system-x86 kmod zstd dpkg-dev tmux htop stress-ng rt-tests linux-perf \
+	libbpf-tools bpftool
+
+BPF_SRC := $(wildcard bpf/*.bpf.c)
+BPF_OBJ := $(patsubst bpf/%.bpf.c,schedtop/bpf/obj/%.bpf.o,$(BPF_SRC))
+BPF_CFLAGS := -g -O2 -Wall -Wno-compare-distinct-pointer-types -target bpf -D__TARGET_ARCH_x86 \
+	-Ibpf -Ibpf/vmlinux/x86 -I$(SCHEDTOP_CACHE)/libbpf/include
+
+.PHONY: all run check deps venv bpf libbpf kernel test test-host test-guest screenshots bench clean
+
+all: venv bpf
+
+run: deps venv libbpf bpf
+	$(SCHEDTOP) $(ARGS)
+
+# The whole suite: host tests, then the guest tests in one boot of the sched_ext kernel.
+check: deps venv libbpf bpf kernel
+	$(MAKE) test-host
+	$(MAKE) test-guest
+
+deps:
+	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		if [ "$$(id -u)" != 0 ]; then echo "make deps: need root to install: $$missing" >&2; exit 1; fi; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.stamp
+
+$(VENV)/.stamp: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# libbpf >= 1.4: the system's if new enough, else built from Debian's source package.
+libbpf: venv
+	$(SCHEDTOP) lab libbpf
+
+# The sched_ext guest kernel (Debian sid's), cached under $(SCHEDTOP_CACHE).
+kernel: venv
+	$(SCHEDTOP) lab fetch
+
+bpf: $(BPF_OBJ)
+
+schedtop/bpf/obj/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) | libbpf
+	@mkdir -p $(@D)
+	clang $(BPF_CFLAGS) -c $< -o $@
+
+test-host: venv bpf
+	$(PY) -m pytest -m 'not kernel' tests
+
+test-guest: venv bpf kernel
+	$(SCHEDTOP) lab run --timeout 2400 -- $(abspath $(PY)) -m pytest -m kernel -p no:cacheprovider $(abspath tests)
+
+screenshots: venv
+	$(PY) screenshots/make_screenshots.py
+
+bench: venv bpf
+	@ls bench/*.py
+
+clean:
+	rm -rf schedtop/bpf/obj build dist

@@ -1,0 +1,3 @@
+from schedtop.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""Command line: the TUI by default, plus subcommands.
+
+Each subcommand lives in the module that owns it; that module exposes
+``configure(parser)`` and ``run(args) -> int``. They are imported only when
+used, so ``schedtop --help`` and the TUI start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+# name -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "set": ("schedtop.steer.cli", "retune a task: slice, pin, nice, FIFO/RR, batch/idle"),
+    "restore": ("schedtop.steer.restore_cli", "undo every journaled change (after a crash)"),
+    "profile": ("schedtop.steer.profile_cli", "check or apply a TOML tuning profile"),
+    "scx": ("schedtop.scx.cli", "run schedtop's sched_ext scheduler headless"),
+    "trace": ("schedtop.export.cli", "record scheduling events to a Perfetto trace"),
+    "lab": ("schedtop.lab.cli", "fetch and boot a sched_ext kernel in a QEMU guest"),
+    "demo": ("schedtop.lab.demo", "boot the lab guest and run schedtop on a demo workload"),
+}
+
+EPILOG = """\
+examples:
+  schedtop                      watch every task, refresh each second
+  schedtop -d 0.5 -p 1234       follow pid 1234, refresh twice a second
+  schedtop --once --json | jq '.cpus[] | {cpu, nr_running}'
+  schedtop --record s.jsonl     watch and record the session
+  schedtop --replay s.jsonl     replay a recorded session (no live source)
+  schedtop set 1234 --slice 3ms --pin 0-1 --nice -5
+  schedtop restore              undo every change left by a crashed session
+  schedtop lab run -- cat /sys/kernel/sched_ext/state
+
+subcommands:
+""" + "\n".join(f"  {name:<10} {text}" for name, (_, text) in SUBCOMMANDS.items())
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return value
+
+
+def monitor_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="schedtop",
+        description="Watch the Linux CPU scheduler live and steer it.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-d", "--delay", type=positive_float, default=1.0, metavar="SECONDS",
+                   help="refresh interval (default 1.0)")
+    p.add_argument("-p", "--pid", type=int, action="append", default=[], metavar="PID",
+                   help="follow these pids (repeatable)")
+    p.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    p.add_argument("--json", action="store_true", help="with --once: JSON instead of a table")
+    p.add_argument("--record", metavar="FILE", help="record snapshots and actions to JSON Lines")
+    p.add_argument("--replay", metavar="FILE", help="drive the TUI from a recorded file")
+    p.add_argument("--no-bpf", action="store_true", help="use procfs only, never load BPF")
+    p.add_argument("--profile", metavar="FILE", help="apply a TOML tuning profile live")
+    p.add_argument("--keep", action="store_true", help="keep tuning changes on exit")
+    p.add_argument("--config", metavar="FILE", help="config file (default: XDG config schedtop/config.toml)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (libbpf too)")
+    p.add_argument("--version", action="version", version=_version())
+    return p
+
+
+def _version() -> str:
+    from schedtop import __version__
+
+    return f"schedtop {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        name = argv[0]
+        module_name, text = SUBCOMMANDS[name]
+        module = importlib.import_module(module_name)
+        parser = argparse.ArgumentParser(prog=f"schedtop {name}", description=text)
+        module.configure(parser)
+        args = parser.parse_args(argv[1:])
+        _logging(getattr(args, "verbose", 0))
+        return int(module.run(args) or 0)
+
+    args = monitor_parser().parse_args(argv)
+    _logging(args.verbose)
+    if args.json and not args.once:
+        monitor_parser().error("--json needs --once")
+    if args.once:
+        from schedtop.once import run as run_once
+
+        return run_once(args)
+    from schedtop.ui.run import run as run_tui
+
+    return run_tui(args)
+
+
+def _logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="schedtop: %(levelname)s: %(message)s")
