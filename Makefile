@@ -11,7 +11,7 @@ export SCHEDTOP_CACHE ?= $(HOME)/.cache/schedtop
 
 # Debian 12 packages: BPF toolchain, guest, terminal tests, benchmark peers.
 APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config make gcc \
-	qemu-system-x86 kmod zstd dpkg-dev tmux htop stress-ng rt-tests linux-perf \
+	qemu-system-x86 kmod zstd dpkg-dev busybox-static tmux htop stress-ng rt-tests linux-perf \
 	libbpf-tools bpftool
 
 BPF_SRC := $(wildcard bpf/*.bpf.c)
