@@ -1,0 +1,216 @@
+"""The exact per-CPU run queues, from debugfs /sys/kernel/debug/sched/debug (root only).
+
+Per CPU the file gives `.nr_running`, `.nr_switches`, `.curr->pid`, one
+`cfs_rq[N]:/path` block per task group (with `.avg_vruntime`), and a
+"runnable tasks" table. On 6.x that table lists every task whose task_cpu()
+is this CPU, sleeping ones too; the first column says which: '>R' is on the
+CPU now, 'R' is queued, anything else is not on the run queue.
+
+Row format (kernel/sched/debug.c print_task), comm is '%15s' at a fixed place:
+ S            task   PID       vruntime   eligible    deadline             slice  ...
+>R            grep  9477       134.797777   E         136.197777           1.400000 ...
+A custom per-task slice adds an 'S' between deadline and slice.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+
+from schedtop.collect.procfs import split_ns
+from schedtop.model import QueuedTask
+
+DEBUGFS = "/sys/kernel/debug"
+SCHED_DEBUG = f"{DEBUGFS}/sched/debug"
+
+
+class DebugfsUnavailable(Exception):
+    """debugfs cannot be read: not root, not mountable, or the kernel lacks it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowTask:
+    """One row of a CPU's 'runnable tasks' table, in any state."""
+
+    cpu: int
+    state: str  # '>R' on the CPU now, 'R' queued, else 'S', 'D', 'I', ...
+    comm: str
+    pid: int
+    vruntime_ns: int
+    eligible: bool
+    deadline_ns: int
+    custom_slice: bool
+    slice_ns: int
+    sum_exec_ns: int
+    switches: int
+    prio: int
+    wait_ns: int
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class CpuRq:
+    cpu: int
+    nr_running: int = 0
+    nr_switches: int = 0
+    curr_pid: int = 0
+    # task-group path -> avg_vruntime (ns) of that group's cfs_rq on this CPU
+    avg_vruntime: dict[str, int] = field(default_factory=dict)
+    rows: tuple[RowTask, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SchedDebug:
+    cpus: tuple[CpuRq, ...]
+    base_slice_ns: int | None = None
+
+    def queues(self) -> tuple[QueuedTask, ...]:
+        """Queued tasks of every CPU in EEVDF pick order: eligible first, then by deadline."""
+        out: list[QueuedTask] = []
+        for rq in self.cpus:
+            queued = [r for r in rq.rows if r.state in (">R", "R")]
+            queued.sort(key=lambda r: (r.state != ">R", not r.eligible, r.deadline_ns))
+            for r in queued:
+                avg = rq.avg_vruntime.get(r.group)
+                out.append(
+                    QueuedTask(
+                        cpu=rq.cpu,
+                        pid=r.pid,
+                        comm=r.comm,
+                        running=r.state == ">R",
+                        eligible=r.eligible,
+                        vruntime_ns=r.vruntime_ns,
+                        deadline_ns=r.deadline_ns,
+                        slice_ns=r.slice_ns,
+                        sum_exec_ns=r.sum_exec_ns,
+                        switches=r.switches,
+                        prio=r.prio,
+                        wait_ns=r.wait_ns,
+                        # Lag in virtual time, V - v_i, against this task's own cfs_rq.
+                        lag_ns=(avg - r.vruntime_ns) if avg is not None else 0,
+                    )
+                )
+        return tuple(out)
+
+
+def parse_row(cpu: int, line: str) -> RowTask | None:
+    if len(line) < 20:
+        return None
+    state = line[:2].strip() if line.startswith(">R") else line[1:2]
+    comm = line[3:18].strip()
+    rest = line[18:].split()
+    try:
+        custom = len(rest) > 5 and rest[4] == "S"
+        if custom:
+            del rest[4]
+        if len(rest) < 9:
+            return None
+        return RowTask(
+            cpu=cpu,
+            state=">R" if line.startswith(">R") else state,
+            comm=comm,
+            pid=int(rest[0]),
+            vruntime_ns=split_ns(rest[1]),
+            eligible=rest[2] == "E",
+            deadline_ns=split_ns(rest[3]),
+            custom_slice=custom,
+            slice_ns=split_ns(rest[4]),
+            sum_exec_ns=split_ns(rest[5]),
+            switches=int(rest[6]),
+            prio=int(rest[7]),
+            wait_ns=split_ns(rest[8]),
+            # The group path is the last column when CONFIG_CGROUP_SCHED is on.
+            group=rest[-1] if rest[-1].startswith("/") else "/",
+        )
+    except (ValueError, IndexError):
+        return None
+
+
+def parse_sched_debug(text: str) -> SchedDebug:
+    cpus: list[CpuRq] = []
+    base_slice = None
+    cur: dict | None = None
+    group: str | None = None
+    in_table = False
+
+    def finish() -> None:
+        if cur is not None:
+            cpus.append(CpuRq(cur["cpu"], cur["nr_running"], cur["nr_switches"], cur["curr"],
+                              cur["avg"], tuple(cur["rows"])))
+
+    for line in text.splitlines():
+        if line.startswith("cpu#"):
+            finish()
+            try:
+                n = int(line[4:].split(",")[0])
+            except ValueError:
+                cur = None
+                continue
+            cur = {"cpu": n, "nr_running": 0, "nr_switches": 0, "curr": 0, "avg": {}, "rows": []}
+            group, in_table = None, False
+            continue
+        if cur is None:
+            if line.strip().startswith(".sysctl_sched_base_slice"):
+                try:
+                    base_slice = split_ns(line.split(":", 1)[1])
+                except ValueError:
+                    pass
+            continue
+        if in_table:
+            if line.startswith((" ", ">R")):  # the header row fails parse_row and is skipped
+                row = parse_row(cur["cpu"], line)
+                if row is not None:
+                    cur["rows"].append(row)
+            elif not line.strip():
+                continue
+            continue
+        if line.startswith("runnable tasks:"):
+            in_table = True
+            continue
+        if line.startswith("cfs_rq["):
+            group = line.split(":", 1)[1].strip() or "/"
+            continue
+        if line.startswith(("rt_rq[", "dl_rq[")):
+            group = None
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = key.strip()
+        try:
+            if group is None and key == ".nr_running":
+                cur["nr_running"] = int(value)
+            elif group is None and key == ".nr_switches":
+                cur["nr_switches"] = int(value)
+            elif group is None and key == ".curr->pid":
+                cur["curr"] = int(value)
+            elif group is not None and key == ".avg_vruntime":
+                cur["avg"][group] = split_ns(value)
+        except ValueError:
+            continue
+    finish()
+    return SchedDebug(tuple(cpus), base_slice)
+
+
+def ensure_mounted() -> None:
+    """Mount debugfs if it is absent (root only); raise DebugfsUnavailable otherwise."""
+    if os.path.exists(SCHED_DEBUG):
+        return
+    if os.geteuid() != 0:
+        raise DebugfsUnavailable("not root: run-queue lengths are estimates (debugfs needs root)")
+    if not os.path.ismount(DEBUGFS):
+        r = subprocess.run(["mount", "-t", "debugfs", "none", DEBUGFS],
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            raise DebugfsUnavailable(f"cannot mount debugfs: {r.stderr.strip() or r.returncode}")
+    if not os.path.exists(SCHED_DEBUG):
+        raise DebugfsUnavailable(f"{SCHED_DEBUG} absent (kernel without CONFIG_SCHED_DEBUG?)")
+
+
+def read_sched_debug(path: str = SCHED_DEBUG) -> SchedDebug:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return parse_sched_debug(f.read())
+    except OSError as exc:
+        raise DebugfsUnavailable(f"cannot read {path}: {exc.strerror or exc}") from None

@@ -1,0 +1,341 @@
+"""The live source: procfs (+ debugfs as root, + the BPF tier when it loads) -> Snapshot.
+
+`collect()` is called from one worker thread, never the UI thread. The first
+call primes the rate counters (its rates are 0); every later call turns the
+counter deltas since the previous call into per-second rates.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping, Sequence
+
+from schedtop.collect import debugfs
+from schedtop.collect.procfs import ProcfsReader, ThreadSample
+from schedtop.collect.sched_ext import SCHED_EXT, read_scheduler_info
+from schedtop.model import POLICY_NAMES, CpuStat, QueuedTask, Snapshot, Task
+
+log = logging.getLogger(__name__)
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+_STATE_RANK = {"R": 0, "D": 1}  # a folded process shows its most active thread's state
+
+
+@dataclass(frozen=True, slots=True)
+class _Counters:
+    """What a thread's rates are computed from, kept between two collects."""
+
+    runtime_ns: int
+    wait_ns: int
+    vol: int
+    invol: int
+    switches: int
+    ticks: int
+
+
+def _counters(s: ThreadSample) -> _Counters:
+    sched, ss = s.sched, s.schedstat
+    return _Counters(
+        runtime_ns=ss.runtime_ns if ss else 0,
+        wait_ns=ss.wait_ns if ss else 0,
+        vol=sched.nr_voluntary if sched else 0,
+        invol=sched.nr_involuntary if sched else 0,
+        switches=sched.nr_switches if sched else 0,
+        ticks=s.stat.utime_ticks + s.stat.stime_ticks,
+    )
+
+
+class LiveSource:
+    """Collects Snapshots of this machine. See the module docstring for the threading rule."""
+
+    def __init__(
+        self,
+        pids: Sequence[int] = (),
+        threads: bool = True,
+        use_bpf: bool = True,
+        procfs_root: str = "/proc",
+        use_debugfs: bool | None = None,
+        sched_ext_root: str = SCHED_EXT,
+    ) -> None:
+        self.pids = tuple(pids)
+        self.threads = threads  # thread rows, or processes with their threads folded in
+        self.detail_tid: int | None = None  # if set, extras["sched_detail"] has its full /proc sched
+        self._reader = ProcfsReader(procfs_root)
+        self._sched_ext_root = sched_ext_root
+        self._use_bpf = use_bpf
+        self._lock = threading.Lock()
+        self._extras: dict[str, Callable[[], Mapping]] = {}
+        self._tier: Any = None
+        self._tier_tried = False
+        self._warnings: list[str] = []  # standing ones, repeated in every snapshot
+        self._prev_ts: float | None = None
+        self._prev_cpu: list[tuple[float, float]] | None = None
+        self._prev: dict[tuple[int, int], _Counters] = {}
+        self._prev_rq_switches: dict[int, int] = {}
+        uname = os.uname()
+        self.host, self.kernel = uname.nodename, uname.release
+        if use_debugfs is None:
+            use_debugfs = self._reader.live
+        self._debugfs = False
+        if use_debugfs:
+            try:
+                debugfs.ensure_mounted()
+                self._debugfs = True
+            except debugfs.DebugfsUnavailable as exc:
+                self._warnings.append(str(exc))
+            except Exception as exc:  # mount(8) missing, timeout: degrade, never crash
+                self._warnings.append(f"debugfs: {exc}")
+
+    # --- API ---------------------------------------------------------------
+
+    @property
+    def source(self) -> str:
+        return "procfs+debugfs" if self._debugfs else "procfs"
+
+    def add_extra(self, name: str, fn: Callable[[], Mapping]) -> None:
+        """Put fn()'s mapping into every Snapshot.extras[name]; its exceptions become warnings."""
+        with self._lock:
+            self._extras[name] = fn
+
+    def remove_extra(self, name: str) -> None:
+        with self._lock:
+            self._extras.pop(name, None)
+
+    def close(self) -> None:
+        with self._lock:
+            tier, self._tier = self._tier, None
+        if tier is not None:
+            try:
+                tier.close()
+            except Exception as exc:  # closing must not raise into the app's exit path
+                log.warning("closing the BPF tier: %s", exc)
+
+    def __enter__(self) -> "LiveSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def collect(self) -> Snapshot:
+        with self._lock:
+            if self._use_bpf and not self._tier_tried:
+                self._open_tier()
+            snap = self._collect()
+            if self._tier is not None:
+                try:
+                    snap = self._tier.enrich(snap)
+                except Exception as exc:
+                    snap = replace(snap, warnings=snap.warnings + (f"BPF tier: {exc}",))
+            return snap
+
+    # --- internals ---------------------------------------------------------
+
+    def _open_tier(self) -> None:
+        # Lazily, in the worker thread: loading BPF objects takes a while.
+        self._tier_tried = True
+        try:
+            from schedtop.collect.bpf import BpfUnavailable, open_tier
+        except ImportError as exc:
+            self._warnings.append(f"BPF tier not available ({exc}); procfs only")
+            return
+        try:
+            self._tier = open_tier()
+        except BpfUnavailable as exc:
+            self._warnings.append(f"BPF tier off: {exc}")
+        except Exception as exc:
+            self._warnings.append(f"BPF tier failed to open: {exc}")
+
+    def _collect(self) -> Snapshot:
+        warnings = list(self._warnings)
+        cpu_times = self._reader.cpu_times()
+        now = time.monotonic()
+        wall = time.time()
+        dt = now - self._prev_ts if self._prev_ts is not None else 0.0
+
+        rq = None
+        if self._debugfs:
+            try:
+                rq = debugfs.read_sched_debug()
+            except debugfs.DebugfsUnavailable as exc:
+                warnings.append(str(exc))
+        # Estimating per-CPU figures needs every task; with debugfs only the followed ones.
+        samples = self._reader.threads(self.pids if (rq is not None) else ())
+
+        rates: dict[tuple[int, int], tuple[float, float, float, float, int]] = {}
+        new_prev: dict[tuple[int, int], _Counters] = {}
+        for s in samples:
+            key = (s.tid, s.stat.starttime)  # starttime tells a reused tid apart
+            c = _counters(s)
+            new_prev[key] = c
+            p = self._prev.get(key)
+            if p is None or dt <= 0:
+                rates[key] = (0.0, 0.0, 0.0, 0.0, 0)
+                continue
+            if s.schedstat is not None:
+                cpu_pct = (c.runtime_ns - p.runtime_ns) / (dt * 1e7)
+            else:
+                cpu_pct = (c.ticks - p.ticks) / CLK_TCK / dt * 100.0
+            rates[key] = (
+                max(cpu_pct, 0.0),
+                max(c.wait_ns - p.wait_ns, 0) / dt,
+                max(c.vol - p.vol, 0) / dt,
+                max(c.invol - p.invol, 0) / dt,
+                max(c.switches - p.switches, 0),
+            )
+        self._prev = new_prev
+
+        cpus = self._cpus(cpu_times, dt, rq, samples, rates)
+        if rq is None and self._reader.live:
+            warnings.append("per-CPU run-queue length, current task and switches/s are estimates "
+                            "(exact ones need root for debugfs)")
+        queues: tuple[QueuedTask, ...] = rq.queues() if rq is not None else ()
+
+        shown = samples
+        if self.pids:
+            wanted = set(self.pids)
+            shown = [s for s in samples if s.pid in wanted]
+        tasks = self._thread_rows(shown, rates) if self.threads else self._process_rows(shown, rates)
+
+        extras: dict[str, Any] = {}
+        if rq is not None and rq.base_slice_ns is not None:
+            extras["debugfs"] = {"base_slice_ns": rq.base_slice_ns}
+        if self.detail_tid is not None:
+            extras["sched_detail"] = self._detail(self.detail_tid, samples)
+        for name, fn in list(self._extras.items()):
+            try:
+                extras[name] = dict(fn())
+            except Exception as exc:  # another area's bug must not stop the monitor
+                warnings.append(f"{name}: {type(exc).__name__}: {exc}")
+
+        self._prev_ts = now
+        self._prev_cpu = cpu_times
+        return Snapshot(
+            ts=now,
+            wall=wall,
+            interval_s=dt,
+            host=self.host,
+            kernel=self.kernel,
+            uptime_s=self._reader.uptime(),
+            loadavg=self._reader.loadavg(),
+            scheduler=read_scheduler_info(self._sched_ext_root),
+            cpus=cpus,
+            tasks=tasks,
+            queues=queues,
+            source=self.source,
+            warnings=tuple(warnings),
+            extras=extras,
+        )
+
+    def _cpus(self, cpu_times, dt, rq, samples, rates) -> tuple[CpuStat, ...]:
+        n = len(cpu_times)
+        util = [0.0] * n
+        if self._prev_cpu is not None and len(self._prev_cpu) == n:
+            for i, ((busy, total), (pbusy, ptotal)) in enumerate(zip(cpu_times, self._prev_cpu)):
+                d = total - ptotal
+                util[i] = min(max((busy - pbusy) / d * 100.0, 0.0), 100.0) if d > 0 else 0.0
+        comm_of = {s.tid: s.stat.comm for s in samples}
+        if rq is not None:
+            out = []
+            by_cpu = {c.cpu: c for c in rq.cpus}
+            new_sw = {}
+            for i in range(n):
+                c = by_cpu.get(i)
+                if c is None:
+                    out.append(CpuStat(i, util[i], 0, False))
+                    continue
+                new_sw[i] = c.nr_switches
+                prev_sw = self._prev_rq_switches.get(i)
+                sw = (c.nr_switches - prev_sw) / dt if prev_sw is not None and dt > 0 else 0.0
+                curr = c.curr_pid or None  # pid 0 is the idle task
+                comm = ""
+                if curr is not None:
+                    comm = next((r.comm for r in c.rows if r.pid == curr), comm_of.get(curr, ""))
+                out.append(CpuStat(i, util[i], c.nr_running, True, curr, comm, max(sw, 0.0)))
+            self._prev_rq_switches = new_sw
+            return tuple(out)
+        # Estimates: R-state threads by last CPU; the busiest one is taken as current.
+        nr = [0] * n
+        sw = [0.0] * n
+        best: list[tuple[float, int, str] | None] = [None] * n
+        for s in samples:
+            c = s.stat.cpu
+            if not 0 <= c < n:
+                continue
+            r = rates.get((s.tid, s.stat.starttime))
+            if r is not None and dt > 0:
+                sw[c] += r[4] / dt
+            if s.stat.state == "R":
+                nr[c] += 1
+                pct = r[0] if r else 0.0
+                if best[c] is None or pct > best[c][0]:
+                    best[c] = (pct, s.tid, s.stat.comm)
+        return tuple(
+            CpuStat(i, util[i], nr[i], False,
+                    best[i][1] if best[i] else None, best[i][2] if best[i] else "", sw[i])
+            for i in range(n)
+        )
+
+    @staticmethod
+    def _task(s: ThreadSample, r: tuple[float, float, float, float, int]) -> Task:
+        st, sched, ss = s.stat, s.sched, s.schedstat
+        return Task(
+            pid=s.pid,
+            tid=s.tid,
+            comm=st.comm,
+            state=st.state,
+            policy=POLICY_NAMES.get(st.policy, str(st.policy)),
+            nice=st.nice,
+            prio=st.prio,
+            rt_priority=st.rt_priority,
+            cpu=st.cpu,
+            affinity=s.affinity,
+            vruntime_ns=sched.vruntime_ns if sched else None,
+            slice_ns=sched.slice_ns if sched else None,
+            cpu_pct=r[0],
+            runtime_ns=ss.runtime_ns if ss else 0,
+            wait_ns=ss.wait_ns if ss else 0,
+            timeslices=ss.timeslices if ss else 0,
+            wait_ns_per_s=r[1],
+            vol_cs_per_s=r[2],
+            invol_cs_per_s=r[3],
+            ext_enabled=sched.ext_enabled if sched else None,
+            starttime=st.starttime,
+        )
+
+    def _thread_rows(self, samples, rates) -> tuple[Task, ...]:
+        zero = (0.0, 0.0, 0.0, 0.0, 0)
+        return tuple(self._task(s, rates.get((s.tid, s.stat.starttime), zero)) for s in samples)
+
+    def _process_rows(self, samples, rates) -> tuple[Task, ...]:
+        zero = (0.0, 0.0, 0.0, 0.0, 0)
+        groups: dict[int, list[ThreadSample]] = {}
+        for s in samples:
+            groups.setdefault(s.pid, []).append(s)
+        out = []
+        for pid, members in groups.items():
+            main = next((m for m in members if m.tid == pid), members[0])
+            rs = [rates.get((m.tid, m.stat.starttime), zero) for m in members]
+            state = min((m.stat.state for m in members), key=lambda x: _STATE_RANK.get(x, 9))
+            base = self._task(main, rates.get((main.tid, main.stat.starttime), zero))
+            out.append(replace(
+                base,
+                tid=pid,
+                state=state if _STATE_RANK.get(state, 9) < _STATE_RANK.get(base.state, 9) else base.state,
+                cpu_pct=sum(r[0] for r in rs),
+                runtime_ns=sum(m.schedstat.runtime_ns for m in members if m.schedstat),
+                wait_ns=sum(m.schedstat.wait_ns for m in members if m.schedstat),
+                timeslices=sum(m.schedstat.timeslices for m in members if m.schedstat),
+                wait_ns_per_s=sum(r[1] for r in rs),
+                vol_cs_per_s=sum(r[2] for r in rs),
+                invol_cs_per_s=sum(r[3] for r in rs),
+                nr_threads=len(members),
+            ))
+        return tuple(out)
+
+    def _detail(self, tid: int, samples: Sequence[ThreadSample]) -> dict[str, Any]:
+        pid = next((s.pid for s in samples if s.tid == tid), tid)
+        return {"pid": pid, "tid": tid, "fields": self._reader.sched_fields(pid, tid)}

@@ -1,0 +1,312 @@
+"""Readers for what psutil does not parse: /proc/PID/task/TID/{stat,sched,schedstat}.
+
+psutil covers per-CPU times and pid iteration; per thread we need the stat
+line's last CPU (field 39), starttime, policy and rt_priority, plus the
+scheduler's own files, so one raw read per file is cheaper than a psutil
+Process object per thread (measured in BENCHMARKS.md).
+
+Every reader takes a procfs root so the parsers run on fixture trees and on
+the live /proc alike. A task that exits mid-read (ENOENT/ESRCH) or belongs to
+another user (EACCES/EPERM) is normal: its reader returns None, quietly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import psutil
+
+# Errors that mean "this task is gone or not ours": skip it, say nothing.
+_QUIET = (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError)
+
+
+def read_bytes(path: str) -> bytes | None:
+    """The whole file, or None if the task vanished or is not readable."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except _QUIET:
+        return None
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 8192)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except (*_QUIET, OSError):  # ESRCH can also surface as a plain OSError on read
+        return None
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class StatFields:
+    """The fields of /proc/PID/task/TID/stat that we use."""
+
+    comm: str
+    state: str
+    ppid: int
+    utime_ticks: int
+    stime_ticks: int
+    prio: int  # kernel prio: stat field 18 ("priority") + 100
+    nice: int
+    num_threads: int
+    starttime: int  # field 22, clock ticks since boot
+    cpu: int  # field 39: last CPU it ran on
+    rt_priority: int  # field 40
+    policy: int  # field 41
+
+
+def parse_stat(data: bytes) -> StatFields | None:
+    # comm may hold spaces and ')' itself: it ends at the LAST ')'.
+    open_ = data.find(b"(")
+    close = data.rfind(b")")
+    if open_ < 0 or close < open_:
+        return None
+    rest = data[close + 2 :].split()
+    if len(rest) < 39:
+        return None
+    try:
+        # rest[0] is field 3 (state); field N is rest[N - 3].
+        return StatFields(
+            comm=data[open_ + 1 : close].decode("utf-8", "replace"),
+            state=rest[0].decode("ascii", "replace"),
+            ppid=int(rest[1]),
+            utime_ticks=int(rest[11]),
+            stime_ticks=int(rest[12]),
+            prio=int(rest[15]) + 100,
+            nice=int(rest[16]),
+            num_threads=int(rest[17]),
+            starttime=int(rest[19]),
+            cpu=int(rest[36]),
+            rt_priority=int(rest[37]),
+            policy=int(rest[38]),
+        )
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SchedFields:
+    """The fields of /proc/PID/task/TID/sched that the task table shows."""
+
+    vruntime_ns: int | None
+    slice_ns: int | None
+    nr_switches: int
+    nr_voluntary: int
+    nr_involuntary: int
+    ext_enabled: bool | None
+
+
+def split_ns(text: str | bytes) -> int:
+    """A kernel SPLIT_NS value ('1234.567890' milliseconds) as integer ns, exactly."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii")
+    text = text.strip()
+    neg = text.startswith("-")
+    if neg:
+        text = text[1:]
+    whole, _, frac = text.partition(".")
+    ns = int(whole or "0") * 1_000_000 + int((frac + "000000")[:6] or "0")
+    return -ns if neg else ns
+
+
+_SCHED_LINE = re.compile(rb"^([a-z_.>-]+)\s*:\s*(-?[0-9.]+)\s*$", re.M)
+
+
+def parse_sched_all(data: bytes) -> dict[str, str]:
+    """Every 'key : value' line of /proc/PID/sched, as text (the detail pane shows them all)."""
+    out: dict[str, str] = {}
+    for line in data.decode("utf-8", "replace").splitlines()[2:]:
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and "," not in key:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def parse_sched(data: bytes) -> SchedFields:
+    vals = dict(_SCHED_LINE.findall(data))
+
+    def num(key: bytes) -> int:
+        v = vals.get(key)
+        return int(v) if v is not None and b"." not in v else 0
+
+    vr = vals.get(b"se.vruntime")
+    sl = vals.get(b"se.slice")
+    ext = vals.get(b"ext.enabled")
+    return SchedFields(
+        vruntime_ns=split_ns(vr) if vr is not None else None,
+        # se.slice is printed in ns on 6.x (P), in ms on some older kernels (PN).
+        slice_ns=(split_ns(sl) if b"." in sl else int(sl)) if sl is not None else None,
+        nr_switches=num(b"nr_switches"),
+        nr_voluntary=num(b"nr_voluntary_switches"),
+        nr_involuntary=num(b"nr_involuntary_switches"),
+        ext_enabled=None if ext is None else ext.strip() not in (b"0", b"0.000000"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Schedstat:
+    runtime_ns: int
+    wait_ns: int
+    timeslices: int
+
+
+def parse_schedstat(data: bytes) -> Schedstat | None:
+    parts = data.split()
+    if len(parts) < 3:
+        return None
+    try:
+        return Schedstat(int(parts[0]), int(parts[1]), int(parts[2]))
+    except ValueError:
+        return None
+
+
+def parse_cpu_list(text: str) -> tuple[int, ...]:
+    """'0-3,8,10-11' -> (0, 1, 2, 3, 8, 10, 11)."""
+    cpus: list[int] = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return tuple(cpus)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadSample:
+    """One thread's raw counters from one read: no rates yet."""
+
+    pid: int
+    tid: int
+    stat: StatFields
+    sched: SchedFields | None
+    schedstat: Schedstat | None
+    affinity: tuple[int, ...]
+
+
+_psutil_lock = threading.Lock()
+
+
+@contextmanager
+def _psutil_root(root: str) -> Iterator[None]:
+    """psutil reads from its module-global PROCFS_PATH; point it at a fixture tree briefly."""
+    if root == "/proc":
+        yield
+        return
+    with _psutil_lock:
+        old = psutil.PROCFS_PATH
+        psutil.PROCFS_PATH = root
+        try:
+            yield
+        finally:
+            psutil.PROCFS_PATH = old
+
+
+class ProcfsReader:
+    """Reads threads and CPU times under one procfs root."""
+
+    def __init__(self, root: str = "/proc") -> None:
+        self.root = root.rstrip("/") or "/"
+        self.live = os.path.realpath(self.root) == "/proc"
+
+    # --- system-wide -------------------------------------------------------
+
+    def cpu_times(self) -> list[tuple[float, float]]:
+        """Per CPU (busy, total) seconds, via psutil."""
+        with _psutil_root(self.root):
+            times = psutil.cpu_times(percpu=True)
+        out = []
+        for t in times:
+            total = sum(t)
+            # psutil's 'guest' time is already in 'user'; idle + iowait is not busy.
+            idle = t.idle + getattr(t, "iowait", 0.0)
+            total -= getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)
+            out.append((total - idle, total))
+        return out
+
+    def pids(self) -> list[int]:
+        with _psutil_root(self.root):
+            return psutil.pids()
+
+    def uptime(self) -> float:
+        data = read_bytes(f"{self.root}/uptime")
+        try:
+            return float(data.split()[0]) if data else 0.0
+        except (ValueError, IndexError):
+            return 0.0
+
+    def loadavg(self) -> tuple[float, float, float]:
+        data = read_bytes(f"{self.root}/loadavg")
+        try:
+            a, b, c = (float(x) for x in data.split()[:3]) if data else (0.0, 0.0, 0.0)
+            return (a, b, c)
+        except ValueError:
+            return (0.0, 0.0, 0.0)
+
+    # --- per task ----------------------------------------------------------
+
+    def tids(self, pid: int) -> list[int]:
+        try:
+            return [int(t) for t in os.listdir(f"{self.root}/{pid}/task") if t.isdigit()]
+        except _QUIET:
+            return []
+
+    def affinity(self, pid: int, tid: int) -> tuple[int, ...]:
+        if self.live:
+            try:
+                return tuple(sorted(os.sched_getaffinity(tid)))
+            except (ProcessLookupError, PermissionError, OSError):
+                return ()
+        # Fixture trees: the same mask from status (the live path avoids that 1.3 KB read).
+        data = read_bytes(f"{self.root}/{pid}/task/{tid}/status")
+        if data:
+            for line in data.splitlines():
+                if line.startswith(b"Cpus_allowed_list:"):
+                    return parse_cpu_list(line.split(b":", 1)[1].decode())
+        return ()
+
+    def stat(self, pid: int, tid: int) -> StatFields | None:
+        data = read_bytes(f"{self.root}/{pid}/task/{tid}/stat")
+        return parse_stat(data) if data else None
+
+    def thread(self, pid: int, tid: int, full: bool = True) -> ThreadSample | None:
+        """One thread; None if it vanished. full=False reads only stat (queue estimates)."""
+        base = f"{self.root}/{pid}/task/{tid}"
+        data = read_bytes(base + "/stat")
+        st = parse_stat(data) if data else None
+        if st is None:
+            return None
+        if not full:
+            return ThreadSample(pid, tid, st, None, None, ())
+        sched_data = read_bytes(base + "/sched")
+        ss_data = read_bytes(base + "/schedstat")
+        return ThreadSample(
+            pid=pid,
+            tid=tid,
+            stat=st,
+            sched=parse_sched(sched_data) if sched_data else None,
+            schedstat=parse_schedstat(ss_data) if ss_data else None,
+            affinity=self.affinity(pid, tid),
+        )
+
+    def threads(self, pids: Sequence[int] = (), full: bool = True) -> list[ThreadSample]:
+        """Every thread of every process (or of `pids` only)."""
+        out: list[ThreadSample] = []
+        for pid in pids or self.pids():
+            for tid in self.tids(pid):
+                s = self.thread(pid, tid, full)
+                if s is not None:
+                    out.append(s)
+        return out
+
+    def sched_fields(self, pid: int, tid: int) -> dict[str, str]:
+        """All of /proc/PID/task/TID/sched for the detail pane ({} if gone)."""
+        data = read_bytes(f"{self.root}/{pid}/task/{tid}/sched")
+        return parse_sched_all(data) if data else {}

@@ -1,0 +1,201 @@
+"""Record and replay sessions: versioned JSON Lines.
+
+File format (one JSON object per line, flushed per line so a crash loses at
+most the line being written):
+
+    {"schedtop_replay": 1, "schema": SCHEMA_VERSION, "created": <unix time>, "host": ..., "kernel": ...}
+    {"t": "snapshot", "data": <model.to_dict(Snapshot)>}
+    {"t": "action", "data": {...}}          # what the user did (steer, scx, ...), as the area recorded it
+
+`schedtop_replay` is the container version (this module's), `schema` the
+snapshot schema (model.SCHEMA_VERSION). Either being newer than this build
+understands is an error, as is anything malformed or truncated: load_replay
+raises ReplayError with one line to show the user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Mapping
+
+from schedtop.model import SCHEMA_VERSION, SchemaError, Snapshot, snapshot_from_dict, to_dict
+
+REPLAY_VERSION = 1
+
+
+class ReplayError(Exception):
+    """A replay file that cannot be used; str() is one line for the user."""
+
+
+class Recorder:
+    """Appends snapshots and actions to a replay file, one flushed line each."""
+
+    def __init__(self, path: str | os.PathLike[str], *, host: str = "", kernel: str = "") -> None:
+        self.path = os.fspath(path)
+        self._f = open(self.path, "w", encoding="utf-8")
+        uname = os.uname()
+        self._line({
+            "schedtop_replay": REPLAY_VERSION,
+            "schema": SCHEMA_VERSION,
+            "created": time.time(),
+            "host": host or uname.nodename,
+            "kernel": kernel or uname.release,
+        })
+
+    def _line(self, obj: Mapping[str, Any]) -> None:
+        if self._f is None:
+            raise ValueError("recorder is closed")
+        self._f.write(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
+        self._f.flush()
+
+    def snapshot(self, s: Snapshot) -> None:
+        self._line({"t": "snapshot", "data": to_dict(s)})
+
+    def action(self, d: Mapping[str, Any]) -> None:
+        # Stamp actions so a replay can place them between snapshots.
+        data = dict(d)
+        data.setdefault("wall", time.time())
+        self._line({"t": "action", "data": data})
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def __enter__(self) -> "Recorder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    header: Mapping[str, Any]
+    snapshots: tuple[Snapshot, ...]
+    # Each action with "index": the number of snapshots recorded before it.
+    actions: tuple[Mapping[str, Any], ...] = ()
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def parse_replay(text: str, name: str = "replay") -> Replay:
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    elif lines:
+        # Every line we write ends with '\n': a last line without one was cut off.
+        raise ReplayError(f"{name}: truncated (line {len(lines)} is incomplete)")
+    if not lines:
+        raise ReplayError(f"{name}: empty file, not a schedtop recording")
+    try:
+        header = json.loads(lines[0])
+    except (ValueError, RecursionError):
+        raise ReplayError(f"{name}: not a schedtop recording (line 1 is not JSON)") from None
+    if not isinstance(header, dict) or "schedtop_replay" not in header:
+        raise ReplayError(f"{name}: not a schedtop recording (no schedtop_replay header)")
+    version, schema = header.get("schedtop_replay"), header.get("schema")
+    if not _int(version) or not _int(schema):
+        raise ReplayError(f"{name}: bad header (version and schema must be integers)")
+    if version > REPLAY_VERSION or schema > SCHEMA_VERSION:
+        raise ReplayError(
+            f"{name}: written by a newer schedtop (format {version}, schema {schema}; "
+            f"this one reads format {REPLAY_VERSION}, schema {SCHEMA_VERSION})")
+    if version < 1 or schema < 1:
+        raise ReplayError(f"{name}: bad header (format {version}, schema {schema})")
+    snaps: list[Snapshot] = []
+    actions: list[Mapping[str, Any]] = []
+    for no, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except (ValueError, RecursionError):
+            raise ReplayError(f"{name}: line {no} is not JSON") from None
+        if not isinstance(rec, dict) or rec.get("t") not in ("snapshot", "action") or "data" not in rec:
+            raise ReplayError(f"{name}: line {no} is not a snapshot or action record")
+        if rec["t"] == "action":
+            if not isinstance(rec["data"], dict):
+                raise ReplayError(f"{name}: line {no}: action data must be an object")
+            actions.append({**rec["data"], "index": len(snaps)})
+            continue
+        try:
+            snaps.append(snapshot_from_dict(rec["data"]))
+        except (SchemaError, TypeError, ValueError, RecursionError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ReplayError(f"{name}: line {no}: {msg}") from None
+    if not snaps:
+        raise ReplayError(f"{name}: no snapshots recorded")
+    return Replay(header=header, snapshots=tuple(snaps), actions=tuple(actions))
+
+
+def load_replay(path: str | os.PathLike[str]) -> Replay:
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ReplayError(f"{name}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ReplayError(f"{name}: not a schedtop recording (not UTF-8 text)") from None
+    return parse_replay(text, name)
+
+
+class ReplaySource:
+    """Plays a Replay like a live source: each collect() returns the next frame.
+
+    The UI owns the clock: it calls collect() every `delay / speed` seconds
+    unless paused, and uses step()/seek() for stepping. At the end, collect()
+    keeps returning the last frame (at_end is True).
+    """
+
+    def __init__(self, replay: Replay) -> None:
+        self.replay = replay
+        self.pos = -1  # index of the frame last returned; -1 before the first
+        self.speed = 1.0
+        self.threads = True  # accepted for symmetry with LiveSource; recorded rows stay as they were
+
+    def __len__(self) -> int:
+        return len(self.replay.snapshots)
+
+    @property
+    def at_end(self) -> bool:
+        return self.pos >= len(self.replay.snapshots) - 1
+
+    def current(self) -> Snapshot:
+        return self._frame(max(self.pos, 0))
+
+    def _frame(self, i: int) -> Snapshot:
+        s = self.replay.snapshots[i]
+        if s.source == "replay":
+            return s
+        return replace(s, source="replay", extras={**s.extras, "recorded_source": s.source})
+
+    def collect(self) -> Snapshot:
+        if not self.at_end:
+            self.pos += 1
+        return self.current()
+
+    def step(self, n: int = 1) -> Snapshot:
+        return self.seek(self.pos + n)
+
+    def seek(self, i: int) -> Snapshot:
+        self.pos = min(max(i, 0), len(self.replay.snapshots) - 1)
+        return self.current()
+
+    def actions_at(self, i: int) -> tuple[Mapping[str, Any], ...]:
+        """Actions recorded between frame i-1 and frame i."""
+        return tuple(a for a in self.replay.actions if a.get("index") == i)
+
+    def add_extra(self, name: str, fn: Any) -> None:
+        """Replays carry their recorded extras; live-only sections are ignored."""
+
+    def close(self) -> None:
+        pass
