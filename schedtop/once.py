@@ -1,0 +1,140 @@
+"""`schedtop --once [--json]`: one snapshot, printed, for people and for scripts.
+
+Rates need two samples, so this collects twice, `--delay` apart (capped, so a
+script asking for `-d 60` is not kept waiting a minute). `--json` prints
+model.to_dict(snapshot): the schema is model.SCHEMA_VERSION, stored in the
+snapshot's own `schema` field, and model.snapshot_from_dict reads it back.
+`--record FILE` also writes both samples to a replay file.
+`--replay FILE` with `--once` prints the file's last frame.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from schedtop.model import Snapshot, to_dict
+
+MAX_ONCE_DELAY = 5.0
+TOP_TASKS = 25
+
+
+def _fmt_ns(ns: int | None) -> str:
+    if ns is None:
+        return "-"
+    if abs(ns) >= 1_000_000_000:
+        return f"{ns / 1e9:.2f}s"
+    if abs(ns) >= 1_000_000:
+        return f"{ns / 1e6:.2f}ms"
+    return f"{ns / 1e3:.0f}µs"
+
+
+def _affinity(cpus: tuple[int, ...], ncpu: int) -> str:
+    if not cpus:
+        return "-"
+    if len(cpus) == ncpu and cpus == tuple(range(ncpu)):
+        return "all"
+    runs: list[str] = []
+    start = prev = cpus[0]
+    for c in cpus[1:] + (None,):  # type: ignore[operator]
+        if c is not None and c == prev + 1:
+            prev = c
+            continue
+        runs.append(str(start) if start == prev else f"{start}-{prev}")
+        if c is not None:
+            start = prev = c
+    return ",".join(runs)
+
+
+def render(snap: Snapshot, console: Any = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped: no terminal width to fit, keep columns whole
+            console = Console(width=200)
+    console.print(
+        f"[bold]{snap.host}[/]  kernel {snap.kernel}  up {snap.uptime_s / 3600:.1f}h  "
+        f"load {' '.join(f'{x:.2f}' for x in snap.loadavg)}  "
+        f"scheduler [bold]{snap.scheduler.label}[/]  source {snap.source}"
+    )
+    cpus = Table(title="CPUs", title_justify="left")
+    for col in ("cpu", "util%", "runnable", "current", "switches/s"):
+        cpus.add_column(col, justify="right" if col != "current" else "left")
+    for c in snap.cpus:
+        nr = str(c.nr_running) if c.nr_running_exact else f"~{c.nr_running}"
+        cur = f"{c.curr_comm} ({c.curr_pid})" if c.curr_pid else "idle"
+        cpus.add_row(str(c.cpu), f"{c.util_pct:.1f}", nr, cur, f"{c.switches_per_s:.0f}")
+    console.print(cpus)
+    if snap.queues:
+        q = Table(title="Run queues (EEVDF pick order)", title_justify="left")
+        for col in ("cpu", "pid", "comm", "on cpu", "eligible", "lag", "deadline", "slice"):
+            q.add_column(col)
+        for t in snap.queues:
+            q.add_row(str(t.cpu), str(t.pid), t.comm, ">" if t.running else "",
+                      "E" if t.eligible else "N", _fmt_ns(t.lag_ns), _fmt_ns(t.deadline_ns),
+                      _fmt_ns(t.slice_ns))
+        console.print(q)
+    tasks = Table(title=f"Top {TOP_TASKS} of {len(snap.tasks)} tasks by CPU%", title_justify="left")
+    for col in ("pid", "tid", "comm", "S", "policy", "nice", "prio", "cpu", "affinity",
+                "cpu%", "wait/s", "vruntime", "slice", "vcs/s", "ivcs/s"):
+        tasks.add_column(col, justify="left" if col in ("comm", "policy", "S") else "right")
+    ncpu = len(snap.cpus)
+    for t in sorted(snap.tasks, key=lambda t: (-t.cpu_pct, -t.wait_ns_per_s, t.tid))[:TOP_TASKS]:
+        tasks.add_row(str(t.pid), str(t.tid), t.comm, t.state, t.policy, str(t.nice), str(t.prio),
+                      str(t.cpu), _affinity(t.affinity, ncpu), f"{t.cpu_pct:.1f}",
+                      _fmt_ns(int(t.wait_ns_per_s)), _fmt_ns(t.vruntime_ns), _fmt_ns(t.slice_ns),
+                      f"{t.vol_cs_per_s:.0f}", f"{t.invol_cs_per_s:.0f}")
+    console.print(tasks)
+    for w in snap.warnings:
+        console.print(f"[yellow]note:[/] {w}")
+
+
+def _live(args: Any) -> Snapshot:
+    from schedtop.collect.live import LiveSource
+
+    recorder = None
+    if getattr(args, "record", None):
+        from schedtop.collect.replay import Recorder
+
+        recorder = Recorder(args.record)
+    with LiveSource(pids=getattr(args, "pid", None) or (), use_bpf=not getattr(args, "no_bpf", False)) as src:
+        first = src.collect()
+        time.sleep(min(getattr(args, "delay", 1.0) or 1.0, MAX_ONCE_DELAY))
+        snap = src.collect()
+    if recorder is not None:
+        recorder.snapshot(first)
+        recorder.snapshot(snap)
+        recorder.close()
+    return snap
+
+
+def run(args: Any) -> int:
+    try:
+        if getattr(args, "replay", None):
+            from schedtop.collect.replay import ReplayError, load_replay
+
+            try:
+                snap = load_replay(args.replay).snapshots[-1]
+            except ReplayError as exc:
+                print(f"schedtop: {exc}", file=sys.stderr)
+                return 2
+        else:
+            snap = _live(args)
+    except OSError as exc:  # e.g. --record into a directory that does not exist
+        print(f"schedtop: {getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    try:
+        if getattr(args, "json", False):
+            sys.stdout.write(json.dumps(to_dict(snap), separators=(",", ":")) + "\n")
+        else:
+            render(snap)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `schedtop --once | head`: the reader left, that is fine
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
