@@ -1,0 +1,99 @@
+"""Latency-criticality first, in the spirit of scx_lavd.
+
+A task that wakes often and runs briefly each time is probably in a chain
+someone is waiting on (input, audio, a compositor, a pipe partner). For every
+task the policy keeps two moving averages:
+
+  wake_hz          how often it wakes up (from the gaps between wake-ups)
+  run_per_wake_ns  how long it runs from one wake-up to its next sleep
+
+and scores ``lat_crit = log2(1 + wake_hz) * log2(1 + slice / run_per_wake)``.
+Both factors must be high for a high score: a task that wakes often but then
+burns its whole slice is a CPU hog, and one that runs briefly but rarely does
+not need help. The score pulls the deadline earlier (divides the offset over
+the vruntime) and shortens the slice to about twice the run per wake. A task
+scoring at least ``PREEMPT_AT`` that just woke goes to the head of its
+previous CPU and preempts what runs there.
+"""
+
+from __future__ import annotations
+
+import math
+
+from schedtop.scx.policy import (
+    CPU_ANY, DF_PREEMPT, ENQ_WAKEUP, MIN_SLICE_NS, WEIGHT_DEFAULT, Decision, Policy, TaskIn, clamp_slice,
+)
+
+FORGET_NS = 10_000_000_000
+EWMA_OLD = 0.75  # weight of the history in each moving average
+PREEMPT_AT = 12.0  # e.g. 1 kHz wake-ups (≈10) x runs of 1/16 slice (≈4) = 40; a hog scores < 1
+
+
+class InteractivePolicy(Policy):
+    name = "interactive"
+    description = "latency-critical first: wake frequency x short runs (lavd-like)"
+
+    def __init__(self, slice_ns: int = 5_000_000, nr_cpus: int = 1) -> None:
+        super().__init__(slice_ns, nr_cpus)
+        self.clock = 0
+        # pid -> [vruntime, last seen, last wake, wake_hz, burst_ns, run_per_wake_ns]
+        self.tasks: dict[int, list] = {}
+        self.preempts = 0
+
+    def lat_crit(self, wake_hz: float, run_per_wake_ns: float) -> float:
+        return math.log2(1.0 + wake_hz) * math.log2(1.0 + self.slice_ns / max(run_per_wake_ns, 1000.0))
+
+    def decide(self, task: TaskIn, now_ns: int) -> Decision:
+        slice_ns = self.slice_ns
+        weight = task.weight or WEIGHT_DEFAULT
+        s = self.tasks.get(task.pid)
+        if s is None:
+            # New task: no history, so neither favoured nor punished.
+            s = self.tasks[task.pid] = [self.clock, now_ns, 0, 0.0, 0, float(slice_ns)]
+            vr = self.clock
+        else:
+            vr = s[0] + task.run_ns * WEIGHT_DEFAULT // weight
+        s[4] += task.run_ns
+        woke = task.flags & ENQ_WAKEUP
+        if woke:
+            if s[2]:
+                gap = task.enq_ns - s[2]
+                if gap > 0:
+                    s[3] = EWMA_OLD * s[3] + (1 - EWMA_OLD) * (1e9 / gap)
+            s[2] = task.enq_ns
+            s[5] = EWMA_OLD * s[5] + (1 - EWMA_OLD) * s[4]
+            s[4] = 0
+        floor = self.clock - slice_ns
+        if vr < floor:
+            vr = floor
+        if vr > self.clock:
+            self.clock = vr
+        s[0] = vr
+        s[1] = now_ns
+        lc = self.lat_crit(s[3], s[5])
+        deadline = vr + int(slice_ns / (1.0 + lc))
+        if lc >= 1.0:
+            slice_ns = max(MIN_SLICE_NS, min(slice_ns, int(2 * s[5])))
+        else:
+            slice_ns = slice_ns * weight // WEIGHT_DEFAULT
+        if woke and lc >= PREEMPT_AT and task.cpu >= 0:
+            self.preempts += 1
+            return Decision(task.pid, task.cpu, clamp_slice(slice_ns), deadline, task.gen, DF_PREEMPT)
+        return Decision(task.pid, CPU_ANY, clamp_slice(slice_ns), deadline, task.gen, 0)
+
+    def tick(self, now_ns: int) -> None:
+        stale = [pid for pid, s in self.tasks.items() if now_ns - s[1] > FORGET_NS]
+        for pid in stale:
+            del self.tasks[pid]
+
+    def stats(self) -> dict[str, float]:
+        return {"tracked": len(self.tasks), "preempts": self.preempts}
+
+    def adopt(self, other: Policy) -> None:
+        super().adopt(other)
+        clock = getattr(other, "clock", None)
+        if isinstance(clock, int):
+            self.clock = clock
+
+
+POLICY = InteractivePolicy

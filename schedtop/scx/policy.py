@@ -1,0 +1,108 @@
+"""The policy interface: one queued task in, one dispatch decision out.
+
+A policy is plain Python: no ctypes, no I/O, no clock of its own. The loop
+(schedtop/scx/loop.py) decodes each record the BPF side queued, calls
+``decide`` once for it, and sends the ``Decision`` back through the user ring
+buffer. The kernel then keeps decided tasks in vtime-ordered DSQs keyed by
+``Decision.deadline``, so a policy orders tasks just by the deadline it
+returns; it never has to hold tasks itself.
+
+Writing your own (``schedtop scx --policy my.py``)::
+
+    from schedtop.scx.policy import Policy, Decision, CPU_ANY
+
+    class Policy(Policy):          # the loader takes the class named Policy,
+        name = "lifo"              # or a module-level POLICY instance
+        def decide(self, task, now_ns):
+            return Decision(task.pid, CPU_ANY, self.slice_ns, -now_ns & MAX_DEADLINE, task.gen, 0)
+
+Rules the loop relies on:
+  - ``decide`` must be fast (the loop's budget is a few µs per task) and must
+    return a Decision for the same pid and gen it was given; a policy that
+    raises unloads the scheduler cleanly and the error is reported.
+  - ``tick`` runs at least every loop wake-up (≤ 100 ms apart) for ageing.
+  - ``stats`` returns a small dict of numbers shown beside the counters.
+  - Values are plain ints; times are nanoseconds of CLOCK_MONOTONIC.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+CPU_ANY = -1  # the decision leaves the CPU to the first one free (shared DSQ)
+MAX_DEADLINE = (1 << 64) - 1
+
+# Decision.flags, mirrored in bpf/scx.h (SCHEDTOP_DF_*).
+DF_PREEMPT = 1  # latency-critical: put it at the head of its CPU and preempt
+
+# TaskIn.flags carries the kernel's enqueue flags; this one is worth naming.
+ENQ_WAKEUP = 1  # SCX_ENQ_WAKEUP: the task just woke up
+
+DEFAULT_SLICE_NS = 5_000_000
+MIN_SLICE_NS = 100_000  # shorter slices cost more in switches than they save
+MAX_SLICE_NS = 100_000_000
+WEIGHT_DEFAULT = 100  # p->scx.weight of a nice-0 task (range 1..10000)
+
+
+class TaskIn(NamedTuple):
+    """One task the kernel handed to user space (scx.h: struct scx_queued)."""
+
+    pid: int  # thread id
+    cpu: int  # the CPU it last ran on
+    nr_cpus_allowed: int
+    weight: int  # 1..10000, 100 for nice 0
+    flags: int  # SCX_ENQ_* of this enqueue
+    exec_runtime: int  # ns on CPU since it last went to sleep
+    run_ns: int  # ns on CPU since its previous enqueue (the stint just ended)
+    vtime: int  # ns of weighted runtime the BPF side accumulated (informative)
+    gen: int  # enqueue generation; a decision with an older gen is cancelled
+    enq_ns: int  # when it was queued (bpf_ktime_get_ns)
+    comm: str
+
+
+class Decision(NamedTuple):
+    """Where and how long a task runs (scx.h: struct scx_dispatched)."""
+
+    pid: int
+    cpu: int  # CPU_ANY or a CPU the task may run on
+    slice_ns: int
+    deadline: int  # order inside the DSQ: smaller runs first
+    gen: int
+    flags: int = 0  # DF_*
+
+
+class PolicyError(Exception):
+    """A policy that cannot be loaded or broke a rule of the interface."""
+
+
+def clamp_slice(ns: int) -> int:
+    return MIN_SLICE_NS if ns < MIN_SLICE_NS else MAX_SLICE_NS if ns > MAX_SLICE_NS else ns
+
+
+class Policy:
+    """Base class: FIFO order, global slice, any CPU. Subclasses override ``decide``."""
+
+    name = "base"
+    description = ""
+
+    def __init__(self, slice_ns: int = DEFAULT_SLICE_NS, nr_cpus: int = 1) -> None:
+        self.slice_ns = clamp_slice(int(slice_ns))
+        self.nr_cpus = max(1, int(nr_cpus))
+
+    def decide(self, task: TaskIn, now_ns: int) -> Decision:
+        return Decision(task.pid, CPU_ANY, self.slice_ns, task.enq_ns, task.gen, 0)
+
+    def tick(self, now_ns: int) -> None:
+        """Periodic hook (ageing, pruning); runs between batches, never per task."""
+
+    def stats(self) -> dict[str, float]:
+        return {}
+
+    def set_slice(self, slice_ns: int) -> None:
+        """The global slice knob: the base every per-task slice derives from."""
+        self.slice_ns = clamp_slice(int(slice_ns))
+
+    def adopt(self, other: "Policy") -> None:
+        """Called when switching policy live: take over shared settings of the old one."""
+        self.slice_ns = other.slice_ns
+        self.nr_cpus = other.nr_cpus
