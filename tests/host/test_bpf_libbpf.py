@@ -205,3 +205,24 @@ def test_verifier_rejection_is_a_clear_error(tmp_path: Path, caplog: pytest.LogC
 def test_missing_object_names_make_bpf(tmp_path: Path) -> None:
     with pytest.raises(BpfError, match="make bpf"):
         BpfObject.open(tmp_path / "nope.bpf.o")
+
+
+def test_struct_ops_attach_and_destroy(tmp_path: Path) -> None:
+    """struct_ops through bpf_map__attach_struct_ops, with a TCP congestion control (this kernel
+    has no sched_ext; the scheduler takes the same path in the guest)."""
+    path = compile_bpf(Path(__file__).parent / "bpf" / "struct_ops_test.bpf.c", tmp_path / "st.bpf.o")
+    avail = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
+    with BpfObject.open(path) as o:
+        ops = o.map("schedtop_test_ca")
+        # the struct_ops image is writable before load, like .rodata
+        addr, size = ops.initial_value()
+        assert size >= 16
+        o.load()
+        assert o.attach_all() == ({}, {})  # struct_ops programs attach through their map
+        link = ops.attach_struct_ops()
+        assert "schedtop_test" in avail.read_text().split()
+        with pytest.raises(BpfError) as exc:
+            ops.attach_struct_ops()  # the same name twice
+        assert exc.value.errno in (errno.EEXIST, errno.EBUSY)
+        link.destroy()
+        assert "schedtop_test" not in avail.read_text().split()
