@@ -1,0 +1,124 @@
+"""`schedtop set`: retune threads from the command line, journaled for `schedtop restore`.
+
+Messages and exit codes follow chrt and taskset: "failed to set pid N's policy: <strerror>"
+on stderr and exit 1; bad usage exits 2 (argparse). With no change given it prints the
+current parameters, like `chrt -p PID`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from schedtop.steer import units
+from schedtop.steer.actions import SteerError, Tuning, read_params, set_base_slice
+from schedtop.steer.change import change
+from schedtop.steer.journal import Journal, JournalError
+from schedtop.steer.targets import resolve
+
+
+def _type(fn, name):
+    def conv(text):
+        try:
+            return fn(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    conv.__name__ = name
+    return conv
+
+
+def _int_in(lo: int, hi: int, what: str):
+    def conv(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{what} {v} is out of range: {lo}..{hi}")
+        return v
+    return conv
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.description = ("Retune threads: EEVDF slice, CPU pinning, nice, FIFO/RR, BATCH/IDLE. Every change "
+                     "is journaled first; `schedtop restore` undoes it.")
+    p.add_argument("pid", nargs="?", type=int, help="the pid/tid to change (one thread unless --threads/--tree)")
+    p.add_argument("--slice", type=_type(units.parse_slice, "slice"), metavar="DUR",
+                   help=f"EEVDF slice, e.g. 3ms, 500us ({units.SLICE_RANGE}) or 'default'")
+    p.add_argument("--pin", "--cpus", dest="pin", type=_type(units.parse_cpulist, "cpus"), metavar="LIST",
+                   help="CPU affinity, e.g. 0, 0-1, 0,2 or all")
+    p.add_argument("--nice", type=_int_in(-20, 19, "nice"), metavar="N", help="nice value -20..19")
+    pol = p.add_mutually_exclusive_group()
+    pol.add_argument("--fifo", type=_int_in(1, 99, "priority"), metavar="PRIO", help="SCHED_FIFO at PRIO (1..99)")
+    pol.add_argument("--rr", type=_int_in(1, 99, "priority"), metavar="PRIO", help="SCHED_RR at PRIO (1..99)")
+    pol.add_argument("--batch", action="store_true", help="SCHED_BATCH")
+    pol.add_argument("--idle", action="store_true", help="SCHED_IDLE")
+    pol.add_argument("--other", action="store_true", help="SCHED_OTHER (back to normal)")
+    p.add_argument("-a", "--threads", action="store_true", help="all threads of the process (like chrt -a)")
+    p.add_argument("--tree", action="store_true", help="the process and all its descendants, every thread")
+    p.add_argument("--name", metavar="GLOB", help="every task whose name matches, e.g. 'pipewire*'")
+    p.add_argument("--base-slice", type=_type(units.parse_slice, "slice"), metavar="DUR",
+                   help="set the global EEVDF base slice (debugfs)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+
+
+def tuning_from(args: argparse.Namespace) -> Tuning:
+    policy = prio = None
+    if args.fifo is not None:
+        policy, prio = units.SCHED_FIFO, args.fifo
+    elif args.rr is not None:
+        policy, prio = units.SCHED_RR, args.rr
+    elif args.batch:
+        policy = units.SCHED_BATCH
+    elif args.idle:
+        policy = units.SCHED_IDLE
+    elif args.other:
+        policy = units.SCHED_OTHER
+    return Tuning(policy=policy, rt_priority=prio, nice=args.nice, slice_ns=args.slice, affinity=args.pin)
+
+
+def run(args: argparse.Namespace) -> int:
+    err = lambda msg: print(f"schedtop: {msg}", file=sys.stderr)  # noqa: E731
+    rc = 0
+    if args.base_slice is not None:
+        try:
+            if args.base_slice == 0:
+                raise SteerError(f"--base-slice needs a duration ({units.SLICE_RANGE})")
+            msg = set_base_slice(args.base_slice)
+            if not args.quiet:
+                print(msg)
+        except SteerError as exc:
+            err(str(exc))
+            rc = 1
+        if args.pid is None and args.name is None:
+            return rc
+    tuning = tuning_from(args)
+    try:
+        refs = resolve(args.pid, threads=args.threads, tree=args.tree, name=args.name)
+    except SteerError as exc:
+        err(str(exc))
+        return 1
+    if tuning.is_empty():
+        for r in refs:  # like `chrt -p PID`: show, change nothing
+            try:
+                print(f"pid {r.tid} ({r.comm}): {read_params(r).describe()}")
+            except SteerError as exc:
+                err(str(exc))
+                rc = 1
+        return rc
+    try:
+        report = change(refs, tuning, Journal.shared())
+    except (SteerError, JournalError) as exc:
+        err(str(exc))
+        return 1
+    for r in report.results:
+        if r.ok and not args.quiet:
+            print(f"pid {r.ref.tid} ({r.ref.comm}): {r.before.describe()} -> {r.after.describe()}")
+        elif r.gone:
+            if not args.quiet:
+                print(f"pid {r.ref.tid} ({r.ref.comm}): gone, skipped")
+        elif not r.ok:
+            err(r.error)
+    if report.errors() or not report.changed:
+        rc = 1
+    return rc

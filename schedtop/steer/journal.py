@@ -1,0 +1,322 @@
+"""The undo journal: every change is written down (atomically) before it is made.
+
+One JSON file per writer in a state directory owned by the user and mode 0700:
+  /var/lib/schedtop (root) or $XDG_STATE_HOME/schedtop (others); $SCHEDTOP_STATE_DIR overrides.
+  session-<pid>-<starttime>.json  a TUI or `profile apply --watch` run; restored when it exits.
+                                  If its owner is dead (crash, kill -9), it is an orphan that the
+                                  next start offers to restore and `schedtop restore` restores.
+  cli.json                        `schedtop set` changes; they persist until `schedtop restore`.
+
+A journal is a list of steps (one user action each). Each step holds, per thread, the
+parameters it had just before that step, and the thread's start time: a pid that was reused
+by another task is never touched. Undo pops the last step; restore puts every thread back to
+its state before its first step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from schedtop.steer.actions import SteerError, TaskParams, TaskRef, set_params, starttime_of
+
+JOURNAL_VERSION = 1
+
+
+class JournalError(Exception):
+    """The state directory or a journal file is unusable; the message names the file."""
+
+
+def state_dir(create: bool = True) -> Path:
+    env = os.environ.get("SCHEDTOP_STATE_DIR")
+    if env:
+        path = Path(env)
+    elif os.geteuid() == 0:
+        path = Path("/var/lib/schedtop")
+    else:
+        base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+        path = Path(base) / "schedtop"
+    if create:
+        ensure_dir(path)
+    return path
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create the state dir 0700 and refuse one owned by someone else."""
+    try:
+        path.mkdir(parents=True, mode=0o700, exist_ok=True)
+        st = path.stat()
+    except OSError as exc:
+        raise JournalError(f"cannot create state dir {path}: {exc.strerror}") from None
+    if st.st_uid != os.geteuid():
+        raise JournalError(f"state dir {path} is owned by uid {st.st_uid}, not {os.geteuid()}: refusing")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)  # someone loosened it; the journal says what we may touch
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    ref: TaskRef
+    before: TaskParams
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    id: int
+    ts: float
+    label: str
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    ref: TaskRef
+    status: str  # restored, gone, reused, failed
+    message: str = ""
+
+    def line(self) -> str:
+        text = {"restored": "restored", "gone": "gone (exited)", "reused": "pid reused by another task: left alone",
+                "failed": "FAILED"}[self.status]
+        return f"{self.ref.label()}: {text}" + (f": {self.message}" if self.message else "")
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveChange:
+    """One thread that differs from its original state, for the changes pane."""
+
+    ref: TaskRef
+    before: TaskParams
+    labels: tuple[str, ...]
+    last_step: int
+
+
+def _ref_json(r: TaskRef) -> dict:
+    return {"pid": r.pid, "tid": r.tid, "starttime": r.starttime, "comm": r.comm}
+
+
+def _ref_from(d: dict) -> TaskRef:
+    return TaskRef(pid=int(d["pid"]), tid=int(d["tid"]), starttime=int(d["starttime"]), comm=str(d.get("comm", "")))
+
+
+def _self_ref() -> tuple[int, int]:
+    pid = os.getpid()
+    return pid, starttime_of(pid, pid) or 0
+
+
+class Journal:
+    """A journal file. Every mutation takes the lock, re-reads the file, changes it and writes
+    it back atomically (temp file, fsync, rename, fsync of the directory)."""
+
+    def __init__(self, path: Path, owner: tuple[int, int] | None) -> None:
+        self.path = path
+        self.owner = owner
+        self.steps: list[Step] = []
+        if path.exists():
+            self._load()
+
+    # --- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def session(cls, directory: Path | None = None) -> "Journal":
+        d = ensure_dir(directory) if directory else state_dir()
+        pid, st = _self_ref()
+        return cls(d / f"session-{pid}-{st}.json", (pid, st))
+
+    @classmethod
+    def shared(cls, directory: Path | None = None) -> "Journal":
+        return cls((ensure_dir(directory) if directory else state_dir()) / "cli.json", None)
+
+    @staticmethod
+    def orphans(directory: Path | None = None) -> list["Journal"]:
+        """Session journals whose owner process is gone (crash, kill -9)."""
+        d = ensure_dir(directory) if directory else state_dir()
+        out = []
+        for p in sorted(d.glob("session-*.json")):
+            try:
+                _, pid, st = p.stem.split("-")
+                pid, st = int(pid), int(st)
+            except ValueError:
+                continue
+            if starttime_of(pid, pid) == st:
+                continue  # a live session restores its own changes
+            out.append(Journal(p, (pid, st)))
+        return out
+
+    # --- file I/O ------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        try:
+            data = json.loads(self.path.read_text())
+            if data.get("version") != JOURNAL_VERSION:
+                raise ValueError(f"unknown journal version {data.get('version')!r}")
+            self.steps = [
+                Step(id=int(s["id"]), ts=float(s["ts"]), label=str(s["label"]),
+                     entries=tuple(Entry(_ref_from(e["task"]), TaskParams.from_json(e["before"]))
+                                   for e in s["entries"]))
+                for s in data["steps"]
+            ]
+        except FileNotFoundError:
+            self.steps = []
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise JournalError(f"{self.path}: unreadable journal: {exc}") from None
+
+    def _save(self) -> None:
+        data = {
+            "version": JOURNAL_VERSION,
+            "owner": None if self.owner is None else {"pid": self.owner[0], "starttime": self.owner[1]},
+            "steps": [
+                {"id": s.id, "ts": s.ts, "label": s.label,
+                 "entries": [{"task": _ref_json(e.ref), "before": e.before.to_json()} for e in s.entries]}
+                for s in self.steps
+            ],
+        }
+        d = self.path.parent
+        fd, tmp = tempfile.mkstemp(prefix=".journal-", dir=d)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)  # the rename itself must survive a crash
+        finally:
+            os.close(dfd)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        lock = os.open(self.path.parent / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._load()
+            yield
+            if self.steps:
+                self._save()
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+        finally:
+            os.close(lock)
+
+    # --- changes -------------------------------------------------------------------------
+
+    def record(self, label: str, entries: list[tuple[TaskRef, TaskParams]]) -> int:
+        """Write the originals down (durably) before the caller changes anything."""
+        with self._locked():
+            sid = max((s.id for s in self.steps), default=0) + 1
+            self.steps.append(Step(sid, time.time(), label, tuple(Entry(r, b) for r, b in entries)))
+        return sid
+
+    def forget(self, step_id: int, refs: list[TaskRef]) -> None:
+        """Drop threads from a step whose change did not happen (the syscall failed)."""
+        drop = {(r.tid, r.starttime) for r in refs}
+        with self._locked():
+            self._filter(lambda s, e: not (s.id == step_id and (e.ref.tid, e.ref.starttime) in drop))
+
+    def _filter(self, keep) -> None:
+        steps = []
+        for s in self.steps:
+            entries = tuple(e for e in s.entries if keep(s, e))
+            if entries:
+                steps.append(Step(s.id, s.ts, s.label, entries))
+        self.steps = steps
+
+    def prune(self) -> int:
+        """Drop threads that exited or whose pid now names another task. Returns how many."""
+        n = 0
+        with self._locked():
+            before = sum(len(s.entries) for s in self.steps)
+            self._filter(lambda s, e: starttime_of(e.ref.pid, e.ref.tid) == e.ref.starttime)
+            n = before - sum(len(s.entries) for s in self.steps)
+        return n
+
+    def active(self) -> list[ActiveChange]:
+        """Per thread: its original parameters and the labels of the steps that changed it."""
+        by_task: dict[tuple[int, int], ActiveChange] = {}
+        for s in self.steps:
+            for e in s.entries:
+                k = (e.ref.tid, e.ref.starttime)
+                if k in by_task:
+                    a = by_task[k]
+                    by_task[k] = ActiveChange(a.ref, a.before, a.labels + (s.label,), s.id)
+                else:
+                    by_task[k] = ActiveChange(e.ref, e.before, (s.label,), s.id)
+        return list(by_task.values())
+
+    def undo_last(self) -> tuple[str, list[Outcome]] | None:
+        """Revert the newest step. None when there is nothing to undo."""
+        with self._locked():
+            if not self.steps:
+                return None
+            step = self.steps[-1]
+            outcomes = [_restore_one(e) for e in step.entries]
+            failed = {(o.ref.tid, o.ref.starttime) for o in outcomes if o.status == "failed"}
+            self.steps.pop()
+            if failed:  # keep what could not be undone, so restore can try again
+                self.steps.append(Step(step.id, step.ts, step.label,
+                                       tuple(e for e in step.entries if (e.ref.tid, e.ref.starttime) in failed)))
+        return step.label, outcomes
+
+    def undo_task(self, ref: TaskRef) -> Outcome | None:
+        """Put one thread back to its original state (the changes pane's per-row undo)."""
+        key = (ref.tid, ref.starttime)
+        with self._locked():
+            first = next((e for s in self.steps for e in s.entries if (e.ref.tid, e.ref.starttime) == key), None)
+            if first is None:
+                return None
+            out = _restore_one(first)
+            if out.status != "failed":
+                self._filter(lambda s, e: (e.ref.tid, e.ref.starttime) != key)
+        return out
+
+    def restore_all(self) -> list[Outcome]:
+        """Every thread back to its state before its first change. Failed ones stay journaled."""
+        with self._locked():
+            firsts: dict[tuple[int, int], Entry] = {}
+            for s in self.steps:
+                for e in s.entries:
+                    firsts.setdefault((e.ref.tid, e.ref.starttime), e)
+            outcomes = [_restore_one(e) for e in firsts.values()]
+            failed = {(o.ref.tid, o.ref.starttime) for o in outcomes if o.status == "failed"}
+            self._filter(lambda s, e: (e.ref.tid, e.ref.starttime) in failed)
+        return outcomes
+
+    def __len__(self) -> int:
+        return len({(e.ref.tid, e.ref.starttime) for s in self.steps for e in s.entries})
+
+
+def _restore_one(e: Entry) -> Outcome:
+    st = starttime_of(e.ref.pid, e.ref.tid)
+    if st is None:
+        return Outcome(e.ref, "gone")
+    if st != e.ref.starttime:
+        return Outcome(e.ref, "reused")
+    try:
+        set_params(e.ref, e.before)
+    except SteerError as exc:
+        if exc.errno == errno.ESRCH:
+            return Outcome(e.ref, "gone")
+        return Outcome(e.ref, "failed", str(exc))
+    return Outcome(e.ref, "restored")
+
+
+def summarize(outcomes: list[Outcome]) -> str:
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    order = ("restored", "gone", "reused", "failed")
+    return ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k)) or "nothing to restore"
