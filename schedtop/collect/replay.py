@@ -126,7 +126,7 @@ def parse_replay(text: str, name: str = "replay") -> Replay:
             continue
         try:
             snaps.append(snapshot_from_dict(rec["data"]))
-        except (SchemaError, TypeError, ValueError, RecursionError) as exc:
+        except (SchemaError, TypeError, ValueError, ArithmeticError, RecursionError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ReplayError(f"{name}: line {no}: {msg}") from None
     if not snaps:
