@@ -1,0 +1,499 @@
+"""The schedtop TUI: a timer wakes a collector thread, the thread posts Snapshots, widgets render them.
+
+Data flow (memray/dolphie style): `_arm()` sets a one-shot timer; the timer
+starts a thread worker that calls `source.collect()` (blocking I/O, never on
+the UI thread) and posts `SnapshotReady`; when the worker ends, the next timer
+is armed, so polls never overlap. `SnapshotReady.can_replace` lets a burst
+collapse to the newest frame if the UI falls behind. The app applies a frame
+inside `batch_update()`; widgets only render what they are given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widgets import Footer, Input
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from schedtop.model import Snapshot, Task
+from schedtop.ui import bpf_actions, ext_actions, scx_actions, steer_actions
+from schedtop.ui.bpf_actions import BpfActions
+from schedtop.ui.config import Config
+from schedtop.ui.ext_actions import ExtActions
+from schedtop.ui.history import History
+from schedtop.ui.palette import ActionsProvider
+from schedtop.ui.screens.detail import DetailScreen
+from schedtop.ui.screens.help import HelpScreen, help_rows
+from schedtop.ui.screens.queue import QueueScreen
+from schedtop.ui.screens.too_small import TooSmallScreen, too_small
+from schedtop.ui.scx_actions import ScxActions
+from schedtop.ui.steer_actions import SteerActions
+from schedtop.ui.widgets.cpu_panel import CpuPanel
+from schedtop.ui.widgets.filter_box import FilterBox
+from schedtop.ui.widgets.format import fold_processes
+from schedtop.ui.widgets.header import SchedHeader
+from schedtop.ui.widgets.latency import LatencyPanel
+from schedtop.ui.widgets.status import StatusBar
+from schedtop.ui.widgets.task_table import COLUMNS, TaskTable
+
+SORT_KEYS = [c.key for c in COLUMNS]
+SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+LATENCY_MIN_WIDTH = 110  # below this the histogram would squeeze the CPU bars
+
+
+class SnapshotReady(Message):
+    """Posted from the collector thread; a newer one replaces an unhandled older one."""
+
+    def __init__(self, snapshot: Snapshot | None, error: str | None = None, elapsed: float = 0.0) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+        self.error = error
+        self.elapsed = elapsed
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SnapshotReady) and message.error is None
+
+
+def _b(key: str, action: str, description: str, ident: str, tooltip: str, show: bool = True, **kw: Any) -> Binding:
+    return Binding(key, action, description, show=show, id=f"schedtop.{ident}", tooltip=tooltip, **kw)
+
+
+CORE_BINDINGS: list[Binding] = [
+    _b("q", "quit", "Quit", "quit", "Quit schedtop (journaled changes are restored)"),
+    _b("question_mark,f1", "help", "Help", "help", "Show every key, generated from the bindings"),
+    _b("space", "pause", "Pause", "pause", "Freeze the view; collection keeps counting"),
+    _b("slash", "filter", "Filter", "filter", "Filter by command name or pid"),
+    _b("escape", "clear_filter", "Clear filter", "clear_filter", "Clear the filter and follow", show=False),
+    _b("enter", "detail", "Detail", "detail", "Detail of the selected task: sparklines and /proc sched fields"),
+    _b("e", "queue", "Queue", "queue", "The selected task's CPU run queue in EEVDF order, with lag"),
+    _b("t", "threads", "Threads", "threads", "Toggle one row per thread / per process"),
+    _b("f", "follow", "Follow", "follow", "Show only the selected task's process (toggle)"),
+    _b("greater_than_sign", "sort(1)", "Sort →", "sort_next", "Sort by the next column"),
+    _b("less_than_sign", "sort(-1)", "Sort ←", "sort_prev", "Sort by the previous column", show=False),
+    _b("i", "sort_invert", "Invert sort", "sort_invert", "Reverse the sort order", show=False),
+    _b("u", "sort_by('cpu_pct')", "Sort CPU%", "sort_cpu", "Sort by CPU%", show=False),
+    _b("w", "sort_by('wait')", "Sort wait", "sort_wait", "Sort by run-queue wait per second", show=False),
+    _b("full_stop", "step(1)", "Step", "replay_step", "Replay: show the next frame (pauses)"),
+    _b("comma", "step(-1)", "Back", "replay_back", "Replay: show the previous frame (pauses)"),
+    _b("plus", "speed(1)", "Faster", "replay_faster", "Replay: play faster", show=False),
+    _b("minus", "speed(-1)", "Slower", "replay_slower", "Replay: play slower", show=False),
+]
+REPLAY_ACTIONS = {"step", "speed"}
+
+
+class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
+    TITLE = "schedtop"
+    CSS_PATH = "schedtop.tcss"
+    COMMANDS = App.COMMANDS | {ActionsProvider}
+    BINDINGS: ClassVar[list[Binding]] = [
+        *CORE_BINDINGS,
+        *steer_actions.BINDINGS,
+        *scx_actions.BINDINGS,
+        *ext_actions.BINDINGS,
+        *bpf_actions.BINDINGS,
+    ]
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        delay: float = 1.0,
+        pids: tuple[int, ...] | list[int] = (),
+        record: Any = None,
+        config: Config | None = None,
+        args: Any = None,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.delay = delay
+        self.pids = tuple(pids)
+        self.recorder = record
+        self.config = config or Config()
+        self.args = args
+        self.replay = hasattr(source, "step") and hasattr(source, "seek")
+        self.snapshot: Snapshot | None = None  # what the widgets show (frozen while paused)
+        self.latest: Snapshot | None = None  # newest collected
+        self.history = History()
+        self.paused = False
+        self.pending = 0  # frames collected while paused
+        self.thread_mode = bool(getattr(source, "threads", True))
+        self.follow_pid: int | None = None
+        self.error: str | None = None
+        self.collect_ms: float = 0.0
+        self._polling = False
+        self._timer = None
+        self._record_lock = threading.Lock()
+        self._hooks_done = False
+        if self.config.theme:
+            self.theme = self.config.theme
+
+    # --- layout -------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield SchedHeader(id="header")
+        with Horizontal(id="top"):
+            yield CpuPanel(id="cpus")
+            yield LatencyPanel(id="latency")
+        yield TaskTable(id="tasks")
+        yield FilterBox(placeholder="filter: command name or pid (Enter keeps, Esc clears)", id="filter")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.config.keymap:
+            self.set_keymap(dict(self.config.keymap))
+        table = self.query_one(TaskTable)
+        table.thread_mode = self.thread_mode
+        if self.pids:
+            table.set_only_pids(self.pids)
+        table.focus()
+        self.query_one("#latency").display = False
+        self._render_state()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread (tests): nothing to install
+        self.steer_mount()
+        self.scx_mount()
+        self.ext_mount()
+        self.bpf_mount()
+        self._poll()
+        self._check_size()
+
+    def _on_signal(self, sig: int) -> None:
+        self.exit(128 + sig)
+
+    def on_resize(self) -> None:
+        self._check_size()
+        self._layout_latency()
+
+    def _check_size(self) -> None:
+        small = too_small(*self.size)
+        showing = isinstance(self.screen, TooSmallScreen)
+        if small and not showing:
+            self.push_screen(TooSmallScreen())
+        elif not small and showing:
+            self.pop_screen()
+
+    def _layout_latency(self) -> None:
+        lat = self.query_one("#latency", LatencyPanel)
+        snap = self.snapshot
+        lat.display = bool(snap is not None and snap.latency is not None and self.size.width >= LATENCY_MIN_WIDTH)
+
+    # --- what mixins use ----------------------------------------------------
+
+    def selected_task(self) -> Task | None:
+        if self.snapshot is None:
+            return None
+        return self.query_one(TaskTable).selected
+
+    def record_action(self, action: dict) -> None:
+        if self.recorder is None:
+            return
+        with self._record_lock:
+            self.recorder.action(action)
+
+    # --- collection (the only place the source is called) --------------------
+
+    def _poll(self) -> None:
+        self._timer = None
+        if self._polling:
+            return
+        if self.replay and getattr(self.source, "at_end", False):
+            self._render_state()
+            return
+        self._polling = True
+        self._collect()
+
+    @work(thread=True, exclusive=False, group="collect", exit_on_error=False)
+    def _collect(self) -> None:
+        worker = get_current_worker()
+        t0 = time.perf_counter()
+        try:
+            snap = self.source.collect()
+        except Exception as exc:  # a collector bug must not take the UI down
+            if not worker.is_cancelled:
+                self.post_message(SnapshotReady(None, f"collector: {type(exc).__name__}: {exc}"))
+            return
+        elapsed = time.perf_counter() - t0
+        if self.recorder is not None and not self.replay:
+            with self._record_lock:
+                self.recorder.snapshot(snap)
+        if not worker.is_cancelled:
+            self.post_message(SnapshotReady(snap, None, elapsed))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "collect":
+            return
+        if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            self._polling = False
+            if event.state == WorkerState.ERROR:
+                self.error = f"collector: {event.worker.error}"
+            self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None or self._exit_requested():
+            return
+        if self.replay:
+            if self.paused or getattr(self.source, "at_end", False):
+                return
+            interval = self.latest.interval_s if self.latest is not None and self.latest.interval_s > 0 else self.delay
+            wait = interval / max(float(getattr(self.source, "speed", 1.0)), 0.01)
+        else:
+            wait = max(0.05, self.delay - self.collect_ms / 1000)
+        self._timer = self.set_timer(wait, self._poll)
+
+    def _exit_requested(self) -> bool:
+        return self._hooks_done
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        if message.error is not None:
+            self.error = message.error
+            self._render_state()
+            return
+        snap = message.snapshot
+        assert snap is not None
+        self.error = None
+        self.collect_ms = message.elapsed * 1000
+        self.latest = snap
+        self.history.update(snap)
+        if self.paused and not self.replay:  # a replay frame already in flight is still shown
+            self.pending += 1
+            self._render_state()
+            return
+        self.pending = 0
+        self.show(snap)
+
+    def show(self, snap: Snapshot) -> None:
+        """Render a snapshot everywhere (the only place widgets get data)."""
+        self.snapshot = snap
+        tasks = snap.tasks if self.thread_mode else fold_processes(snap.tasks)
+        with self.batch_update():
+            self.query_one(CpuPanel).show(snap)
+            self._layout_latency()
+            lat = self.query_one(LatencyPanel)
+            if lat.display:
+                lat.show(snap.latency, self.history.p99_us)
+            self.query_one(TaskTable).set_tasks(
+                tasks,
+                thread_mode=self.thread_mode,
+                show_lat=any(t.lat_p99_us is not None for t in tasks),
+                show_ext=any(t.ext_enabled is not None for t in tasks),
+            )
+            self._render_state()
+            for screen in self.screen_stack:
+                if hasattr(screen, "show_snapshot"):
+                    screen.show_snapshot(snap)
+
+    def mode_text(self) -> str:
+        if self.replay:
+            src = self.source
+            if src.at_end and not self.paused:
+                state = "end"
+            else:
+                state = "paused" if self.paused else "playing"
+            return f"REPLAY {src.pos + 1}/{len(src)} x{src.speed:g} {state}"
+        if self.paused:
+            return f"PAUSED ({self.pending} new)" if self.pending else "PAUSED"
+        return "live"
+
+    def view_text(self) -> str:
+        table = self.query_one(TaskTable)
+        parts = [f"{len(table.rows)}/{len(table.tasks)} {'threads' if self.thread_mode else 'processes'}"]
+        parts.append(f"sort {table.sort_key}{'↓' if table.sort_reverse else '↑'}")
+        if table.filter_text:
+            parts.append(f"filter {table.filter_text!r}")
+        if table.only_pids:
+            parts.append("follow " + ",".join(map(str, sorted(table.only_pids))))
+        if self.collect_ms and not self.replay:
+            parts.append(f"collect {self.collect_ms:.0f}ms")
+        return "  ".join(parts)
+
+    def _render_state(self) -> None:
+        self.query_one(SchedHeader).show(self.snapshot, self.mode_text())
+        self.query_one(StatusBar).show(self.snapshot, self.view_text(), self.error)
+
+    # --- actions ------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in REPLAY_ACTIONS and not self.replay:
+            return False  # hidden from footer, help and palette in live mode
+        return True
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        if not self.paused:
+            if self.latest is not None and self.latest is not self.snapshot:
+                self.show(self.latest)
+            self.pending = 0
+            if self.replay:
+                self._arm()
+        self._render_state()
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(help_rows(self, self.screen.active_bindings)))
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        table = self.query_one(TaskTable)
+        table.set_filter("")
+        if table.only_pids and not self.pids:
+            table.set_only_pids(())
+        elif self.pids:
+            table.set_only_pids(self.pids)
+        table.focus()
+        self._render_state()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_one(TaskTable).set_filter(event.value)
+        self._render_state()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        event.input.display = bool(event.value)
+        self.query_one(TaskTable).focus()
+
+    @on(FilterBox.Cleared)
+    def _filter_cleared(self) -> None:
+        self.action_clear_filter()
+
+    def action_detail(self) -> None:
+        task = self.selected_task()
+        if task is None:
+            self.notify("no task selected", severity="warning")
+            return
+        self._open_detail(task)
+
+    @on(TaskTable.Activated)
+    def _activated(self, event: TaskTable.Activated) -> None:
+        self._open_detail(event.task_row)
+
+    def _open_detail(self, task: Task) -> None:
+        if hasattr(self.source, "detail_tid"):
+            self.source.detail_tid = task.tid  # the collector reads /proc/.../sched for it
+
+        def closed(_: object) -> None:
+            if hasattr(self.source, "detail_tid"):
+                self.source.detail_tid = None
+
+        self.push_screen(DetailScreen(task.tid), closed)
+
+    def action_queue(self) -> None:
+        task = self.selected_task()
+        cpu = task.cpu if task is not None else 0
+        self.push_screen(QueueScreen(cpu))
+
+    def action_threads(self) -> None:
+        self.thread_mode = not self.thread_mode
+        if hasattr(self.source, "threads") and not self.replay:
+            self.source.threads = self.thread_mode
+        if self.snapshot is not None:
+            self.show(self.snapshot)
+        self._render_state()
+
+    def action_follow(self) -> None:
+        table = self.query_one(TaskTable)
+        if table.only_pids and self.follow_pid is not None:
+            self.follow_pid = None
+            table.set_only_pids(self.pids)
+        else:
+            task = table.selected
+            if task is None:
+                return
+            self.follow_pid = task.pid
+            table.set_only_pids((task.pid,))
+            table.select_tid(task.tid)
+        self._render_state()
+
+    def action_sort(self, delta: int) -> None:
+        table = self.query_one(TaskTable)
+        keys = [c.key for c in table.visible_columns()] or SORT_KEYS
+        i = keys.index(table.sort_key) if table.sort_key in keys else -1
+        table.set_sort(keys[(i + delta) % len(keys)])
+        self._render_state()
+
+    def action_sort_by(self, key: str) -> None:
+        self.query_one(TaskTable).set_sort(key)
+        self._render_state()
+
+    def action_sort_invert(self) -> None:
+        table = self.query_one(TaskTable)
+        table.set_sort(table.sort_key, not table.sort_reverse)
+        self._render_state()
+
+    @on(TaskTable.SortChanged)
+    def _sorted(self) -> None:
+        self._render_state()
+
+    def action_step(self, delta: int) -> None:
+        """Replay only: pause and move one frame. The replay is in memory, so no worker is needed."""
+        src = self.source
+        self.paused = True
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        if delta > 0 and src.at_end:
+            self.notify("end of the recording")
+            self._render_state()
+            return
+        if delta < 0 and src.pos <= 0:
+            self.notify("start of the recording")
+            self._render_state()
+            return
+        snap = src.step(delta)
+        if delta > 0:
+            self.history.update(snap)
+        self.latest = snap
+        self.pending = 0
+        self.show(snap)
+
+    def action_speed(self, delta: int) -> None:
+        src = self.source
+        cur = float(getattr(src, "speed", 1.0))
+        i = min(range(len(SPEEDS)), key=lambda k: abs(SPEEDS[k] - cur))
+        src.speed = SPEEDS[max(0, min(len(SPEEDS) - 1, i + delta))]
+        if self._timer is not None:  # re-arm at the new pace
+            self._timer.stop()
+            self._timer = None
+            self._arm()
+        self._render_state()
+
+    # --- exit ---------------------------------------------------------------
+
+    def run_exit_hooks(self) -> None:
+        """Mixins' unmount hooks, exactly once (quit key, SIGTERM/SIGHUP, or run()'s finally)."""
+        if self._hooks_done:
+            return
+        self._hooks_done = True
+        if self._timer is not None:
+            self._timer.stop()
+        for hook in (self.bpf_unmount, self.ext_unmount, self.scx_unmount, self.steer_unmount):
+            try:
+                hook()
+            except Exception as exc:  # one area's failure must not skip another's restore
+                self.log.error(f"{hook.__name__}: {exc}")
+
+    def exit(self, result: int | None = None, return_code: int = 0, message: Any = None) -> None:
+        self.run_exit_hooks()
+        super().exit(result, return_code, message)

@@ -1,0 +1,96 @@
+"""`schedtop` (no subcommand): build the source, the recorder and the config, then run the TUI."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+def _fail(message: str) -> int:
+    print(f"schedtop: {message}", file=sys.stderr)
+    return 2
+
+
+def build_source(args: Any) -> Any:
+    """A ReplaySource for --replay (ReplayError propagates), else the live machine."""
+    if getattr(args, "replay", None):
+        from schedtop.collect.replay import ReplaySource, load_replay
+
+        return ReplaySource(load_replay(args.replay))
+    from schedtop.collect.live import LiveSource
+
+    return LiveSource(pids=tuple(args.pid or ()), threads=True, use_bpf=not args.no_bpf)
+
+
+def run(args: Any) -> int:
+    from schedtop.collect.replay import Recorder, ReplayError
+    from schedtop.ui.config import ConfigError, check_keymap, load_config
+
+    try:
+        config = load_config(getattr(args, "config", None))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if getattr(args, "replay", None) and getattr(args, "record", None):
+        return _fail("--record and --replay cannot be used together")
+    try:
+        source = build_source(args)
+    except ReplayError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot start the live source: {exc}")
+
+    from schedtop.ui.app import SchedtopApp
+
+    try:
+        check_keymap(config, known_binding_ids(SchedtopApp))
+    except ConfigError as exc:
+        _close(source)
+        return _fail(str(exc))
+
+    recorder = None
+    if getattr(args, "record", None):
+        try:
+            recorder = Recorder(args.record)
+        except OSError as exc:
+            _close(source)
+            return _fail(f"cannot record to {args.record}: {exc.strerror or exc}")
+
+    delay = args.delay
+    if config.delay is not None and delay == 1.0:  # the config's delay unless -d was given
+        delay = config.delay
+    app = SchedtopApp(source, delay=delay, pids=tuple(args.pid or ()), record=recorder, config=config, args=args)
+    try:
+        code = app.run()
+    finally:
+        app.run_exit_hooks()  # after a crash too: the steer journal must restore
+        _close(source)
+        if recorder is not None:
+            recorder.close()
+    if app.return_code not in (None, 0):
+        return int(app.return_code)
+    return int(code or 0)
+
+
+def known_binding_ids(app_cls: Any) -> set[str]:
+    """Every binding id the keymap may name: the app's, its widgets' and its screens'."""
+    from schedtop.ui.screens.detail import DetailScreen
+    from schedtop.ui.screens.help import HelpScreen
+    from schedtop.ui.screens.queue import QueueScreen
+    from schedtop.ui.widgets.filter_box import FilterBox
+    from schedtop.ui.widgets.task_table import TaskTable
+
+    ids = set()
+    for cls in (app_cls, TaskTable, FilterBox, HelpScreen, QueueScreen, DetailScreen):
+        for b in cls.BINDINGS:
+            if getattr(b, "id", None):
+                ids.add(b.id)
+    return ids
+
+
+def _close(source: Any) -> None:
+    close = getattr(source, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception as exc:
+            print(f"schedtop: closing the source: {exc}", file=sys.stderr)

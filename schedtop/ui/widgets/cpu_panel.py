@@ -1,0 +1,57 @@
+"""One line per CPU: utilisation bar, runnable count (~ when estimated), current task, switches/s."""
+
+from __future__ import annotations
+
+import math
+
+from textual.markup import escape
+from textual.widgets import Static
+
+from schedtop.model import CpuStat, Snapshot
+from schedtop.ui.widgets.format import bar, fmt_rate
+
+MAX_ROWS = 8  # beyond this many CPUs, lay them out in columns
+
+
+def cpu_cell(c: CpuStat, width: int) -> str:
+    """One CPU in `width` cells; the bar takes what the text leaves."""
+    run = f"{c.nr_running}{'' if c.nr_running_exact else '~'}"
+    curr = "idle" if c.curr_pid is None and not c.curr_comm else f"{c.curr_comm or '?'}"
+    if c.curr_pid is not None:
+        curr += f" ({c.curr_pid})"
+    head = f"{c.cpu:>3} "
+    nums = f" {c.util_pct:5.1f}% run {run:>3} {fmt_rate(c.switches_per_s):>5} sw/s "
+    bar_w = max(4, min(30, width - len(head) - len(nums) - 12))
+    rest = max(0, width - len(head) - bar_w - len(nums))
+    curr = curr if len(curr) <= rest else curr[: max(0, rest - 1)] + "…"
+    level = "$success" if c.util_pct < 60 else ("$warning" if c.util_pct < 90 else "$error")
+    return (
+        f"{head}[{level}]{bar(c.util_pct / 100, bar_w)}[/]{nums}"
+        f"[$text-muted]{escape(curr.ljust(rest))}[/]"
+    )
+
+
+def cpu_panel_markup(snap: Snapshot | None, width: int) -> str:
+    if snap is None or not snap.cpus:
+        return "[$text-muted]no CPU data yet[/]"
+    cpus = snap.cpus
+    ncols = max(1, min(math.ceil(len(cpus) / MAX_ROWS), max(1, width // 60)))
+    nrows = math.ceil(len(cpus) / ncols)
+    colw = max(30, width // ncols - 1)
+    exact = all(c.nr_running_exact for c in cpus)
+    note = "runnable exact (debugfs)" if exact else "runnable ~ estimated from /proc (root: exact)"
+    lines = [f"[b]CPU[/b]  [$text-muted]{note}[/]"]
+    for r in range(nrows):
+        cells = [cpu_cell(cpus[i], colw) for i in range(r, len(cpus), nrows)]
+        lines.append(" ".join(cells))
+    return "\n".join(lines)
+
+
+class CpuPanel(Static):
+    def show(self, snap: Snapshot | None) -> None:
+        self._snap = snap
+        self.update(cpu_panel_markup(snap, self.size.width or 80))
+
+    def on_resize(self) -> None:
+        if hasattr(self, "_snap"):
+            self.update(cpu_panel_markup(self._snap, self.size.width or 80))

@@ -1,0 +1,130 @@
+"""Pure formatting helpers shared by the widgets (no Textual, no I/O: unit-testable)."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from schedtop.model import Task
+
+
+def fmt_ns(ns: float | int | None) -> str:
+    """A duration in ns, short: 850ns, 12.3µs, 1.40ms, 2.50s, 1.2h."""
+    if ns is None:
+        return "-"
+    ns = float(ns)
+    a = abs(ns)
+    if a < 1_000:
+        return f"{ns:.0f}ns"
+    if a < 1_000_000:
+        return f"{ns / 1e3:.1f}µs"
+    if a < 1_000_000_000:
+        return f"{ns / 1e6:.2f}ms" if a < 10_000_000 else f"{ns / 1e6:.1f}ms"
+    if a < 3600e9:
+        return f"{ns / 1e9:.2f}s"
+    return f"{ns / 3600e9:.1f}h"
+
+
+def fmt_us(us: float | None) -> str:
+    return "-" if us is None else fmt_ns(us * 1000.0)
+
+
+def fmt_vruntime(ns: int | None) -> str:
+    """vruntime is absolute and large; seconds with ms precision keeps growth readable."""
+    if ns is None:
+        return "-"
+    return f"{ns / 1e9:.3f}"
+
+
+def fmt_rate(v: float) -> str:
+    """Events per second: 0, 12, 1.2k, 34k, 1.2M."""
+    if v < 0.05:
+        return "0"
+    if v < 10:
+        return f"{v:.1f}"
+    if v < 1000:
+        return f"{v:.0f}"
+    if v < 1e6:
+        return f"{v / 1e3:.1f}k" if v < 1e4 else f"{v / 1e3:.0f}k"
+    return f"{v / 1e6:.1f}M"
+
+
+def fmt_uptime(s: float) -> str:
+    s = int(s)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return f"{d}d {h:02d}:{m:02d}:{s:02d}" if d else f"{h:02d}:{m:02d}:{s:02d}"
+
+
+def compact_cpus(cpus: Iterable[int]) -> str:
+    """(0, 1, 2, 5, 7, 8) -> '0-2,5,7-8', like taskset -c."""
+    items = sorted(set(cpus))
+    if not items:
+        return "-"
+    parts: list[str] = []
+    start = prev = items[0]
+    for c in items[1:]:
+        if c == prev + 1:
+            prev = c
+            continue
+        parts.append(f"{start}-{prev}" if prev > start else str(start))
+        start = prev = c
+    parts.append(f"{start}-{prev}" if prev > start else str(start))
+    return ",".join(parts)
+
+
+def bar(frac: float, width: int) -> str:
+    """A horizontal bar with eighth-cell resolution."""
+    frac = min(max(frac, 0.0), 1.0)
+    eighths = round(frac * width * 8)
+    full, part = divmod(eighths, 8)
+    s = "█" * full + ("" if part == 0 else "▏▎▍▌▋▊▉"[part - 1])
+    return s.ljust(width)
+
+
+def matches(task: Task, query: str) -> bool:
+    """The filter: a number matches pid or tid by prefix, text matches comm (case-insensitive)."""
+    q = query.strip()
+    if not q:
+        return True
+    if q.isdigit():
+        return str(task.pid).startswith(q) or str(task.tid).startswith(q)
+    return q.lower() in task.comm.lower()
+
+
+def fold_processes(tasks: Sequence[Task]) -> tuple[Task, ...]:
+    """Fold threads into one row per process (for sources that only recorded threads).
+
+    Rates and times add up; identity fields come from the thread group leader
+    (or the first thread seen when the leader is absent)."""
+    groups: dict[int, list[Task]] = {}
+    for t in tasks:
+        groups.setdefault(t.pid, []).append(t)
+    out: list[Task] = []
+    for pid, ts in groups.items():
+        if len(ts) == 1 and ts[0].nr_threads > 1:
+            out.append(ts[0])  # already a folded row
+            continue
+        lead = next((t for t in ts if t.tid == pid), ts[0])
+        state = "R" if any(t.state == "R" for t in ts) else lead.state
+        lat = [t for t in ts if t.lat_max_us is not None]
+        out.append(
+            Task(
+                pid=pid, tid=pid, comm=lead.comm, state=state, policy=lead.policy,
+                nice=lead.nice, prio=lead.prio, rt_priority=lead.rt_priority, cpu=lead.cpu,
+                affinity=lead.affinity, vruntime_ns=lead.vruntime_ns, slice_ns=lead.slice_ns,
+                cpu_pct=sum(t.cpu_pct for t in ts),
+                runtime_ns=sum(t.runtime_ns for t in ts),
+                wait_ns=sum(t.wait_ns for t in ts),
+                timeslices=sum(t.timeslices for t in ts),
+                wait_ns_per_s=sum(t.wait_ns_per_s for t in ts),
+                vol_cs_per_s=sum(t.vol_cs_per_s for t in ts),
+                invol_cs_per_s=sum(t.invol_cs_per_s for t in ts),
+                nr_threads=sum(t.nr_threads for t in ts),
+                lat_p50_us=max((t.lat_p50_us or 0.0 for t in lat), default=None),
+                lat_p99_us=max((t.lat_p99_us or 0.0 for t in lat), default=None),
+                lat_max_us=max((t.lat_max_us or 0.0 for t in lat), default=None),
+                ext_enabled=lead.ext_enabled, starttime=lead.starttime,
+            )
+        )
+    return tuple(out)
