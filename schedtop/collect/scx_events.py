@@ -201,8 +201,7 @@ class ScxEventTracker:
             loads = int(is_on and (not was_on or prev.ops_name != info.ops_name))
         if was_on and (not is_on or loads):
             # The old scheduler went away; any loads in between that are gone again were missed.
-            missed = loads - 1 if is_on else loads
-            out.append(dataclasses.replace(self._unload(ts, wall, prev), missed=max(missed, 0)))
+            out.append(dataclasses.replace(self._unload(ts, wall, prev), missed=0 if is_on else loads))
         elif not was_on and not is_on and loads:
             # Loaded and unloaded again between two readings: one marker, with the log's reason.
             note = self._exit_for(None)
@@ -210,8 +209,7 @@ class ScxEventTracker:
                                 note.name if note else None, info.enable_seq,
                                 note.reason if note else None, note.detail if note else None, loads - 1))
         if is_on and loads:
-            out.append(ScxEvent(ts, wall, "load", info.ops_name, info.enable_seq,
-                                missed=0 if was_on else loads - 1))
+            out.append(ScxEvent(ts, wall, "load", info.ops_name, info.enable_seq, missed=loads - 1))
         self.events.extend(out)
         self._late_reasons()
         self._rates = self._event_rates(prev, info, ts - prev_ts if prev_ts is not None else 0.0, bool(out))
