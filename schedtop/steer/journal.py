@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,7 @@ class Journal:
     it back atomically (temp file, fsync, rename, fsync of the directory)."""
 
     def __init__(self, path: Path, owner: tuple[int, int] | None) -> None:
+        self._tlock = threading.RLock()  # the TUI's profile worker and its keys share a journal
         self.path = path
         self.owner = owner
         self.steps: list[Step] = []
@@ -199,6 +201,7 @@ class Journal:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        self._tlock.acquire()
         lock = os.open(self.path.parent / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -211,6 +214,7 @@ class Journal:
                     os.unlink(self.path)
         finally:
             os.close(lock)
+            self._tlock.release()
 
     # --- changes -------------------------------------------------------------------------
 
@@ -320,3 +324,18 @@ def summarize(outcomes: list[Outcome]) -> str:
         counts[o.status] = counts.get(o.status, 0) + 1
     order = ("restored", "gone", "reused", "failed")
     return ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k)) or "nothing to restore"
+
+
+def hand_over(session: Journal, shared: Journal | None = None) -> int:
+    """--keep: move a session's steps into the shared journal, so the changes stay but
+    `schedtop restore` can still undo them (and the next start does not call it a crash)."""
+    shared = shared or Journal.shared(session.path.parent)
+    with session._locked():
+        steps = list(session.steps)
+        session.steps = []
+    if not steps:
+        return 0
+    with shared._locked():
+        base = max((s.id for s in shared.steps), default=0)
+        shared.steps.extend(Step(base + i + 1, s.ts, s.label, s.entries) for i, s in enumerate(steps))
+    return len({(e.ref.tid, e.ref.starttime) for s in steps for e in s.entries})

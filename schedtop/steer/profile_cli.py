@@ -1,0 +1,97 @@
+"""`schedtop profile check|apply|list`.
+
+  check FILE         validate; errors as FILE:LINE: reason, exit 1
+  apply FILE         tune matching tasks once; journaled like `schedtop set` (undo: schedtop restore)
+  apply FILE --watch keep tuning new tasks until Ctrl-C/SIGTERM/SIGHUP, then restore (unless --keep)
+  list               the shipped profiles
+
+FILE may be a path or a shipped profile's name (audio, gaming).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+
+from schedtop.steer.journal import Journal, JournalError, hand_over, summarize
+from schedtop.steer.profiles import ProfileError, ProfileRunner, builtin_names, builtin_path, load
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True)
+    c = sub.add_parser("check", help="validate a profile (file, line, reason on error)")
+    c.add_argument("file")
+    a = sub.add_parser("apply", help="apply a profile to running (and with --watch, new) tasks")
+    a.add_argument("file")
+    a.add_argument("--watch", action="store_true", help="keep applying to new tasks until interrupted")
+    a.add_argument("--keep", action="store_true", help="with --watch: keep the changes on exit")
+    a.add_argument("--interval", type=float, default=None, metavar="S", help="poll interval (default: the profile's)")
+    a.add_argument("--duration", type=float, default=None, metavar="S", help="with --watch: stop after S seconds")
+    a.add_argument("-q", "--quiet", action="store_true")
+    sub.add_parser("list", help="list the shipped profiles")
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum, frame):
+    raise _Stop(signum)
+
+
+def run(args: argparse.Namespace) -> int:
+    err = lambda m: print(f"schedtop: {m}", file=sys.stderr)  # noqa: E731
+    if args.action == "list":
+        for n in builtin_names():
+            prof = load(builtin_path(n))
+            print(f"{n:<10} {prof.description}  ({prof.path})")
+        return 0
+    try:
+        prof = load(args.file)
+    except ProfileError as exc:
+        err(str(exc))
+        return 1
+    if args.action == "check":
+        print("\n".join(prof.describe()))
+        print(f"{prof.path}: OK")
+        return 0
+    try:
+        journal = Journal.session() if args.watch else Journal.shared()
+    except JournalError as exc:
+        err(str(exc))
+        return 1
+    say = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))  # noqa: E731
+    runner = ProfileRunner(prof, journal)
+    if not args.watch:
+        for rep in runner.poll():
+            say(rep.summary())
+        for e in runner.errors:
+            err(e)
+        say(f"profile {prof.name}: {runner.applied} thread(s) tuned; undo with `schedtop restore`")
+        return 1 if runner.errors else 0
+    interval = args.interval or prof.poll_s
+    old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    deadline = time.monotonic() + args.duration if args.duration else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            for rep in runner.poll():
+                say(rep.summary())
+            time.sleep(interval)
+    except (_Stop, KeyboardInterrupt):
+        pass
+    finally:
+        # No more signals while we restore: a second Ctrl-C must not leave things half done.
+        for s in old:
+            signal.signal(s, signal.SIG_IGN)
+        if args.keep:
+            n = hand_over(journal)
+            say(f"profile {prof.name}: kept changes on {n} thread(s); undo with `schedtop restore`")
+        else:
+            outcomes = journal.restore_all()
+            for o in outcomes:
+                if o.status == "failed":
+                    err(o.line())
+            say(f"profile {prof.name}: restored on exit: {summarize(outcomes)}")
+    return 1 if runner.errors else 0

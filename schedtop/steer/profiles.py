@@ -1,0 +1,313 @@
+"""Tuning profiles: TOML rules that match tasks by name, executable or cgroup and retune them.
+
+    name = "audio"
+    [[rule]]
+    comm = ["pipewire*", "jackd"]   # the process's name (glob; a list means any of them)
+    thread = "data-loop*"           # the thread's own name (optional)
+    exe = "/usr/bin/pipewire*"      # /proc/PID/exe (optional)
+    cgroup = "*pipewire*"           # any line of /proc/PID/cgroup (optional)
+    policy = "fifo"                 # other, batch, idle, fifo, rr
+    priority = 88                   # fifo/rr only, 1..99
+    nice = -11
+    slice = "1ms"                   # EEVDF slice, 0.1ms..100ms or "default"
+    affinity = "0-1"
+
+All selectors given in a rule must match; the first matching rule wins for a thread. A
+profile is checked completely at load; any error names the file, the line and the reason.
+Applying is live: `ProfileRunner.poll()` rescans /proc and tunes threads it has not seen
+(or whose name changed, e.g. after exec), always through the journal.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from schedtop.steer import units
+from schedtop.steer.actions import TaskRef, Tuning, starttime_of
+from schedtop.steer.change import ChangeReport, change
+from schedtop.steer.journal import Journal
+
+SELECTORS = ("comm", "thread", "exe", "cgroup")
+SETTINGS = ("policy", "priority", "nice", "slice", "affinity")
+RULE_KEYS = ("name",) + SELECTORS + SETTINGS
+TOP_KEYS = ("name", "description", "poll", "rule")
+
+
+class ProfileError(ValueError):
+    """file:line: reason"""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    index: int
+    name: str
+    comm: tuple[str, ...] = ()
+    thread: tuple[str, ...] = ()
+    exe: tuple[str, ...] = ()
+    cgroup: tuple[str, ...] = ()
+    tuning: Tuning = field(default_factory=Tuning)
+
+    @property
+    def label(self) -> str:
+        return self.name or f"rule {self.index + 1}"
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    path: str
+    name: str
+    description: str
+    poll_s: float
+    rules: tuple[Rule, ...]
+
+    def describe(self) -> list[str]:
+        out = [f"profile {self.name}: {len(self.rules)} rule(s), polling every {self.poll_s:g}s"]
+        for r in self.rules:
+            sel = "; ".join(f"{k} {'|'.join(getattr(r, k))}" for k in SELECTORS if getattr(r, k))
+            out.append(f"  {r.label}: {sel} -> {r.tuning.describe()}")
+        return out
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def _key_lines(text: str) -> dict[tuple[int | None, str], int]:
+    """(rule index or None for the top level, key) -> 1-based line, for error messages."""
+    out: dict[tuple[int | None, str], int] = {}
+    rule: int | None = None
+    count = -1
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if re.match(r"\[\[\s*rule\s*\]\]", s):
+            count += 1
+            rule = count
+            out.setdefault((rule, "[[rule]]"), n)
+            continue
+        if s.startswith("["):
+            rule = None
+            out.setdefault((None, s), n)
+            continue
+        m = re.match(r"([A-Za-z0-9_\-\"']+)\s*=", s)
+        if m:
+            out.setdefault((rule, m.group(1).strip("\"'")), n)
+    return out
+
+
+def builtin_path(name: str) -> Path | None:
+    """A shipped profile by name ("audio", "gaming")."""
+    p = resources.files("schedtop.steer") / "profiles" / f"{name}.toml"
+    return Path(str(p)) if p.is_file() else None
+
+
+def builtin_names() -> list[str]:
+    d = resources.files("schedtop.steer") / "profiles"
+    return sorted(p.name[:-5] for p in d.iterdir() if p.name.endswith(".toml"))
+
+
+def resolve_path(spec: str) -> Path:
+    p = Path(spec)
+    if p.exists() or "/" in spec or spec.endswith(".toml"):
+        return p
+    return builtin_path(spec) or p
+
+
+def load(spec: str | os.PathLike) -> Profile:
+    path = resolve_path(str(spec))
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse(text, str(path))
+
+
+def parse(text: str, path: str = "<profile>") -> Profile:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        where = f"{path}:{m.group(1)}" if m else path
+        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ProfileError(f"{where}: TOML syntax: {reason}") from None
+    lines = _key_lines(text)
+
+    def fail(rule: int | None, key: str, reason: str) -> ProfileError:
+        n = lines.get((rule, key)) or lines.get((rule, "[[rule]]")) or 1
+        return ProfileError(f"{path}:{n}: {reason}")
+
+    for k in data:
+        if k not in TOP_KEYS:
+            raise fail(None, k if (None, k) in lines else f"[{k}]", f"unknown key {k!r} (allowed: {', '.join(TOP_KEYS)})")
+    name = data.get("name", Path(path).stem)
+    if not isinstance(name, str):
+        raise fail(None, "name", "name must be a string")
+    desc = data.get("description", "")
+    poll = data.get("poll", 1.0)
+    if isinstance(poll, bool) or not isinstance(poll, (int, float)) or not 0.1 <= poll <= 3600:
+        raise fail(None, "poll", f"poll must be seconds in 0.1..3600, got {poll!r}")
+    raw_rules = data.get("rule", [])
+    if not isinstance(raw_rules, list) or not raw_rules:
+        raise fail(None, "rule", "a profile needs at least one [[rule]]")
+    rules = []
+    for i, r in enumerate(raw_rules):
+        rules.append(_rule(i, r, fail))
+    return Profile(path=path, name=name, description=str(desc), poll_s=float(poll), rules=tuple(rules))
+
+
+def _globs(i, key, value, fail) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise fail(i, key, f"{key} must be a glob string or a list of them")
+    return tuple(value)
+
+
+def _rule(i: int, r: dict, fail) -> Rule:
+    for k in r:
+        if k not in RULE_KEYS:
+            raise fail(i, k, f"unknown key {k!r} in rule {i + 1} (allowed: {', '.join(RULE_KEYS)})")
+    sel = {k: _globs(i, k, r[k], fail) for k in SELECTORS if k in r}
+    if not sel:
+        raise fail(i, "[[rule]]", f"rule {i + 1} matches everything: give comm, thread, exe or cgroup")
+    policy = prio = nice = slice_ns = aff = None
+    try:
+        if "policy" in r:
+            if not isinstance(r["policy"], str):
+                raise ValueError("policy must be a string: other, batch, idle, fifo, rr")
+            policy = units.parse_policy(r["policy"])
+    except ValueError as exc:
+        raise fail(i, "policy", str(exc)) from None
+    if "priority" in r:
+        if policy not in units.RT_POLICIES:
+            raise fail(i, "priority", "priority needs policy = \"fifo\" or \"rr\"")
+        try:
+            prio = units.check_rt_priority(r["priority"])
+        except ValueError as exc:
+            raise fail(i, "priority", str(exc)) from None
+    elif policy in units.RT_POLICIES:
+        prio = 88  # PipeWire's rt.prio default
+    if "nice" in r:
+        try:
+            nice = units.check_nice(r["nice"])
+        except ValueError as exc:
+            raise fail(i, "nice", str(exc)) from None
+    if "slice" in r:
+        try:
+            if isinstance(r["slice"], bool) or not isinstance(r["slice"], (str, int)):
+                raise ValueError("slice must be a duration like \"3ms\" or \"default\"")
+            slice_ns = units.parse_slice(r["slice"])
+        except ValueError as exc:
+            raise fail(i, "slice", str(exc)) from None
+        if policy in units.RT_POLICIES:
+            raise fail(i, "slice", "slice applies to other/batch/idle, not to fifo/rr")
+    if "affinity" in r:
+        try:
+            if not isinstance(r["affinity"], str):
+                raise ValueError("affinity must be a CPU list string like \"0-1\"")
+            # Not checked against this machine's CPUs: a profile travels between machines.
+            aff = units.parse_cpulist(r["affinity"], check=False)
+        except ValueError as exc:
+            raise fail(i, "affinity", str(exc)) from None
+    tuning = Tuning(policy=policy, rt_priority=prio, nice=nice, slice_ns=slice_ns, affinity=aff)
+    if tuning.is_empty():
+        raise fail(i, "[[rule]]", f"rule {i + 1} changes nothing: give policy, nice, slice or affinity")
+    name = r.get("name", "")
+    if not isinstance(name, str):
+        raise fail(i, "name", "name must be a string")
+    return Rule(index=i, name=name, tuning=tuning, **sel)
+
+
+# --- live application ------------------------------------------------------------------------
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _exe(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:  # kernel threads have none; other users' need root
+        return ""
+
+
+def _any(globs: tuple[str, ...], value: str) -> bool:
+    return any(fnmatch.fnmatchcase(value, g) for g in globs)
+
+
+class ProfileRunner:
+    """Applies a profile to existing tasks, then to new ones on each poll."""
+
+    def __init__(self, profile: Profile, journal: Journal) -> None:
+        self.profile = profile
+        self.journal = journal
+        self.seen: dict[tuple[int, int], str] = {}  # (tid, starttime) -> comm it was judged with
+        self.applied = 0
+        self.errors: list[str] = []
+        self._needs_exe = any(r.exe for r in profile.rules)
+        self._needs_cg = any(r.cgroup for r in profile.rules)
+
+    def match(self, proc_comm: str, thread_comm: str, exe: str, cgroup: str) -> Rule | None:
+        for r in self.profile.rules:
+            if r.comm and not _any(r.comm, proc_comm):
+                continue
+            if r.thread and not _any(r.thread, thread_comm):
+                continue
+            if r.exe and not _any(r.exe, exe):
+                continue
+            if r.cgroup and not any(_any(r.cgroup, line.split(":", 2)[-1]) for line in cgroup.splitlines()):
+                continue
+            return r
+        return None
+
+    def poll(self) -> list[ChangeReport]:
+        me = os.getpid()
+        groups: dict[int, list[TaskRef]] = {}
+        alive: set[tuple[int, int]] = set()
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == me:
+                continue
+            pid = int(name)
+            proc_comm = _read(f"/proc/{pid}/comm").rstrip("\n")
+            exe = cg = None
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for t in tids:
+                tid = int(t)
+                st = starttime_of(pid, tid)
+                if st is None:
+                    continue
+                key = (tid, st)
+                alive.add(key)
+                comm = _read(f"/proc/{pid}/task/{tid}/comm").rstrip("\n")
+                if self.seen.get(key) == comm:
+                    continue
+                self.seen[key] = comm
+                if exe is None:
+                    exe = _exe(pid) if self._needs_exe else ""
+                    cg = _read(f"/proc/{pid}/cgroup") if self._needs_cg else ""
+                rule = self.match(proc_comm, comm, exe, cg or "")
+                if rule is not None:
+                    groups.setdefault(rule.index, []).append(TaskRef(pid, tid, st, comm))
+        for key in list(self.seen):
+            if key not in alive:
+                del self.seen[key]
+        reports = []
+        for idx, refs in sorted(groups.items()):
+            rule = self.profile.rules[idx]
+            rep = change(refs, rule.tuning, self.journal, f"profile {self.profile.name}: {rule.label}")
+            self.applied += rep.changed
+            self.errors.extend(r.error for r in rep.errors())
+            reports.append(rep)
+        return reports
