@@ -1,0 +1,96 @@
+"""The lab is real: inside the guest, sched_ext exists, the project's minimal
+struct_ops scheduler (bpf/minimal.bpf.c) loads through schedtop's libbpf binding,
+schedules a workload to completion, and unloads. Also pins down the guest
+environment other areas' guest tests rely on.
+
+Runs inside `schedtop lab run` (make test-guest); on the host these skip.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from schedtop.bpf.libbpf import BpfObject, find_libbpf
+from schedtop.lab import kernel
+
+pytestmark = pytest.mark.kernel
+
+ROOT = Path(__file__).resolve().parents[2]
+SCX = Path("/sys/kernel/sched_ext")
+MINIMAL = ROOT / "schedtop" / "bpf" / "obj" / "minimal.bpf.o"
+
+
+class Counters(ctypes.Structure):
+    _fields_ = [("nr_local", ctypes.c_uint64), ("nr_global", ctypes.c_uint64)]
+
+
+def state() -> str:
+    return (SCX / "state").read_text().strip()
+
+
+def wait_state(want: str, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while (now := state()) != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return now
+
+
+def test_guest_runs_the_cached_lab_kernel() -> None:
+    k = kernel.cached()
+    assert k is not None, "SCHEDTOP_CACHE is not visible in the guest"
+    assert os.uname().release == k.version
+    assert os.environ.get("SCHEDTOP_GUEST") == "1"
+    assert "CONFIG_SCHED_CLASS_EXT=y" in k.config.read_text()
+    assert os.cpu_count() == 2
+
+
+def test_sched_ext_is_disabled_at_boot() -> None:
+    assert wait_state("disabled") == "disabled"
+
+
+def test_minimal_scheduler_loads_schedules_a_workload_and_unloads() -> None:
+    assert MINIMAL.is_file(), "build it with `make bpf`"
+    assert wait_state("disabled") == "disabled"
+    with BpfObject.open(MINIMAL) as obj:
+        obj.load()
+        link = obj.map("minimal_ops").attach_struct_ops()
+        try:
+            assert wait_state("enabled") == "enabled"
+            assert (SCX / "root" / "ops").read_text().strip() == "schedtop_min"
+            # A CPU-bound and a wake/sleep-heavy load, both must finish under our scheduler.
+            hogs = subprocess.Popen(["stress-ng", "--cpu", "2", "--timeout", "3", "--quiet"])
+            loop = subprocess.run(["sh", "-c", "i=0; while [ $i -lt 200 ]; do i=$((i+1)); sleep 0.001; done; echo $i"],
+                                  capture_output=True, text=True, timeout=120)
+            assert hogs.wait(timeout=120) == 0
+            assert loop.returncode == 0 and loop.stdout.strip() == "200"
+            assert state() == "enabled", "the scheduler was ejected while the workload ran"
+            counters = obj.bss(Counters)
+            assert counters.nr_local + counters.nr_global > 100, (counters.nr_local, counters.nr_global)
+        finally:
+            link.destroy()
+        assert wait_state("disabled") == "disabled"
+
+
+def test_guest_environment_for_other_guest_tests(tmp_path: Path) -> None:
+    """What guest tests can count on (documented in schedtop/lab/guest.py)."""
+    assert os.geteuid() == 0
+    assert Path(sys.executable).is_file()
+    assert find_libbpf().version >= (1, 4)
+    for tool in ("tmux", "stress-ng", "perf", "bpftool"):
+        assert shutil.which(tool), f"{tool} missing in the guest"
+    assert Path("/sys/kernel/debug/sched/debug").is_file(), "debugfs not mounted"
+    assert os.environ["HOME"] == str(Path.home())
+    # Writable in the guest: /tmp, /var/lib (state dirs), HOME and the checkout (overlays).
+    for d in (tmp_path, Path("/tmp"), Path("/var/lib"), Path.home(), ROOT, Path("/run")):
+        probe = d / f".schedtop-guest-probe-{os.getpid()}"
+        probe.write_text("x")
+        probe.unlink()
+    assert all(os.access(o, os.R_OK) for o in (ROOT / "schedtop" / "bpf" / "obj").glob("*.bpf.o"))
