@@ -1,0 +1,62 @@
+"""The sched_ext window as two Snapshot extras: "sched_ext" (sysfs, event rates, load/unload
+markers) and "scx_stats" (whatever the running scheduler serves on its stats socket).
+
+`ExtWatch.attach(source)` registers both on a LiveSource (`add_extra`); the source calls them on
+its collector thread each interval. The stats socket is read by a StatsPoller thread of its own
+(so a slow server delays nothing), or synchronously with a short timeout for `--once`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from schedtop.collect.sched_ext import SCHED_EXT, read_scheduler_info
+from schedtop.collect.scx_events import KmsgReader, ScxEventTracker, events_extra
+from schedtop.export.scx_stats import DEFAULT_PATH, StatsPoller, read_once
+
+EXTRA_SCHED_EXT = "sched_ext"
+EXTRA_STATS = "scx_stats"
+
+
+class ExtWatch:
+    def __init__(self, stats_path: str | None = None, poll: bool = True, sched_ext_root: str = SCHED_EXT,
+                 stats_timeout: float = 0.5, kmsg: bool = True) -> None:
+        self.stats_path = stats_path or os.environ.get("SCHEDTOP_SCX_STATS", DEFAULT_PATH)
+        self.root = sched_ext_root
+        self.stats_timeout = stats_timeout
+        self.tracker = ScxEventTracker(KmsgReader() if kmsg and os.path.isdir(sched_ext_root) else None)
+        self.poller = StatsPoller(self.stats_path, timeout=stats_timeout).start() if poll else None
+
+    def attach(self, source: Any) -> ExtWatch:
+        if hasattr(source, "add_extra"):
+            source.add_extra(EXTRA_SCHED_EXT, self.sched_ext)
+            source.add_extra(EXTRA_STATS, self.stats)
+        return self
+
+    def sched_ext(self) -> Mapping[str, Any]:
+        info = read_scheduler_info(self.root)
+        self.tracker.update(info)
+        out = events_extra(self.tracker, info)
+        if self.tracker.kmsg is not None and not self.tracker.kmsg.available:
+            out["warning"] = self.tracker.kmsg.error
+        return out
+
+    def stats(self) -> Mapping[str, Any]:
+        if self.poller is not None:
+            reading = self.poller.latest()
+            if reading is None:
+                return {"path": self.stats_path, "ok": False, "error": "not read yet", "metrics": {}}
+        else:
+            if not os.path.exists(self.stats_path):
+                return {"path": self.stats_path, "ok": False, "error": "no scheduler serves stats here",
+                        "metrics": {}}
+            reading = read_once(self.stats_path, self.stats_timeout)
+        return reading.to_extra()
+
+    def close(self) -> None:
+        if self.poller is not None:
+            self.poller.stop()
+            self.poller = None
+        if self.tracker.kmsg is not None:
+            self.tracker.kmsg.close()

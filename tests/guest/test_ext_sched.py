@@ -1,0 +1,139 @@
+"""sched_ext observability against a real loaded scheduler (the lab's bpf/minimal.bpf.c).
+
+SchedulerInfo from the real sysfs, root/events as rates, load / unload / SysRq-S ejection seen
+by the tracker with the kernel's own exit reasons from /dev/kmsg, per-task ext.enabled in the
+task rows, and the two Snapshot extras through a real LiveSource.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from schedtop.bpf.libbpf import BpfObject
+from schedtop.collect.ext_watch import ExtWatch
+from schedtop.collect.live import LiveSource
+from schedtop.collect.sched_ext import read_scheduler_info
+from schedtop.collect.scx_events import KmsgReader, ScxEventTracker
+
+pytestmark = pytest.mark.kernel
+
+ROOT = Path(__file__).resolve().parents[2]
+MINIMAL = ROOT / "schedtop" / "bpf" / "obj" / "minimal.bpf.o"
+SCX = Path("/sys/kernel/sched_ext")
+
+
+def wait_state(want: str, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while (now := (SCX / "state").read_text().strip()) != want and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return now
+
+
+def settle(tracker: ScxEventTracker, want: int, timeout: float = 5.0) -> None:
+    """Poll until `want` events are seen (the kernel logs the exit reason just after the state flips)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tracker.update(read_scheduler_info())
+        if len(tracker.events) >= want and all(e.reason for e in tracker.events if e.kind != "load"):
+            return
+        time.sleep(0.05)
+
+
+def load_minimal():
+    obj = BpfObject.open(MINIMAL)
+    obj.load()
+    link = obj.map("minimal_ops").attach_struct_ops()
+    assert wait_state("enabled") == "enabled"
+    return obj, link
+
+
+def test_scheduler_info_events_and_exit_reasons() -> None:
+    assert wait_state("disabled") == "disabled"
+    tracker = ScxEventTracker(KmsgReader())
+    assert tracker.kmsg is not None and tracker.kmsg.available
+    before = read_scheduler_info()
+    tracker.update(before)
+    assert before.ext_state == "disabled" and before.kind == "eevdf"
+
+    obj, link = load_minimal()
+    try:
+        info = read_scheduler_info()
+        assert (info.kind, info.ext_state, info.ops_name) == ("sched_ext", "enabled", "schedtop_min")
+        assert info.switch_all is True
+        assert info.enable_seq == before.enable_seq + 1
+        assert info.nr_rejected is not None and info.hotplug_seq is not None
+        # root/events (6.15+): whatever fields this kernel has, each one a counter.
+        assert info.events, "root/events is empty on a 7.x kernel"
+        assert all(isinstance(v, int) for v in info.events.values())
+        tracker.update(info)
+        subprocess.run(["stress-ng", "--cpu", "4", "--timeout", "1", "--quiet"], check=True, timeout=120)
+        later = read_scheduler_info()
+        tracker.update(later)
+        assert set(tracker.rates) == {k for k in later.events if k in info.events}
+        assert all(r >= 0 for r in tracker.rates.values())
+    finally:
+        link.destroy()
+        obj.close()
+    assert wait_state("disabled") == "disabled"
+    settle(tracker, 2)
+    load, unload = list(tracker.events)[-2:]
+    assert (load.kind, load.ops_name, load.enable_seq) == ("load", "schedtop_min", before.enable_seq + 1)
+    assert (unload.kind, unload.ops_name) == ("unload", "schedtop_min")
+    assert unload.reason == "unregistered from user space"
+
+    # SysRq-S ejects whatever BPF scheduler runs: the kernel's safety net, seen as an ejection.
+    Path("/proc/sys/kernel/sysrq").write_text("1\n")
+    obj, link = load_minimal()
+    try:
+        settle(tracker, 3)
+        Path("/proc/sysrq-trigger").write_text("S")
+        assert wait_state("disabled") == "disabled"
+        settle(tracker, 4)
+    finally:
+        link.destroy()
+        obj.close()
+    ev = tracker.events[-1]
+    assert (ev.kind, ev.ops_name, ev.reason) == ("eject", "schedtop_min", "disabled by sysrq-S"), ev
+    assert "EJECTED" in ev.label
+    tracker.kmsg.close()
+
+
+def test_ext_enabled_per_task_and_the_snapshot_extras() -> None:
+    assert wait_state("disabled") == "disabled"
+    sleeper = subprocess.Popen(["sleep", "60"])
+    watch = ExtWatch(poll=False)
+    src = LiveSource(use_bpf=False)
+    watch.attach(src)
+    try:
+        snap = src.collect()
+        task = next(t for t in snap.tasks if t.tid == sleeper.pid)
+        assert task.ext_enabled is False
+        assert snap.extras["sched_ext"]["state"] == "disabled"
+        assert snap.extras["scx_stats"]["ok"] is False  # nobody serves stats yet
+        obj, link = load_minimal()
+        try:
+            time.sleep(0.2)
+            snap = src.collect()
+            task = next(t for t in snap.tasks if t.tid == sleeper.pid)
+            assert task.ext_enabled is True, "switch_all: every fair task belongs to the BPF scheduler"
+            ext = snap.extras["sched_ext"]
+            assert (ext["state"], ext["ops"], ext["switch_all"]) == ("enabled", "schedtop_min", True)
+            assert [c["kind"] for c in ext["changes"]][-1:] == ["load"]
+            assert ext["events"], "root/events fields missing from the extra"
+            assert snap.scheduler.ops_name == "schedtop_min"
+        finally:
+            link.destroy()
+            obj.close()
+        assert wait_state("disabled") == "disabled"
+        snap = src.collect()
+        assert next(t for t in snap.tasks if t.tid == sleeper.pid).ext_enabled is False
+        assert [c["kind"] for c in snap.extras["sched_ext"]["changes"]][-1:] == ["unload"]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        src.close()
+        watch.close()
