@@ -21,6 +21,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
+from textual.screen import Screen
 from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerState, get_current_worker
 
@@ -90,6 +91,14 @@ CORE_BINDINGS: list[Binding] = [
 REPLAY_ACTIONS = {"step", "speed"}
 
 
+class MainScreen(Screen[None]):
+    """The default screen; it exists to notice resizes (the App's own Resize is consumed by Textual)."""
+
+    def on_resize(self) -> None:
+        self.app._check_size()
+        self.app._layout_latency()
+
+
 class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
     TITLE = "schedtop"
     CSS_PATH = "schedtop.tcss"
@@ -111,6 +120,7 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
         record: Any = None,
         config: Config | None = None,
         args: Any = None,
+        paused: bool = False,
     ) -> None:
         super().__init__()
         self.source = source
@@ -123,7 +133,7 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
         self.snapshot: Snapshot | None = None  # what the widgets show (frozen while paused)
         self.latest: Snapshot | None = None  # newest collected
         self.history = History()
-        self.paused = False
+        self.paused = paused  # a replay started paused shows its first frame and waits
         self.pending = 0  # frames collected while paused
         self.thread_mode = bool(getattr(source, "threads", True))
         self.follow_pid: int | None = None
@@ -174,9 +184,8 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
     def _on_signal(self, sig: int) -> None:
         self.exit(128 + sig)
 
-    def on_resize(self) -> None:
-        self._check_size()
-        self._layout_latency()
+    def get_default_screen(self) -> Screen:
+        return MainScreen(id="_default")
 
     def _check_size(self) -> None:
         small = too_small(*self.size)

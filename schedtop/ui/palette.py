@@ -20,7 +20,7 @@ class ActionsProvider(Provider):
                 continue
             seen.add((b.action, b.description))
             key_display = self.app.get_key_display(b)
-            yield b.description, f"{b.tooltip or b.description}  [{key_display}]", ab
+            yield b.description, f"{b.tooltip or b.description}  (key {key_display})", ab
 
     def _runner(self, ab: ActiveBinding):
         return partial(self.app.call_later, self.app.run_action, ab.binding.action, ab.node)

@@ -32,6 +32,9 @@ class TooSmallScreen(Screen[None]):
 
     def _update(self) -> None:
         w, h = self.app.size
+        if not too_small(w, h) and self.is_current:
+            self.dismiss(None)  # big enough again: back to the layout
+            return
         self.query_one("#too-small-text", Static).update(
             f"terminal too small: {w}x{h}\nschedtop needs {MIN_WIDTH}x{MIN_HEIGHT}\n(q quits)"
         )

@@ -1,0 +1,337 @@
+"""Pilot tests of the keys, driven by the recorded session (ReplaySource) or the live machine."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from schedtop.ui.app import SchedtopApp
+from schedtop.ui.config import Config
+from schedtop.ui.screens.detail import DetailScreen
+from schedtop.ui.screens.help import HelpScreen
+from schedtop.ui.screens.queue import QueueScreen, eevdf_order
+from schedtop.ui.widgets.task_table import TaskTable
+from tuikit import replay_app, run_pilot, wait_for
+
+
+def shown(app) -> bool:
+    return app.snapshot is not None
+
+
+def test_first_frame_renders_every_task_of_the_replay():
+    app = replay_app(paused=True)
+
+    async def body(pilot):
+        await wait_for(pilot, lambda: shown(app))
+        table = app.query_one(TaskTable)
+        first = app.source.replay.snapshots[0]
+        assert {t.tid for t in table.rows} == {t.tid for t in first.tasks}
+        # Default sort: CPU% descending.
+        pct = [t.cpu_pct for t in table.rows]
+        assert pct == sorted(pct, reverse=True)
+        assert "REPLAY 1/6" in app.mode_text()
+
+    run_pilot(app, body)
+
+
+def test_sort_keys_and_header_click():
+    app = replay_app(paused=True)
+
+    async def body(pilot):
+        await wait_for(pilot, lambda: shown(app))
+        table = app.query_one(TaskTable)
+        visible = [c.key for c in table.visible_columns()]
+        await pilot.press("greater_than_sign")
+        nxt = visible[(visible.index("cpu_pct") + 1) % len(visible)]
+        assert table.sort_key == nxt
+        await pilot.press("less_than_sign")
+        assert table.sort_key == "cpu_pct"
+        await pilot.press("w")
+        assert table.sort_key == "wait" and table.sort_reverse
+        waits = [t.wait_ns_per_s for t in table.rows]
+        assert waits == sorted(waits, reverse=True)
+        await pilot.press("i")
+        waits = [t.wait_ns_per_s for t in table.rows]
+        assert waits == sorted(waits)
+        # Click the COMMAND header: ascending by name.
+        x = 0
+        for col, w in table._columns:
+            if col.key == "comm":
+                break
+            x += w + 1
+        await pilot.click(TaskTable, offset=(x + 1, 0))
+        assert table.sort_key == "comm" and not table.sort_reverse
+        names = [t.comm.lower() for t in table.rows]
+        assert names == sorted(names)
+        assert "sort comm" in app.view_text()
+
+    run_pilot(app, body)
+
+
+def test_filter_by_name_and_pid_then_clear():
+    app = replay_app(paused=True)
+
+    async def body(pilot):
+        await wait_for(pilot, lambda: shown(app))
+        table = app.query_one(TaskTable)
+        total = len(table.rows)
+        await pilot.press("slash", "h", "o", "g")
+        assert table.rows and all("hog" in t.comm for t in table.rows)
+        hogs = [t for t in app.snapshot.tasks if "hog" in t.comm]
+        assert len(table.rows) == len(hogs)
+        await pilot.press("enter")  # keeps the filter, back to the table
+        assert app.focused is table and table.filter_text == "hog"
+        await pilot.press("escape")
+        assert len(table.rows) == total and table.filter_text == ""
+        pid = str(hogs[0].pid)
+        await pilot.press("slash", *pid, "enter")
+        assert [t.pid for t in table.rows] == [hogs[0].pid]
+
+    run_pilot(app, body)
+
+
+def test_select_moves_cursor_and_sticks_to_the_task():
+    app = replay_app(paused=True)
+
+    async def body(pilot):
+        await wait_for(pilot, lambda: shown(app))
+        table = app.query_one(TaskTable)
+        await pilot.press("down", "down")
+        chosen = app.selected_task()
+        assert chosen is table.rows[2]
+        await pilot.press("i")  # reverse the sort: the cursor follows the same thread
+        assert app.selected_task().tid == chosen.tid
+        assert table.rows.index(app.selected_task()) == len(table.rows) - 3
+        await pilot.press("home")
+        assert table.cursor == 0
+
+    run_pilot(app, body)
+
+
+def test_replay_step_back_speed_and_end():
+    app = replay_app(paused=True)
+
+    async def body(pilot):
+        await wait_for(pilot, lambda: shown(app))
+        snaps = app.source.replay.snapshots
+        assert app.snapshot.wall == snaps[0].wall
+        await pilot.press("full_stop", "full_stop")
+        assert app.snapshot.wall == snaps[2].wall and "REPLAY 3/6" in app.mode_text()
+        await pilot.press("comma")
+        assert app.snapshot.wall == snaps[1].wall
+        await pilot.press("plus", "plus")
+        assert app.source.speed == 4.0
+        await pilot.press("minus")
+        assert app.source.speed == 2.0
+        for _ in range(10):
+            await pilot.press("full_stop")
+        assert app.snapshot.wall == snaps[-1].wall and app.source.at_end
+        # Play from the start at 16x: the replay runs to the end on its own.
+        app.source.seek(0)
+        app.source.speed = 16.0
+        await pilot.press("space")
+        await wait_for(pilot, lambda: app.source.at_end and app.snapshot.wall == snaps[-1].wall, 5)
+        assert "end" in app.mode_text()
+
+    run_pilot(app, body)
+
+
+def test_threads_toggle_folds_processes():
+    app = replay_app(paused=True)
+
+    async def body(pilot):
+        await wait_for(pilot, lambda: shown(app))
+        table = app.query_one(TaskTable)
+        assert "tid" in [c.key for c in table.visible_columns()]
+        await pilot.press("t")
+        assert not app.thread_mode
+        assert "tid" not in [c.key for c in table.visible_columns()]
+        pids = [t.pid for t in table.rows]
+        assert len(pids) == len(set(pids)) == len({t.pid for t in app.snapshot.tasks})
+        # pid 1's threads fold into one row whose CPU% is their sum.
+        threads_of_1 = [t for t in app.snapshot.tasks if t.pid == 1]
+        row = next(t for t in table.rows if t.pid == 1)
+        assert row.nr_threads == len(threads_of_1)
+        assert row.cpu_pct == pytest.approx(sum(t.cpu_pct for t in threads_of_1))
+        await pilot.press("t")
+        assert len(table.rows) == len(app.snapshot.tasks)
+
+    run_pilot(app, body)
+
+
+def test_follow_shows_only_the_selected_process():
+    app = replay_app(paused=True)
+
+    async def body(pilot):
+        await wait_for(pilot, lambda: shown(app))
+        table = app.query_one(TaskTable)
+        pid = app.selected_task().pid
+        await pilot.press("f")
+        assert {t.pid for t in table.rows} == {pid}
+        await pilot.press("f")
+        assert len(table.rows) == len(app.snapshot.tasks)
+
+    run_pilot(app, body)
+
+
+def test_follow_pids_from_the_command_line():
+    app = replay_app(paused=True, pids=(1,))
+
+    async def body(pilot):
+        await wait_for(pilot, lambda: shown(app))
+        rows = app.query_one(TaskTable).rows
+        assert rows and {t.pid for t in rows} == {1}
+
+    run_pilot(app, body)
+
+
+def test_help_is_generated_from_every_binding():
+    app = replay_app(paused=True)
+
+    async def body(pilot):
+        await wait_for(pilot, lambda: shown(app))
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        ids = {r.binding_id for r in app.screen.rows}
+        for b in SchedtopApp.BINDINGS:  # core and every mixin's binding appear
+            assert b.id in ids, b.id
+        assert {"table.up", "table.down"} <= ids
+        text = str(app.screen.query_one("#help-text").render())
+        assert "Pause" in text and "schedtop.pause" in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+    run_pilot(app, body)
+
+
+def test_queue_screen_is_in_eevdf_order():
+    app = replay_app(paused=True)
+
+    async def body(pilot):
+        await wait_for(pilot, lambda: shown(app))
+        cpu = app.selected_task().cpu
+        await pilot.press("e")
+        assert isinstance(app.screen, QueueScreen) and app.screen.cpu == cpu
+        queue = [q for q in app.snapshot.queues if q.cpu == cpu]
+        assert queue, "the fixture was recorded as root: it has debugfs queues"
+        text = str(app.screen.query_one("#queue-text").render())
+        ordered = eevdf_order(queue)
+        positions = [text.index(str(q.pid)) for q in ordered]
+        assert positions == sorted(positions)
+        await pilot.press("right")
+        assert app.screen.cpu == (cpu + 1) % len(app.snapshot.cpus)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, QueueScreen)
+
+    run_pilot(app, body)
+
+
+def test_quit_runs_the_mixin_exit_hooks():
+    app = replay_app(paused=True)
+    calls = []
+    app.steer_unmount = lambda: calls.append("steer")  # the seam the steer journal restores through
+
+    async def body(pilot):
+        await wait_for(pilot, lambda: shown(app))
+        await pilot.press("q")
+
+    run_pilot(app, body)
+    assert calls == ["steer"]
+    assert app.return_code == 0
+
+
+def test_keymap_from_config_remaps_by_id():
+    app = replay_app(paused=False, config=Config(keymap={"schedtop.pause": "p"}))
+
+    async def body(pilot):
+        await wait_for(pilot, lambda: shown(app))
+        await pilot.press("space")
+        assert not app.paused
+        await pilot.press("p")
+        assert app.paused
+
+    run_pilot(app, body)
+
+
+def test_command_palette_lists_app_actions():
+    from schedtop.ui.palette import ActionsProvider
+
+    app = replay_app(paused=True)
+
+    async def body(pilot):
+        await wait_for(pilot, lambda: shown(app))
+        provider = ActionsProvider(app.screen)
+        names = [name for name, _, _ in provider._commands()]
+        assert {"Pause", "Help", "Queue", "Detail", "Filter"} <= set(names)
+        hits = [h async for h in provider.search("paus")]
+        assert hits and "Pause" in str(hits[0].match_display)
+        hits[0].command()  # runs the bound action
+        await pilot.pause(0.1)
+        assert app.paused is False  # started paused: the palette's Pause toggled it
+        await pilot.press("ctrl+p")
+        assert app.screen.__class__.__name__ == "CommandPalette"
+
+    run_pilot(app, body)
+
+
+def test_too_small_terminal_shows_a_message_then_recovers():
+    app = replay_app(paused=True)
+
+    async def body(pilot):
+        await wait_for(pilot, lambda: shown(app))
+        assert app.screen.__class__.__name__ == "TooSmallScreen"
+        text = str(app.screen.query_one("#too-small-text").render())
+        assert "too small" in text and "40x12" in text
+        await pilot.resize_terminal(100, 30)
+        await pilot.pause(0.1)
+        assert app.screen.__class__.__name__ != "TooSmallScreen"
+        assert app.query_one(TaskTable).rows
+
+    run_pilot(app, body, size=(40, 12))
+
+
+def test_pause_freezes_the_view_while_live_collection_continues():
+    from schedtop.collect.live import LiveSource
+
+    src = LiveSource(use_bpf=False, use_debugfs=False)
+    app = SchedtopApp(src, delay=0.2)
+
+    async def body(pilot):
+        await wait_for(pilot, lambda: app.history.frames >= 2)
+        await pilot.press("space")
+        frozen, frames = app.snapshot, app.history.frames
+        await wait_for(pilot, lambda: app.history.frames >= frames + 2)
+        assert app.snapshot is frozen and app.latest is not frozen
+        assert app.pending >= 2 and "PAUSED" in app.mode_text()
+        await pilot.press("space")
+        assert app.snapshot is app.latest and app.mode_text() == "live"
+
+    try:
+        run_pilot(app, body)
+    finally:
+        src.close()
+
+
+def test_detail_gets_proc_sched_fields_through_the_collector():
+    from schedtop.collect.live import LiveSource
+
+    me = os.getpid()
+    src = LiveSource(pids=(me,), use_bpf=False, use_debugfs=False)
+    app = SchedtopApp(src, delay=0.2, pids=(me,))
+
+    async def body(pilot):
+        await wait_for(pilot, lambda: app.history.frames >= 2)
+        app.query_one(TaskTable).select_tid(me)
+        await pilot.press("enter")
+        assert isinstance(app.screen, DetailScreen) and app.screen.tid == me
+        assert src.detail_tid == me
+        await wait_for(pilot, lambda: "se.vruntime" in str(app.screen.query_one("#detail-fields-text").render()))
+        await wait_for(pilot, lambda: len(app.history.trail(me).wait_ns_per_s) >= 3)
+        await pilot.press("escape")
+        assert src.detail_tid is None
+
+    try:
+        run_pilot(app, body)
+    finally:
+        src.close()

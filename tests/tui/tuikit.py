@@ -1,0 +1,56 @@
+"""TUI test helpers: the app driven by the recorded session (tests/fixtures/session.jsonl).
+
+Imported as `tuikit` (pytest puts this directory on sys.path)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import pytest
+
+# The header shows the snapshot's wall time in local time: pin the zone so SVGs are stable.
+os.environ["TZ"] = "UTC"
+time.tzset()
+
+ROOT = Path(__file__).resolve().parents[2]
+SESSION = ROOT / "tests" / "fixtures" / "session.jsonl"
+
+
+def replay_source():
+    from schedtop.collect.replay import ReplaySource, load_replay
+
+    return ReplaySource(load_replay(SESSION))
+
+
+def replay_app(**kw: Any):
+    from schedtop.ui.app import SchedtopApp
+
+    kw.setdefault("delay", 1.0)
+    return SchedtopApp(replay_source(), **kw)
+
+
+async def wait_for(pilot, cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.02)
+
+
+def run_pilot(app, body: Callable[[Any], Awaitable[None]], size: tuple[int, int] = (120, 40)) -> None:
+    """Run `body(pilot)` against `app` headless; sync wrapper (no pytest-asyncio needed)."""
+
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            await body(pilot)
+
+    asyncio.run(main())
+
+
+@pytest.fixture
+def session_path() -> Path:
+    return SESSION
