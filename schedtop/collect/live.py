@@ -250,10 +250,11 @@ class LiveSource:
                 new_sw[i] = c.nr_switches
                 prev_sw = self._prev_rq_switches.get(i)
                 sw = (c.nr_switches - prev_sw) / dt if prev_sw is not None and dt > 0 else 0.0
-                curr = c.curr_pid or None  # pid 0 is the idle task
-                comm = ""
-                if curr is not None:
-                    comm = next((r.comm for r in c.rows if r.pid == curr), comm_of.get(curr, ""))
+                # The '>R' row and '.curr->pid' are printed moments apart and may differ;
+                # the row wins so the CPU panel agrees with the queue view.
+                row = next((r for r in c.rows if r.state == ">R"), None)
+                curr = row.pid if row else (c.curr_pid or None)  # pid 0 is the idle task
+                comm = row.comm if row else (comm_of.get(curr, "") if curr else "")
                 out.append(CpuStat(i, util[i], c.nr_running, True, curr, comm, max(sw, 0.0)))
             self._prev_rq_switches = new_sw
             return tuple(out)
