@@ -1,0 +1,72 @@
+"""The snapshot JSON form: what LiveSource builds survives to_dict -> JSON -> snapshot_from_dict."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from schedtop.collect.live import LiveSource
+from schedtop.collect.sched_ext import read_scheduler_info
+from schedtop.model import SCHEMA_VERSION, SchemaError, snapshot_from_dict, to_dict
+
+
+def test_live_snapshot_round_trip():
+    src = LiveSource(use_bpf=False)
+    src.collect()
+    snap = src.collect()
+    back = snapshot_from_dict(json.loads(json.dumps(to_dict(snap))))
+    assert back == snap
+    src.threads = False
+    folded = src.collect()
+    assert snapshot_from_dict(json.loads(json.dumps(to_dict(folded)))) == folded
+
+
+def test_future_schema_rejected():
+    data = to_dict(LiveSource(use_bpf=False).collect())
+    data["schema"] = SCHEMA_VERSION + 1
+    with pytest.raises(SchemaError, match="newer"):
+        snapshot_from_dict(data)
+
+
+def _sysfs(tmp_path, **files):
+    root = tmp_path / "sched_ext"
+    for name, text in files.items():
+        p = root / name.replace("__", "/")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text + "\n")
+    root.mkdir(exist_ok=True)
+    return str(root)
+
+
+def test_scheduler_absent(tmp_path):
+    info = read_scheduler_info(str(tmp_path / "none"))
+    assert (info.kind, info.ext_state, info.label) == ("eevdf", "absent", "EEVDF (fair)")
+
+
+def test_scheduler_disabled(tmp_path):
+    root = _sysfs(tmp_path, state="disabled", switch_all="0", enable_seq="3", nr_rejected="0", hotplug_seq="1")
+    info = read_scheduler_info(root)
+    assert (info.kind, info.ext_state, info.ops_name, info.enable_seq) == ("eevdf", "disabled", None, 3)
+    assert info.label == "EEVDF (fair)"
+
+
+def test_scheduler_other_ops_with_events(tmp_path):
+    root = _sysfs(tmp_path, state="enabled", switch_all="1", enable_seq="4", nr_rejected="2",
+                  hotplug_seq="1", root__ops="rustland",
+                  root__events="SCX_EV_SELECT_CPU_FALLBACK 7\nSCX_EV_DISPATCH_KEEP_LAST 0")
+    info = read_scheduler_info(root)
+    assert (info.kind, info.ops_name, info.switch_all, info.nr_rejected) == ("sched_ext", "rustland", True, 2)
+    assert info.events == {"SCX_EV_SELECT_CPU_FALLBACK": 7, "SCX_EV_DISPATCH_KEEP_LAST": 0}
+    assert info.label == "sched_ext: rustland all"
+
+
+def test_scheduler_schedtop_partial(tmp_path):
+    root = _sysfs(tmp_path, state="enabled", switch_all="0", root__ops="schedtop")
+    info = read_scheduler_info(root)
+    assert (info.kind, info.switch_all) == ("schedtop", False)
+    assert info.label == "sched_ext: schedtop partial"
+    # Survives the JSON form like the rest of a snapshot.
+    snap = replace(LiveSource(use_bpf=False, sched_ext_root=root).collect(), scheduler=info)
+    assert snapshot_from_dict(json.loads(json.dumps(to_dict(snap)))).scheduler == info
