@@ -72,6 +72,10 @@ class Task:
     lat_p50_us: float | None = None
     lat_p99_us: float | None = None
     lat_max_us: float | None = None
+    # BPF tier, since it attached: mean on-CPU stint (the slice actually used) and the share
+    # of switches-out that were preemptions (the rest blocked voluntarily).
+    slice_used_us: float | None = None
+    preempt_pct: float | None = None
     ext_enabled: bool | None = None  # /proc/PID/sched ext.enabled, where the kernel has it
     starttime: int = 0  # /proc stat field 22, clock ticks: tells a reused pid apart
 
