@@ -246,6 +246,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         "bpf_program__fd": (I, [P]),
         "bpf_program__type": (I, [P]),
         "bpf_program__attach": (P, [P]),
+        "bpf_program__attach_iter": (P, [P, P]),
+        "bpf_iter_create": (I, [I]),
         "bpf_link__destroy": (I, [P]),
         "bpf_link__fd": (I, [P]),
         "bpf_map__name": (c_char_p, [P]),
@@ -425,6 +427,19 @@ class Link:
             raise BpfError(errno_mod.EBADF, f"link {self.what} already destroyed")
         return self._ptr
 
+    def read_iter(self, chunk: int = 1 << 16) -> bytes:
+        """Run an iterator link once: everything its program bpf_seq_write()s, until EOF."""
+        fd = _check(load_libbpf().bpf_iter_create(self.fd), "bpf_iter_create", self.what)
+        try:
+            parts = []
+            while True:
+                part = os.read(fd, chunk)
+                if not part:
+                    return b"".join(parts)
+                parts.append(part)
+        finally:
+            os.close(fd)
+
     def destroy(self) -> None:
         if self._ptr is not None:
             ptr, self._ptr = self._ptr, None
@@ -470,6 +485,13 @@ class Program:
     def attach(self) -> Link:
         """Attach as the section name says (tp_btf/..., raw_tp/..., ...)."""
         ptr = _check_ptr(load_libbpf().bpf_program__attach(self._ptr), "bpf_program__attach", f"{self.name} ({self.section})")
+        link = Link(ptr, self.name)
+        self._obj._links.append(link)
+        return link
+
+    def attach_iter(self) -> Link:
+        """Attach an iterator program (SEC("iter/...")); read it with ``Link.read_iter()``."""
+        ptr = _check_ptr(load_libbpf().bpf_program__attach_iter(self._ptr, None), "bpf_program__attach_iter", self.name)
         link = Link(ptr, self.name)
         self._obj._links.append(link)
         return link
@@ -735,11 +757,12 @@ class BpfObject:
 
     def attach_all(self) -> tuple[dict[str, Link], dict[str, BpfError]]:
         """Attach each autoloaded program on its own; a failure is collected, not raised.
-        struct_ops programs (attach the map) and syscall programs (test_run) are skipped."""
+        struct_ops programs (attach the map), syscall programs (test_run) and iterators
+        (attach_iter) are skipped."""
         links: dict[str, Link] = {}
         errors: dict[str, BpfError] = {}
         for p in self.programs.values():
-            if not p.autoload or p.prog_type in _NO_AUTOATTACH:
+            if not p.autoload or p.prog_type in _NO_AUTOATTACH or p.section.startswith("iter"):
                 continue
             try:
                 links[p.name] = p.attach()
