@@ -9,6 +9,8 @@ its collector thread each interval. The stats socket is read by a StatsPoller th
 from __future__ import annotations
 
 import os
+import time
+from collections import deque
 from typing import Any, Mapping
 
 from schedtop.collect.sched_ext import SCHED_EXT, read_scheduler_info
@@ -26,6 +28,8 @@ class ExtWatch:
         self.root = sched_ext_root
         self.stats_timeout = stats_timeout
         self.tracker = ScxEventTracker(KmsgReader() if kmsg and os.path.isdir(sched_ext_root) else None)
+        self._ctxt: tuple[float, int] | None = None
+        self.timeline: deque[tuple[float, float]] = deque(maxlen=120)  # (monotonic ts, ctxt/s)
         self.poller = StatsPoller(self.stats_path, timeout=stats_timeout).start() if poll else None
 
     def attach(self, source: Any) -> ExtWatch:
@@ -34,10 +38,27 @@ class ExtWatch:
             source.add_extra(EXTRA_STATS, self.stats)
         return self
 
+    def _ctxt_rate(self, now: float) -> float | None:
+        """System-wide context switches per second (/proc/stat ctxt): the timeline under the markers."""
+        try:
+            with open("/proc/stat", "rb") as f:
+                ctxt = next(int(line.split()[1]) for line in f if line.startswith(b"ctxt "))
+        except (OSError, StopIteration, ValueError, IndexError):
+            return None
+        prev, self._ctxt = self._ctxt, (now, ctxt)
+        if prev is None or now <= prev[0]:
+            return None
+        return (ctxt - prev[1]) / (now - prev[0])
+
     def sched_ext(self) -> Mapping[str, Any]:
+        now = time.monotonic()
         info = read_scheduler_info(self.root)
-        self.tracker.update(info)
+        self.tracker.update(info, ts=now)
         out = events_extra(self.tracker, info)
+        rate = self._ctxt_rate(now)
+        out["ctxt_per_s"] = None if rate is None else round(rate, 1)
+        if rate is not None:
+            self.timeline.append((now, rate))
         if self.tracker.kmsg is not None and not self.tracker.kmsg.available:
             out["warning"] = self.tracker.kmsg.error
         return out
