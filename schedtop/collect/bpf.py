@@ -1,0 +1,465 @@
+"""The BPF tier: loads bpf/trace.bpf.c and turns its counters into Snapshot fields.
+
+``open_tier()`` either returns a working ``BpfTier`` or raises ``BpfUnavailable`` with
+one clear reason (not root, no BTF, object not built, libbpf missing, verifier
+rejection); LiveSource then stays on procfs and shows the reason. Each program is
+attached on its own; a failure of a non-essential one is a warning, not a fallback.
+
+What enrich() fills in:
+  CpuStat.nr_running (exact: maintained in BPF across wakeup/switch/migrate),
+  nr_running_exact, curr_pid, switches_per_s;
+  Task.lat_p50_us/lat_p99_us/lat_max_us, slice_used_us, preempt_pct (cumulative since
+  the tier attached, so a quiet task keeps its numbers);
+  Snapshot.latency: the system-wide histogram of the last interval (the p99 sparkline);
+  extras["bpf"]: sample rate, event and drop counters, per-CPU percentiles, programs.
+
+Threading: enrich() runs in LiveSource's collector thread; set_sample_rate() and
+events() may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import os
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from schedtop.model import CpuStat, Histogram, Snapshot, Task
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SAMPLE_RATE = 128  # 1 event in 128, like scxtop
+MAX_SAMPLE_RATE = 1 << 20
+OBJECT = Path(__file__).resolve().parents[1] / "bpf" / "obj" / "trace.bpf.o"
+TRACEPOINTS = ("sched_wakeup", "sched_wakeup_new", "sched_switch", "sched_migrate_task")
+BTF_PROGS = ("handle_wakeup", "handle_wakeup_new", "handle_switch", "handle_migrate")
+RAW_PROGS = ("handle_raw_wakeup", "handle_raw_wakeup_new", "handle_raw_switch", "handle_raw_migrate")
+ESSENTIAL = ("handle_switch", "handle_raw_switch")  # without switch there is no latency/depth
+EVENT_BACKLOG = 200_000  # sampled events kept for events() between drains
+
+# capability bits (include/uapi/linux/capability.h)
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+
+
+class BpfUnavailable(Exception):
+    """The BPF tier cannot run here; str() is the reason, one line, with the fix."""
+
+
+def _caps() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
+
+
+def _check_privileges() -> None:
+    caps = _caps()
+    has = lambda bit: bool(caps >> bit & 1)  # noqa: E731
+    if has(CAP_SYS_ADMIN) or (has(CAP_BPF) and has(CAP_PERFMON)):
+        return
+    who = f"uid {os.geteuid()}"
+    raise BpfUnavailable(
+        f"needs root (CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN); running as {who} without them: "
+        "run schedtop with sudo for exact run queues and latencies"
+    )
+
+
+def _clang_hint() -> str:
+    from shutil import which
+
+    if which("clang") is None:
+        return "install clang (apt-get install clang llvm) and run `make bpf`"
+    return "run `make bpf`"
+
+
+def open_tier(
+    pid_filter: int | None = None,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    *,
+    events: bool = True,
+    ring_bytes: int = 4 << 20,
+    object_path: Path | str | None = None,
+    force_raw_tp: bool = False,
+) -> BpfTier:
+    """Load and attach the tracing programs. pid_filter (a tgid) limits latency, per-task
+    data and events to one process; run-queue depth always counts every task."""
+    _check_privileges()
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        raise BpfUnavailable("kernel has no BTF (/sys/kernel/btf/vmlinux; needs CONFIG_DEBUG_INFO_BTF)")
+    path = Path(object_path) if object_path else OBJECT
+    if not path.exists():
+        raise BpfUnavailable(f"BPF object {path} not built: {_clang_hint()}")
+    try:
+        from schedtop.bpf import libbpf
+        from schedtop.bpf.btf import Btf
+
+        libbpf.load_libbpf()
+    except Exception as exc:  # LibbpfNotFound carries its own fix
+        raise BpfUnavailable(str(exc)) from None
+
+    use_btf = not force_raw_tp
+    if use_btf:
+        try:
+            with Btf.vmlinux() as vm:
+                missing = [tp for tp in TRACEPOINTS if not vm.has_tracepoint(tp)]
+        except libbpf.BpfError as exc:
+            raise BpfUnavailable(f"cannot read kernel BTF: {exc}") from None
+        if missing:
+            log.info("tp_btf targets missing (%s): using raw_tp", ", ".join(missing))
+            use_btf = False
+    try:
+        return BpfTier(path, use_btf, pid_filter, sample_rate, events, ring_bytes)
+    except libbpf.BpfError as exc:
+        if use_btf:  # e.g. a kernel whose tp_btf programs the verifier refuses
+            log.info("tp_btf load failed, trying raw_tp: %s", exc)
+            try:
+                tier = BpfTier(path, False, pid_filter, sample_rate, events, ring_bytes)
+                tier.warnings.append(f"tp_btf programs failed ({_first_line(exc)}); using raw_tp")
+                return tier
+            except libbpf.BpfError as exc2:
+                exc = exc2
+        raise BpfUnavailable(_reason(exc)) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    """One line: the failing call, plus the verifier's last words when it rejected us."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    head = lines[0] if lines else str(exc)
+    verdict = [ln for ln in lines[1:] if not ln.startswith("libbpf:") and not ln[:1].isdigit()]
+    if verdict:
+        return f"{head} (verifier: {verdict[-1]})"
+    return head
+
+
+class _Section:
+    """A global section's live memory, as a ctypes struct at a BTF-given offset."""
+
+    def __init__(self, obj: Any, btf: Any, section: str) -> None:
+        self.view = obj.global_data(section)
+        self.offsets = btf.datasec_offsets(section)
+        self._addr = ctypes.addressof(ctypes.c_char.from_buffer(self.view))
+
+    def at(self, var: str, ctype: type) -> Any:
+        return ctype.from_address(self._addr + self.offsets[var])
+
+
+class BpfTier:
+    def __init__(
+        self, path: Path, use_btf: bool, pid_filter: int | None, sample_rate: int, events: bool, ring_bytes: int
+    ) -> None:
+        from schedtop.bpf import libbpf
+        from schedtop.bpf import trace_events as te
+        from schedtop.bpf.btf import Btf
+
+        self._te = te
+        self._lock = threading.Lock()
+        self.warnings: list[str] = []
+        self.mode = "tp_btf" if use_btf else "raw_tp"
+        self.programs: dict[str, str] = {}
+        t0 = time.monotonic()
+        self._obj = libbpf.BpfObject.open(path)
+        try:
+            self._setup(libbpf, Btf, te, use_btf, pid_filter, sample_rate, events, ring_bytes)
+        except BaseException:
+            self._obj.close()
+            raise
+        self.load_s = time.monotonic() - t0
+        self._prev_hist: list[int] | None = None
+        self._prev_cpu: dict[int, tuple[int, float]] = {}
+        self._backlog: collections.deque = collections.deque(maxlen=EVENT_BACKLOG)
+        self._lost_user = 0
+        self._events_seen = 0
+
+    def _setup(self, libbpf, Btf, te, use_btf, pid_filter, sample_rate, events, ring_bytes) -> None:
+        obj = self._obj
+        unused = RAW_PROGS if use_btf else BTF_PROGS
+        for name in unused:
+            obj.program(name).autoload = False
+        if not use_btf:
+            obj.program("dump_tasks").autoload = False  # iterators need BTF
+            obj.map("task_store").set_autocreate(False)
+        else:
+            obj.map("task_hash").set_autocreate(False)
+        if not events:
+            ring_bytes = 4096 * 4  # the stream is compiled out; keep the map tiny
+        obj.map("events").set_max_entries(_pow2_pages(ring_bytes))
+
+        class Rodata(ctypes.Structure):
+            _fields_ = [("targ_tgid", ctypes.c_uint32), ("targ_events", ctypes.c_bool)]
+
+        btf = Btf.of_object(obj)
+        ro = _Section(obj, btf, ".rodata")
+        ro.at("targ_tgid", ctypes.c_uint32).value = pid_filter or 0
+        ro.at("targ_events", ctypes.c_bool).value = bool(events)
+        data = _Section(obj, btf, ".data")
+        data.at("sample_rate", ctypes.c_uint32).value = _clamp_rate(sample_rate)
+        obj.load()
+
+        self._bss = _Section(obj, btf, ".bss").at("g", te.TraceBss)
+        self._data = _Section(obj, btf, ".data")
+        self._rate = self._data.at("sample_rate", ctypes.c_uint32)
+        self._cpu_stats = obj.map("cpu_stats")
+        self._task_hash = None if use_btf else obj.map("task_hash")
+        self._task_off = 0 if use_btf else btf.struct_fields("task_ctx")["rec"].offset
+        self._iter = None
+        links, errors = obj.attach_all()
+        for name in links:
+            self.programs[name] = "attached"
+        for name, exc in errors.items():
+            self.programs[name] = f"failed: {_first_line(exc)}"
+            self.warnings.append(f"{name}: {_first_line(exc)}")
+        if not any(name in links for name in ESSENTIAL):
+            raise libbpf.BpfError(errors[next(iter(errors))].errno if errors else 22,
+                                  "sched_switch did not attach: " + "; ".join(self.warnings))
+        if use_btf:
+            try:
+                self._iter = obj.program("dump_tasks").attach_iter()
+                self.programs["dump_tasks"] = "attached"
+            except libbpf.BpfError as exc:
+                self.programs["dump_tasks"] = f"failed: {_first_line(exc)}"
+                self.warnings.append(f"per-task data off: {_first_line(exc)}")
+        self._reader = libbpf.RingReader(obj.map("events")) if events else None
+        self.pid_filter = pid_filter
+        self.nr_cpus = os.cpu_count() or 1
+
+    # --- live knobs --------------------------------------------------------------------
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self._rate.value)
+
+    def set_sample_rate(self, n: int) -> int:
+        """1 event in n goes to the ring buffer (0 stops it); returns the rate set."""
+        self._rate.value = _clamp_rate(n)
+        return self.sample_rate
+
+    # --- reading -----------------------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        b = self._bss
+        return {"events": int(b.events), "dropped": int(b.dropped), "untracked": int(b.untracked)}
+
+    def nr_running(self) -> list[int]:
+        return [max(0, int(self._bss.nr_running[i])) for i in range(self.nr_cpus)]
+
+    def cpu_stats(self) -> list[Any]:
+        raw = self._cpu_stats.lookup_percpu(0) or []
+        return [self._te.CpuStatRec.from_buffer_copy(r) for r in raw[: self.nr_cpus]]
+
+    def task_records(self) -> dict[int, tuple]:
+        """tid -> (tgid, oncpu_ns, stints, preempted, voluntary, lat_count, lat_sum_ns,
+        lat_max_ns, slots memoryview)."""
+        te = self._te
+        size = ctypes.sizeof(te.TaskRec)
+        head = te.TASK_HEAD
+        out: dict[int, tuple] = {}
+        if self._iter is not None:
+            blob = memoryview(self._iter.read_iter())
+            for off in range(0, len(blob) - size + 1, size):
+                h = head.unpack_from(blob, off)
+                out[h[0]] = h[1:] + (blob[off + head.size : off + size].cast("I"),)
+        elif self._task_hash is not None:
+            for _, value in self._task_hash.lookup_batch():
+                rec = memoryview(value)[self._task_off : self._task_off + size]
+                h = head.unpack_from(rec, 0)
+                if h[0] and (h[3] or h[6]):
+                    out[h[0]] = h[1:] + (rec[head.size :].cast("I"),)
+        return out
+
+    def _pump(self) -> None:
+        """Move ring-buffer records into the backlog so the kernel side never backs up."""
+        if self._reader is None:
+            return
+        te = self._te
+        recs = self._reader.read_fixed(te.EVENT_STRUCT)
+        room = EVENT_BACKLOG - len(self._backlog)
+        if len(recs) > room:
+            self._lost_user += len(recs) - room
+        self._backlog.extend(recs)
+        self._events_seen += len(recs)
+
+    def events(self) -> list[Any]:
+        """Sampled events (SchedEvent, oldest first) since the previous call."""
+        with self._lock:
+            self._pump()
+            raw = list(self._backlog)
+            self._backlog.clear()
+        decode = self._te.decode_event
+        return [decode(r) for r in raw]
+
+    def wait_events(self, timeout_ms: int) -> bool:
+        """Block until the ring buffer has records (for a dedicated export thread)."""
+        return self._reader.wait(timeout_ms) if self._reader is not None else False
+
+    # --- the snapshot ------------------------------------------------------------------
+
+    def enrich(self, snap: Snapshot) -> Snapshot:
+        te = self._te
+        with self._lock:
+            self._pump()
+        now = time.monotonic()
+        cstats = self.cpu_stats()
+        nr = self.nr_running()
+
+        # system-wide histogram of this interval (sum over CPUs, minus the last reading)
+        total = [0] * te.CPU_SLOTS
+        for cs in cstats:
+            for i, v in enumerate(cs.lat_slots):
+                if v:
+                    total[i] += v
+        prev = self._prev_hist
+        self._prev_hist = total
+        interval = [a - b for a, b in zip(total, prev)] if prev is not None else total
+        latency = _histogram(interval, te)
+
+        cpus = []
+        per_cpu_extra = []
+        for c in snap.cpus:
+            if c.cpu < len(cstats):
+                cs = cstats[c.cpu]
+                last = self._prev_cpu.get(c.cpu)
+                sw = c.switches_per_s
+                if last is not None and now > last[1]:
+                    sw = (cs.switches - last[0]) / (now - last[1])
+                self._prev_cpu[c.cpu] = (cs.switches, now)
+                curr = int(self._bss.curr_pid[c.cpu]) or None
+                cpus.append(replace(
+                    c,
+                    nr_running=nr[c.cpu] if c.cpu < len(nr) else c.nr_running,
+                    nr_running_exact=True,
+                    curr_pid=curr,
+                    curr_comm=c.curr_comm if curr == c.curr_pid else _comm_of(snap.tasks, curr),
+                    switches_per_s=max(sw, 0.0),
+                ))
+                p50, p90, p99 = te.percentiles_us(cs.lat_slots, te.CPU_SUB_BITS, (0.5, 0.9, 0.99), cs.lat_max_ns)
+                per_cpu_extra.append({
+                    "cpu": c.cpu, "nr_running": nr[c.cpu] if c.cpu < len(nr) else None,
+                    "procfs_estimate": c.nr_running if not c.nr_running_exact else None,
+                    "lat_count": int(cs.lat_count), "p50_us": p50, "p90_us": p90, "p99_us": p99,
+                    "max_us": cs.lat_max_ns / 1000.0 if cs.lat_count else None,
+                    "preempted": int(cs.preempted), "voluntary": int(cs.voluntary),
+                    "wakeups": int(cs.wakeups), "migrations": int(cs.migrations),
+                })
+            else:
+                cpus.append(c)
+
+        recs = self.task_records()
+        tasks = tuple(self._task(t, recs) for t in snap.tasks)
+
+        counters = self.counters()
+        extras = dict(snap.extras)
+        extras["bpf"] = {
+            "mode": self.mode,
+            "sample_rate": self.sample_rate,
+            "events": counters["events"],
+            "dropped": counters["dropped"],
+            "untracked": counters["untracked"],
+            "lost_user": self._lost_user,
+            "backlog": len(self._backlog),
+            "pid_filter": self.pid_filter,
+            "programs": dict(self.programs),
+            "warnings": list(self.warnings),
+            "load_s": round(self.load_s, 4),
+            "cpus": per_cpu_extra,
+        }
+        return replace(
+            snap,
+            cpus=tuple(cpus),
+            tasks=tasks,
+            latency=latency,
+            source="bpf",
+            warnings=snap.warnings + tuple(f"BPF: {w}" for w in self.warnings),
+            extras=extras,
+        )
+
+    def _task(self, t: Task, recs: dict[int, tuple]) -> Task:
+        te = self._te
+        if t.nr_threads > 1:  # a folded process row: every thread of the tgid
+            group = [r for r in recs.values() if r[0] == t.pid]
+            if not group:
+                return t
+            slots = [sum(col) for col in zip(*(r[8] for r in group))]
+            oncpu, stints, pre, vol = (sum(r[i] for r in group) for i in (1, 2, 3, 4))
+            count, mx = sum(r[5] for r in group), max(r[7] for r in group)
+        else:
+            r = recs.get(t.tid)
+            if r is None:
+                return t
+            _, oncpu, stints, pre, vol, count, _, mx, slots = r
+        p50 = p99 = None
+        if count:
+            p50, p99 = te.percentiles_us(slots, te.TASK_SUB_BITS, (0.5, 0.99), mx)
+        return replace(
+            t,
+            lat_p50_us=p50,
+            lat_p99_us=p99,
+            lat_max_us=mx / 1000.0 if count else None,
+            slice_used_us=oncpu / stints / 1000.0 if stints else None,
+            preempt_pct=100.0 * pre / (pre + vol) if pre + vol else None,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+            self._obj.close()
+
+    def __enter__(self) -> BpfTier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _comm_of(tasks: tuple[Task, ...], tid: int | None) -> str:
+    if not tid:
+        return ""
+    return next((t.comm for t in tasks if t.tid == tid), "")
+
+
+def _clamp_rate(n: int) -> int:
+    return max(0, min(int(n), MAX_SAMPLE_RATE))
+
+
+def _pow2_pages(n: int) -> int:
+    """Ring buffer sizes must be a power of two and a multiple of the page size."""
+    size = max(n, 4096 * 4)
+    return 1 << (size - 1).bit_length()
+
+
+def _histogram(counts: list[int], te: Any) -> Histogram:
+    """Octave buckets in µs for display ([0,1), [1,2), [2,4), ... µs); percentiles from the
+    fine slots. An interval without wakeups has total 0 and no percentiles."""
+    total = sum(counts)
+    p50, p90, p99 = te.percentiles_us(counts, te.CPU_SUB_BITS, (0.5, 0.9, 0.99))
+    octaves: dict[int, int] = {}
+    max_slot = -1
+    for i, v in enumerate(counts):
+        if not v:
+            continue
+        lo, hi = te.slot_bounds_ns(i, te.CPU_SUB_BITS)
+        mid_us = (lo + hi) / 2000.0
+        k = 0 if mid_us < 1 else int(mid_us).bit_length()
+        octaves[k] = octaves.get(k, 0) + v
+        max_slot = i
+    if not octaves:
+        return Histogram(total=0)
+    top = max(octaves)
+    bounds = tuple(float(1 << k) for k in range(top + 1))  # upper bounds: 1, 2, 4, ... µs
+    cnts = tuple(octaves.get(k, 0) for k in range(top + 1))
+    max_us = te.slot_bounds_ns(max_slot, te.CPU_SUB_BITS)[1] / 1000.0
+    return Histogram(bounds_us=bounds, counts=cnts, total=total, p50_us=p50, p90_us=p90, p99_us=p99,
+                     max_us=max_us)
