@@ -9,18 +9,379 @@ What the host app provides to mixins:
   self.selected_task() -> Task | None the task under the cursor
   self.record_action(action: dict)    journal the action into --record output
   self.source                          the live or replay source (LiveSource.add_extra exists on live)
+
+Keys (htop where htop has one): S slice step, a pin (CPU chooser), A thread/process scope,
+F7/F8 nice -/+, b boost (nice -10 + 1 ms slice), B RT boost (FIFO 88, asks first),
+d BATCH, D IDLE, Y policy chooser, z undo, c changes pane. Every change goes through the
+session journal first; quitting restores it (unless --keep), a crash leaves it for the next
+start or `schedtop restore`.
 """
 
 from __future__ import annotations
 
+import atexit
+import sys
+import threading
+from typing import Any
+
+from textual import work
 from textual.binding import Binding
 
-BINDINGS: list[Binding] = []
+from schedtop.steer import units
+from schedtop.steer.actions import SteerError, TaskRef, Tuning, read_params, ref_for
+from schedtop.steer.change import ChangeReport, change
+from schedtop.steer.journal import Journal, JournalError, hand_over, summarize
+from schedtop.steer.targets import thread_refs
+
+SLICE_STEPS = (500_000, 1_000_000, 3_000_000, 6_000_000, 0)  # 0 = the kernel default
+BOOST = Tuning(nice=-10, slice_ns=1_000_000)
+RT_BOOST_PRIO = 88  # PipeWire's rt.prio
+
+
+def _b(key: str, action: str, description: str, ident: str, tooltip: str, show: bool = False) -> Binding:
+    return Binding(key, action, description, show=show, id=f"schedtop.steer.{ident}", tooltip=tooltip)
+
+
+BINDINGS: list[Binding] = [
+    _b("S", "steer_slice", "Slice", "slice", "Step the EEVDF slice: 0.5, 1, 3, 6 ms, default", show=True),
+    _b("a", "steer_pin", "Pin", "pin", "Pin to CPUs: one, a list, or all (like htop's a)", show=True),
+    _b("A", "steer_scope", "Scope", "scope", "Steer the selected thread only, or every thread of its process"),
+    _b("f7", "steer_nice(-1)", "Nice -", "nice_down", "Lower nice by 1: more CPU share (like htop's F7)"),
+    _b("f8", "steer_nice(1)", "Nice +", "nice_up", "Raise nice by 1: less CPU share (like htop's F8)"),
+    _b("b", "steer_boost", "Boost", "boost", "Fair-class boost: nice -10 and a 1 ms slice", show=True),
+    _b("B", "steer_rt_boost", "RT boost", "rt_boost", "SCHED_FIFO 88 like PipeWire (asks first)"),
+    _b("d", "steer_demote('batch')", "Batch", "batch", "Demote to SCHED_BATCH: a hog that never preempts"),
+    _b("D", "steer_demote('idle')", "Idle", "idle", "Demote to SCHED_IDLE: runs only when the CPU is free"),
+    _b("Y", "steer_policy", "Policy", "policy", "Choose a policy: OTHER, BATCH, IDLE, FIFO/RR with a priority"),
+    _b("z", "steer_undo", "Undo", "undo", "Revert the last change", show=True),
+    _b("c", "steer_changes", "Changes", "changes", "Every active change, with undo", show=True),
+]
 
 
 class SteerActions:
+    # --- lifecycle ------------------------------------------------------------------------
+
     def steer_mount(self) -> None:
         """Called once the app is mounted."""
+        self._steer_journal: Journal | None = None
+        self._steer_all_threads = False
+        self._steer_lock = threading.Lock()  # profile polls vs. quit-time restore
+        self._steer_runner = None
+        self._steer_timer = None
+        self._steer_stopped = False
+        if self._steer_replaying():
+            return
+        try:
+            self._steer_journal = Journal.session()
+        except JournalError as exc:
+            self.notify(f"steering off: {exc}", severity="error", timeout=10)
+            return
+        self._steer_offer_recovery()
+        spec = getattr(getattr(self, "args", None), "profile", None)
+        if spec:
+            self._steer_start_profile(spec)
 
     def steer_unmount(self) -> None:
         """Called when the app exits (before the terminal is restored)."""
+        self._steer_stopped = True
+        if getattr(self, "_steer_timer", None) is not None:
+            self._steer_timer.stop()
+        j = getattr(self, "_steer_journal", None)
+        if j is None:
+            return
+        with self._steer_lock:  # let an in-flight profile poll finish first
+            if not j.steps and not j.path.exists():
+                return
+            if getattr(getattr(self, "args", None), "keep", False):
+                n = hand_over(j)
+                msg = f"schedtop: kept changes on {n} thread(s) (--keep); undo with `schedtop restore`"
+            else:
+                outcomes = j.restore_all()
+                fails = [o.line() for o in outcomes if o.status == "failed"]
+                msg = f"schedtop: restored on exit: {summarize(outcomes)}" + "".join(f"\n  {f}" for f in fails)
+        self.record_action({"type": "steer.restore", "message": msg})
+        # The terminal still belongs to Textual here: say it once the app is gone.
+        # (sys.stderr is Textual's capture now, so look the real one up at exit time.)
+        atexit.register(lambda: print(msg, file=sys.__stderr__, flush=True))
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _steer_replaying(self) -> bool:
+        return bool(getattr(self, "replay", False))
+
+    def _steer_targets(self) -> list[TaskRef] | None:
+        if self._steer_replaying():
+            self.notify("replay: nothing live to steer", severity="warning")
+            return None
+        if getattr(self, "_steer_journal", None) is None:
+            self.notify("steering is off (no journal; see the earlier error)", severity="error")
+            return None
+        task = self.selected_task()
+        if task is None:
+            self.notify("no task selected", severity="warning")
+            return None
+        whole = self._steer_all_threads or not getattr(self, "thread_mode", True)
+        if whole:
+            refs = thread_refs(task.pid)
+            if not refs:
+                self.notify(f"pid {task.pid} has exited", severity="warning")
+            return refs or None
+        try:
+            ref = ref_for(task.tid, task.pid)
+        except SteerError as exc:
+            self.notify(str(exc), severity="warning")
+            return None
+        if task.starttime and ref.starttime != task.starttime:
+            self.notify(f"pid {task.tid} now belongs to another task: not touched", severity="warning")
+            return None
+        return [ref]
+
+    def _steer_who(self, refs: list[TaskRef]) -> str:
+        if len(refs) == 1:
+            return refs[0].label()
+        return f"{refs[0].comm or refs[0].pid}[{refs[0].pid}] ({len(refs)} threads)"
+
+    def _steer_apply(self, tuning: Tuning, label: str | None = None, refs: list[TaskRef] | None = None) -> ChangeReport | None:
+        refs = refs if refs is not None else self._steer_targets()
+        if not refs:
+            return None
+        label = f"{label or tuning.describe()}: {self._steer_who(refs)}"
+        try:
+            report = change(refs, tuning, self._steer_journal, label)
+        except (SteerError, JournalError) as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return None
+        self._steer_report(report)
+        return report
+
+    def _steer_report(self, report: ChangeReport) -> None:
+        errs = report.errors()
+        self.notify(report.summary(), severity="error" if errs else "information", timeout=8 if errs else 4)
+        self.record_action({
+            "type": "steer", "label": report.label,
+            "tids": [r.ref.tid for r in report.results if r.ok],
+            "errors": [r.error for r in errs],
+        })
+
+    def _steer_first_params(self, refs: list[TaskRef]):
+        try:
+            return read_params(refs[0])
+        except SteerError as exc:
+            self.notify(str(exc), severity="warning")
+            return None
+
+    # --- actions --------------------------------------------------------------------------
+
+    def action_steer_slice(self) -> None:
+        refs = self._steer_targets()
+        if not refs:
+            return
+        have = self._steer_first_params(refs)
+        if have is None:
+            return
+        if have.policy in units.RT_POLICIES:
+            self.notify(f"{self._steer_who(refs)} is {units.POLICY_NAME[have.policy]}: a slice only applies "
+                        "to OTHER/BATCH/IDLE (use Y to change the policy)", severity="warning")
+            return
+        i = SLICE_STEPS.index(have.slice_ns) if have.slice_ns in SLICE_STEPS else len(SLICE_STEPS) - 1
+        nxt = SLICE_STEPS[(i + 1) % len(SLICE_STEPS)]
+        self._steer_apply(Tuning(slice_ns=nxt), refs=refs)
+
+    def action_steer_pin(self) -> None:
+        refs = self._steer_targets()
+        if not refs:
+            return
+        have = self._steer_first_params(refs)
+        if have is None:
+            return
+        from schedtop.ui.screens.steer import CpuChooser
+
+        def chosen(cpus: tuple[int, ...] | None) -> None:
+            if cpus:
+                self._steer_apply(Tuning(affinity=tuple(cpus)), refs=refs)
+
+        self.push_screen(CpuChooser(self._steer_who(refs), have.affinity, units.online_cpus()), chosen)
+
+    def action_steer_scope(self) -> None:
+        self._steer_all_threads = not self._steer_all_threads
+        self.notify("steering every thread of the process" if self._steer_all_threads
+                    else "steering the selected thread only")
+
+    def action_steer_nice(self, delta: int) -> None:
+        refs = self._steer_targets()
+        if not refs:
+            return
+        have = self._steer_first_params(refs)
+        if have is None:
+            return
+        new = max(-20, min(19, have.nice + delta))
+        if new == have.nice:
+            self.notify(f"nice is already {new}", severity="warning")
+            return
+        self._steer_apply(Tuning(nice=new), refs=refs)
+
+    def action_steer_boost(self) -> None:
+        refs = self._steer_targets()
+        if not refs:
+            return
+        have = self._steer_first_params(refs)
+        if have is not None and have.policy in units.RT_POLICIES:
+            # Boost is the fair-class answer: bring an RT task back to OTHER for it.
+            self._steer_apply(Tuning(policy=units.SCHED_OTHER, nice=-10, slice_ns=1_000_000), "boost", refs)
+        else:
+            self._steer_apply(BOOST, "boost", refs)
+
+    def action_steer_rt_boost(self) -> None:
+        refs = self._steer_targets()
+        if not refs:
+            return
+        from schedtop.ui.screens.steer import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._steer_apply(Tuning(policy=units.SCHED_FIFO, rt_priority=RT_BOOST_PRIO), "RT boost", refs)
+
+        self.push_screen(ConfirmScreen(
+            "RT boost",
+            f"Run {self._steer_who(refs)} as SCHED_FIFO {RT_BOOST_PRIO}?\n\n"
+            "A FIFO task runs until it blocks: if it spins, it starves every fair task on its CPU "
+            "(the kernel keeps 5% back). It is undone on quit, with z, or by `schedtop restore`.",
+            yes="Boost"), answered)
+
+    def action_steer_demote(self, which: str) -> None:
+        self._steer_apply(Tuning(policy=units.parse_policy(which)))
+
+    def action_steer_policy(self) -> None:
+        refs = self._steer_targets()
+        if not refs:
+            return
+        have = self._steer_first_params(refs)
+        if have is None:
+            return
+        from schedtop.ui.screens.steer import PolicyChooser
+
+        def chosen(choice: tuple[int, int] | None) -> None:
+            if choice is None:
+                return
+            policy, prio = choice
+            self._steer_apply(Tuning(policy=policy, rt_priority=prio or None), refs=refs)
+
+        self.push_screen(PolicyChooser(self._steer_who(refs), have.describe()), chosen)
+
+    def action_steer_undo(self) -> None:
+        self.notify(*self._steer_undo_last_text())
+
+    def _steer_undo_last_text(self) -> tuple[str, ...]:
+        j = getattr(self, "_steer_journal", None)
+        if j is None:
+            return ("nothing to undo",)
+        try:
+            res = j.undo_last()
+        except JournalError as exc:
+            return (str(exc),)
+        if res is None:
+            return ("nothing to undo",)
+        label, outcomes = res
+        self.record_action({"type": "steer.undo", "label": label})
+        failed = [o.line() for o in outcomes if o.status == "failed"]
+        text = f"undo {label}: {summarize(outcomes)}" + (f" ({failed[0]})" if failed else "")
+        return (text,)
+
+    def action_steer_changes(self) -> None:
+        if getattr(self, "_steer_journal", None) is None:
+            self.notify("no changes (steering is off)", severity="warning")
+            return
+        from schedtop.ui.screens.changes import ChangesScreen
+
+        self.push_screen(ChangesScreen(self._steer_rows, self._steer_undo_row,
+                                       lambda: self._steer_undo_last_text()[0], self._steer_restore_all_text))
+
+    def _steer_rows(self):
+        from schedtop.ui.screens.changes import ChangeRow
+
+        j = self._steer_journal
+        j.prune()
+        rows = []
+        for a in j.active():
+            try:
+                now = read_params(a.ref).describe()
+            except SteerError:
+                now = "gone"
+            rows.append(ChangeRow(f"{a.ref.tid}:{a.ref.starttime}", a.ref.label(),
+                                  " + ".join(lbl.split(": ")[0] for lbl in a.labels), a.before.describe(), now))
+        return rows
+
+    def _steer_undo_row(self, key: str) -> str:
+        tid, st = (int(x) for x in key.split(":"))
+        for a in self._steer_journal.active():
+            if (a.ref.tid, a.ref.starttime) == (tid, st):
+                out = self._steer_journal.undo_task(a.ref)
+                self.record_action({"type": "steer.undo_task", "tid": tid})
+                return out.line() if out else "nothing to undo"
+        return "nothing to undo"
+
+    def _steer_restore_all_text(self) -> str:
+        outcomes = self._steer_journal.restore_all()
+        self.record_action({"type": "steer.restore", "message": summarize(outcomes)})
+        return f"restore all: {summarize(outcomes)}"
+
+    # --- crash recovery and profiles ------------------------------------------------------
+
+    def _steer_offer_recovery(self) -> None:
+        try:
+            orphans = [j for j in Journal.orphans() if len(j)]
+        except JournalError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if not orphans:
+            return
+        n = sum(len(j) for j in orphans)
+        pids = ", ".join(str(j.owner[0]) for j in orphans if j.owner)
+        from schedtop.ui.screens.steer import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.notify("left as they are: `schedtop restore` undoes them later")
+                return
+            outs = [o for j in orphans for o in j.restore_all()]
+            self.notify(f"restored the crashed session's changes: {summarize(outs)}")
+            self.record_action({"type": "steer.recover", "message": summarize(outs)})
+
+        self.push_screen(ConfirmScreen(
+            "Restore after a crash?",
+            f"A previous schedtop session (pid {pids}) ended without restoring its changes to "
+            f"{n} thread(s). Put them back as they were?", yes="Restore", no="Leave"), answered)
+
+    def _steer_start_profile(self, spec: str) -> None:
+        from schedtop.steer.profiles import ProfileError, ProfileRunner, load
+
+        try:
+            prof = load(spec)
+        except ProfileError as exc:
+            self.exit(return_code=2, message=f"schedtop: {exc}")
+            return
+        self._steer_runner = ProfileRunner(prof, self._steer_journal)
+        self.notify(f"profile {prof.name}: applying live ({len(prof.rules)} rules)")
+        self._steer_profile_poll()
+        self._steer_timer = self.set_interval(prof.poll_s, self._steer_profile_poll)
+
+    @work(thread=True, group="steer-profile", exclusive=True, exit_on_error=False)
+    def _steer_profile_poll(self) -> None:
+        runner = self._steer_runner
+        if runner is None or self._steer_stopped:
+            return
+        with self._steer_lock:
+            if self._steer_stopped:
+                return
+            reports = runner.poll()
+        for rep in reports:
+            try:
+                self.call_from_thread(self._steer_report, rep)
+            except RuntimeError:  # the app is shutting down; the journal already has it
+                return
+
+    def steer_status(self) -> dict[str, Any]:
+        """For the status bar or tests: what steering is doing right now."""
+        j = getattr(self, "_steer_journal", None)
+        return {"changed": len(j) if j else 0, "all_threads": getattr(self, "_steer_all_threads", False),
+                "profile": self._steer_runner.profile.name if getattr(self, "_steer_runner", None) else None}
