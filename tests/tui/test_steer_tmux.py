@@ -1,0 +1,182 @@
+"""The real TUI in a real terminal (tmux): select a real child task, pin it, boost it, RT-boost it,
+undo, quit; /proc is checked after every key, and everything is restored after quit, after
+SIGTERM, and (after kill -9) by the crash-recovery prompt of the next start."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.tmux, pytest.mark.root,
+              pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
+
+SCHEDTOP = Path(sys.executable).parent / "schedtop"
+
+
+def _stat(pid: int) -> list[str]:
+    data = Path(f"/proc/{pid}/stat").read_text()
+    return data[data.rindex(")") + 2:].split()
+
+
+def params(pid: int) -> dict:
+    st = _stat(pid)
+    sl = None
+    for line in Path(f"/proc/{pid}/sched").read_text().splitlines():
+        if line.startswith("se.slice"):
+            sl = int(float(line.split(":")[1]))
+    aff = next(l.split(":", 1)[1].strip() for l in Path(f"/proc/{pid}/status").read_text().splitlines()
+               if l.startswith("Cpus_allowed_list:"))
+    return {"policy": int(st[38]), "rtprio": int(st[37]), "nice": int(st[16]), "slice": sl, "cpus": aff}
+
+
+def wait_for(cond, what: str, timeout: float = 15.0):
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        last = cond()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Tui:
+    def __init__(self, child: int, state: Path) -> None:
+        self.name = f"stt-{uuid.uuid4().hex[:8]}"
+        self.pidfile = state.parent / f"{self.name}.pid"
+        cmd = (f"echo $$ > {self.pidfile}; exec env SCHEDTOP_STATE_DIR={state} {SCHEDTOP} -p {child} --no-bpf")
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "120", "-y", "40", cmd], check=True)
+        subprocess.run(["tmux", "set-option", "-t", self.name, "remain-on-exit", "on"], check=True)
+        self.pid = int(wait_for(lambda: self.pidfile.exists() and self.pidfile.read_text().strip(), "tui pid"))
+
+    def screen(self, history: bool = False) -> str:
+        extra = ["-S", "-500"] if history else []  # after exit the message may have scrolled
+        r = subprocess.run(["tmux", "capture-pane", "-p", *extra, "-t", self.name], capture_output=True, text=True)
+        return r.stdout
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def wait_text(self, text: str, timeout: float = 15.0) -> str:
+        def seen() -> str | None:
+            s = self.screen()
+            return s if text in s else None
+
+        return wait_for(seen, repr(text), timeout)
+
+    def alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+            return _stat(self.pid)[0] != "Z"
+        except (ProcessLookupError, FileNotFoundError):
+            return False
+
+    def close(self) -> None:
+        if self.alive():
+            os.kill(self.pid, signal.SIGKILL)
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+@pytest.fixture
+def child():
+    p = subprocess.Popen(["sleep", "600"])
+    yield p.pid
+    p.kill()
+    p.wait()
+
+
+@pytest.fixture
+def state(tmp_path):
+    return tmp_path / "state"
+
+
+def _start(child: int, state: Path) -> Tui:
+    tui = Tui(child, state)
+    # the -p filter shows only our child, so it is the selected row
+    tui.wait_text(f"{child}    {child} sleep")
+    return tui
+
+
+def test_pin_boost_rt_undo_quit_with_proc_checked(child, state):
+    orig = params(child)
+    assert orig["cpus"] == "0-1" and orig["policy"] == 0
+    tui = _start(child, state)
+    try:
+        tui.keys("a")
+        tui.wait_text("online CPUs")
+        tui.keys("1", "Enter")
+        wait_for(lambda: params(child)["cpus"] == "1", "pin to CPU 1")
+        assert {k: params(child)[k] for k in ("policy", "nice")} == {"policy": 0, "nice": 0}
+
+        tui.keys("b")
+        wait_for(lambda: params(child)["nice"] == -10 and params(child)["slice"] == 1_000_000, "boost")
+        assert params(child)["cpus"] == "1"
+
+        tui.keys("B")
+        tui.wait_text("SCHED_FIFO 88?")
+        assert params(child)["policy"] == 0  # nothing before the confirmation
+        tui.keys("y")
+        wait_for(lambda: (params(child)["policy"], params(child)["rtprio"]) == (1, 88), "FIFO 88")
+
+        tui.keys("c")
+        screen = tui.wait_text("Active changes")
+        assert "pin 1 + boost + RT boost" in screen
+        tui.keys("Escape")
+        # ESC followed at once by z would read as Alt+z: wait until the pane is closed
+        wait_for(lambda: "Active changes" not in tui.screen(), "changes pane closed")
+
+        tui.keys("z")  # undo the RT boost only
+        wait_for(lambda: params(child)["policy"] == 0, "undo RT boost")
+        assert (params(child)["nice"], params(child)["slice"], params(child)["cpus"]) == (-10, 1_000_000, "1")
+
+        tui.keys("q")
+        wait_for(lambda: not tui.alive(), "quit")
+        wait_for(lambda: "schedtop: restored on exit: 1 restored" in tui.screen(history=True), "exit report")
+        assert params(child) == orig
+        assert not list(state.glob("session-*.json"))
+    finally:
+        tui.close()
+
+
+def test_sigterm_restores(child, state):
+    orig = params(child)
+    tui = _start(child, state)
+    try:
+        tui.keys("b")
+        wait_for(lambda: params(child)["nice"] == -10, "boost")
+        os.kill(tui.pid, signal.SIGTERM)
+        wait_for(lambda: not tui.alive(), "exit on SIGTERM")
+        assert params(child) == orig
+    finally:
+        tui.close()
+
+
+def test_kill9_then_next_start_offers_recovery(child, state):
+    orig = params(child)
+    tui = _start(child, state)
+    try:
+        tui.keys("D")  # demote to IDLE
+        wait_for(lambda: params(child)["policy"] == 5, "SCHED_IDLE")
+        os.kill(tui.pid, signal.SIGKILL)
+        wait_for(lambda: not tui.alive(), "killed")
+        assert params(child)["policy"] == 5 and len(list(state.glob("session-*.json"))) == 1
+    finally:
+        tui.close()
+    tui = Tui(child, state)
+    try:
+        tui.wait_text("Restore after a crash?")
+        tui.keys("y")
+        wait_for(lambda: params(child) == orig, "recovery restore")
+        tui.keys("q")
+        wait_for(lambda: not tui.alive(), "quit")
+        assert not list(state.glob("session-*.json"))
+    finally:
+        tui.close()
