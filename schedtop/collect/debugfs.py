@@ -57,7 +57,7 @@ class CpuRq:
     curr_pid: int = 0
     # task-group path -> avg_vruntime (ns) of that group's cfs_rq on this CPU
     avg_vruntime: dict[str, int] = field(default_factory=dict)
-    rows: tuple[RowTask, ...] = ()
+    rows: tuple[RowTask, ...] = ()  # the queued rows only ('>R' and 'R'), in file order
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,7 @@ class SchedDebug:
         """Queued tasks of every CPU in EEVDF pick order: eligible first, then by deadline."""
         out: list[QueuedTask] = []
         for rq in self.cpus:
-            queued = [r for r in rq.rows if r.state in (">R", "R")]
+            queued = list(rq.rows)
             queued.sort(key=lambda r: (r.state != ">R", not r.eligible, r.deadline_ns))
             for r in queued:
                 avg = rq.avg_vruntime.get(r.group)
@@ -158,7 +158,9 @@ def parse_sched_debug(text: str) -> SchedDebug:
                     pass
             continue
         if in_table:
-            if line.startswith((" ", ">R")):  # the header row fails parse_row and is skipped
+            # Only queued rows ('>R' running, ' R' waiting) matter; the table also lists
+            # every sleeping task of this CPU, and skipping those keeps 1000 threads cheap.
+            if line.startswith((" R ", ">R")):
                 row = parse_row(cur["cpu"], line)
                 if row is not None:
                     cur["rows"].append(row)

@@ -13,7 +13,6 @@ another user (EACCES/EPERM) is normal: its reader returns None, quietly.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,11 +31,12 @@ def read_bytes(path: str) -> bytes | None:
     except _QUIET:
         return None
     try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 8192)
-            if not chunk:
-                break
+        # One read covers every per-task file (< 4 KB); loop only for bigger ones.
+        data = os.read(fd, 16384)
+        if len(data) < 16384:
+            return data
+        chunks = [data]
+        while chunk := os.read(fd, 65536):
             chunks.append(chunk)
         return b"".join(chunks)
     except (*_QUIET, OSError):  # ESRCH can also surface as a plain OSError on read
@@ -117,9 +117,6 @@ def split_ns(text: str | bytes) -> int:
     return -ns if neg else ns
 
 
-_SCHED_LINE = re.compile(rb"^([a-z_.>-]+)\s*:\s*(-?[0-9.]+)\s*$", re.M)
-
-
 def parse_sched_all(data: bytes) -> dict[str, str]:
     """Every 'key : value' line of /proc/PID/sched, as text (the detail pane shows them all)."""
     out: dict[str, str] = {}
@@ -130,20 +127,38 @@ def parse_sched_all(data: bytes) -> dict[str, str]:
     return out
 
 
+def _field(data: bytes, key: bytes) -> bytes | None:
+    """The value of the line 'key   : value' (keys start a line; values are one token)."""
+    i = data.find(b"\n" + key + b" ")
+    if i < 0:
+        return None
+    colon = data.find(b":", i)
+    end = data.find(b"\n", colon)
+    return data[colon + 1 : end if end >= 0 else len(data)].strip()
+
+
 def parse_sched(data: bytes) -> SchedFields:
-    vals = dict(_SCHED_LINE.findall(data))
-
+    # str.find per key is ~5x cheaper than a regex over the whole 1.5 KB file:
+    # this runs once per thread per refresh.
     def num(key: bytes) -> int:
-        v = vals.get(key)
-        return int(v) if v is not None and b"." not in v else 0
+        v = _field(data, key)
+        try:
+            return int(v) if v is not None else 0
+        except ValueError:
+            return 0
 
-    vr = vals.get(b"se.vruntime")
-    sl = vals.get(b"se.slice")
-    ext = vals.get(b"ext.enabled")
+    def ns(key: bytes) -> int | None:
+        # se.vruntime is ms with 6 decimals (SPLIT_NS); se.slice is plain ns on 6.x.
+        v = _field(data, key)
+        try:
+            return None if v is None else split_ns(v) if b"." in v else int(v)
+        except ValueError:
+            return None
+
+    ext = _field(data, b"ext.enabled")
     return SchedFields(
-        vruntime_ns=split_ns(vr) if vr is not None else None,
-        # se.slice is printed in ns on 6.x (P), in ms on some older kernels (PN).
-        slice_ns=(split_ns(sl) if b"." in sl else int(sl)) if sl is not None else None,
+        vruntime_ns=ns(b"se.vruntime"),
+        slice_ns=ns(b"se.slice"),
         nr_switches=num(b"nr_switches"),
         nr_voluntary=num(b"nr_voluntary_switches"),
         nr_involuntary=num(b"nr_involuntary_switches"),
