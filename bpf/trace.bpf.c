@@ -454,8 +454,13 @@ int dump_tasks(struct bpf_iter__task *ctx)
 	if (!task)
 		return 0;
 	c = bpf_task_storage_get(&task_store, task, 0, 0);
-	if (!c || !(c->rec.stints || c->rec.lat_count))
+	if (!c || !(c->rec.stints || c->rec.lat_count || c->queued_cpu))
 		return 0;
+	c->rec.queued_cpu = c->queued_cpu;
+	if (!c->rec.pid) {
+		c->rec.pid = BPF_CORE_READ(task, pid);
+		c->rec.tgid = BPF_CORE_READ(task, tgid);
+	}
 	bpf_seq_write(ctx->meta->seq, &c->rec, sizeof(c->rec));
 	return 0;
 }

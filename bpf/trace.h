@@ -59,6 +59,8 @@ struct cpu_stat {
 struct task_rec {
 	__u32 pid;		/* tid */
 	__u32 tgid;
+	__u32 queued_cpu;	/* CPU + 1 whose run queue counts it now; 0: not runnable */
+	__u32 pad;
 	__u64 oncpu_ns;		/* time on CPU */
 	__u64 stints;		/* times it ran (switched in then out): slices actually used */
 	__u64 preempted;	/* switched out while runnable */

@@ -11,7 +11,7 @@ import itertools
 import struct
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 c_u8, c_u32, c_s32, c_u64 = ctypes.c_uint8, ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint64
 
@@ -65,6 +65,8 @@ class TaskRec(ctypes.Structure):
     _fields_ = [
         ("pid", c_u32),
         ("tgid", c_u32),
+        ("queued_cpu", c_u32),
+        ("pad", c_u32),
         ("oncpu_ns", c_u64),
         ("stints", c_u64),
         ("preempted", c_u64),
@@ -195,5 +197,27 @@ def decode_event(fields: tuple) -> SchedEvent:
     )
 
 
-TASK_HEAD = struct.Struct("<IIQQQQQQQ")  # TaskRec without its slots
+TASK_HEAD = struct.Struct("<IIIIQQQQQQQ")  # TaskRec without its slots
 assert TASK_HEAD.size == TaskRec.lat_slots.offset
+
+
+class TaskStats(NamedTuple):
+    """One task_rec as read from the iterator (cumulative since attach)."""
+
+    pid: int
+    tgid: int
+    queued_cpu: int | None  # the CPU whose run queue counts it now; None: not runnable
+    oncpu_ns: int
+    stints: int
+    preempted: int
+    voluntary: int
+    lat_count: int
+    lat_sum_ns: int
+    lat_max_ns: int
+    slots: Sequence[int]  # TASK_SLOTS counts (a memoryview cast to u32)
+
+
+def task_stats(buf: memoryview, off: int = 0) -> TaskStats:
+    h = TASK_HEAD.unpack_from(buf, off)
+    slots = buf[off + TASK_HEAD.size : off + ctypes.sizeof(TaskRec)].cast("I")
+    return TaskStats(h[0], h[1], h[2] - 1 if h[2] else None, *h[4:], slots)

@@ -214,12 +214,19 @@ class BpfTier:
         self._task_hash = None if use_btf else obj.map("task_hash")
         self._task_off = 0 if use_btf else btf.struct_fields("task_ctx")["rec"].offset
         self._iter = None
-        links, errors = obj.attach_all()
-        for name in links:
-            self.programs[name] = "attached"
-        for name, exc in errors.items():
-            self.programs[name] = f"failed: {_first_line(exc)}"
-            self.warnings.append(f"{name}: {_first_line(exc)}")
+        # switch first: a task is then learned when it runs, and a wakeup seen before the
+        # switch handler existed cannot leave a count behind.
+        order = ("handle_switch", "handle_migrate", "handle_wakeup", "handle_wakeup_new")
+        links, errors = {}, {}
+        for base in order:
+            name = base if use_btf else base.replace("handle_", "handle_raw_")
+            try:
+                links[name] = obj.program(name).attach()
+                self.programs[name] = "attached"
+            except libbpf.BpfError as exc:
+                errors[name] = exc
+                self.programs[name] = f"failed: {_first_line(exc)}"
+                self.warnings.append(f"{name}: {_first_line(exc)}")
         if not any(name in links for name in ESSENTIAL):
             raise libbpf.BpfError(errors[next(iter(errors))].errno if errors else 22,
                                   "sched_switch did not attach: " + "; ".join(self.warnings))
@@ -251,31 +258,43 @@ class BpfTier:
         b = self._bss
         return {"events": int(b.events), "dropped": int(b.dropped), "untracked": int(b.untracked)}
 
-    def nr_running(self) -> list[int]:
+    def nr_running_counters(self) -> list[int]:
+        """The in-kernel per-CPU counters (maintained on every event; raw_tp mode's answer)."""
         return [max(0, int(self._bss.nr_running[i])) for i in range(self.nr_cpus)]
+
+    def nr_running(self, recs: dict[int, Any] | None = None) -> list[int]:
+        """Exact runnable tasks per CPU. With the task iterator: the tasks BPF holds as queued
+        on each CPU, walked over the live task list (a task that exits simply vanishes, so
+        nothing can leak); otherwise the counters."""
+        if self._iter is None:
+            return self.nr_running_counters()
+        if recs is None:
+            recs = self.task_records()
+        nr = [0] * self.nr_cpus
+        for r in recs.values():
+            if r.queued_cpu is not None and r.queued_cpu < self.nr_cpus:
+                nr[r.queued_cpu] += 1
+        return nr
 
     def cpu_stats(self) -> list[Any]:
         raw = self._cpu_stats.lookup_percpu(0) or []
         return [self._te.CpuStatRec.from_buffer_copy(r) for r in raw[: self.nr_cpus]]
 
-    def task_records(self) -> dict[int, tuple]:
-        """tid -> (tgid, oncpu_ns, stints, preempted, voluntary, lat_count, lat_sum_ns,
-        lat_max_ns, slots memoryview)."""
+    def task_records(self) -> dict[int, Any]:
+        """tid -> TaskStats for every task seen since attach."""
         te = self._te
         size = ctypes.sizeof(te.TaskRec)
-        head = te.TASK_HEAD
-        out: dict[int, tuple] = {}
+        out: dict[int, Any] = {}
         if self._iter is not None:
             blob = memoryview(self._iter.read_iter())
             for off in range(0, len(blob) - size + 1, size):
-                h = head.unpack_from(blob, off)
-                out[h[0]] = h[1:] + (blob[off + head.size : off + size].cast("I"),)
+                r = te.task_stats(blob, off)
+                out[r.pid] = r
         elif self._task_hash is not None:
-            for _, value in self._task_hash.lookup_batch():
-                rec = memoryview(value)[self._task_off : self._task_off + size]
-                h = head.unpack_from(rec, 0)
-                if h[0] and (h[3] or h[6]):
-                    out[h[0]] = h[1:] + (rec[head.size :].cast("I"),)
+            for key, value in self._task_hash.lookup_batch():
+                r = te.task_stats(memoryview(value)[self._task_off : self._task_off + size])
+                pid = int.from_bytes(key, "little")
+                out[pid] = r._replace(pid=pid)
         return out
 
     def _pump(self) -> None:
@@ -311,7 +330,9 @@ class BpfTier:
             self._pump()
         now = time.monotonic()
         cstats = self.cpu_stats()
-        nr = self.nr_running()
+        recs = self.task_records()
+        nr = self.nr_running(recs)
+        counters_nr = self.nr_running_counters()
 
         # system-wide histogram of this interval (sum over CPUs, minus the last reading)
         total = [0] * te.CPU_SLOTS
@@ -346,6 +367,7 @@ class BpfTier:
                 p50, p90, p99 = te.percentiles_us(cs.lat_slots, te.CPU_SUB_BITS, (0.5, 0.9, 0.99), cs.lat_max_ns)
                 per_cpu_extra.append({
                     "cpu": c.cpu, "nr_running": nr[c.cpu] if c.cpu < len(nr) else None,
+                    "nr_running_counter": counters_nr[c.cpu] if c.cpu < len(counters_nr) else None,
                     "procfs_estimate": c.nr_running if not c.nr_running_exact else None,
                     "lat_count": int(cs.lat_count), "p50_us": p50, "p90_us": p90, "p99_us": p99,
                     "max_us": cs.lat_max_ns / 1000.0 if cs.lat_count else None,
@@ -355,7 +377,6 @@ class BpfTier:
             else:
                 cpus.append(c)
 
-        recs = self.task_records()
         tasks = tuple(self._task(t, recs) for t in snap.tasks)
 
         counters = self.counters()
@@ -384,20 +405,22 @@ class BpfTier:
             extras=extras,
         )
 
-    def _task(self, t: Task, recs: dict[int, tuple]) -> Task:
+    def _task(self, t: Task, recs: dict[int, Any]) -> Task:
         te = self._te
         if t.nr_threads > 1:  # a folded process row: every thread of the tgid
-            group = [r for r in recs.values() if r[0] == t.pid]
+            group = [r for r in recs.values() if r.tgid == t.pid]
             if not group:
                 return t
-            slots = [sum(col) for col in zip(*(r[8] for r in group))]
-            oncpu, stints, pre, vol = (sum(r[i] for r in group) for i in (1, 2, 3, 4))
-            count, mx = sum(r[5] for r in group), max(r[7] for r in group)
+            slots: Any = [sum(col) for col in zip(*(r.slots for r in group))]
+            oncpu, stints = sum(r.oncpu_ns for r in group), sum(r.stints for r in group)
+            pre, vol = sum(r.preempted for r in group), sum(r.voluntary for r in group)
+            count, mx = sum(r.lat_count for r in group), max(r.lat_max_ns for r in group)
         else:
             r = recs.get(t.tid)
             if r is None:
                 return t
-            _, oncpu, stints, pre, vol, count, _, mx, slots = r
+            oncpu, stints, pre, vol, count, mx, slots = (
+                r.oncpu_ns, r.stints, r.preempted, r.voluntary, r.lat_count, r.lat_max_ns, r.slots)
         p50 = p99 = None
         if count:
             p50, p99 = te.percentiles_us(slots, te.TASK_SUB_BITS, (0.5, 0.99), mx)
