@@ -14,6 +14,7 @@ import asyncio
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import on, work
@@ -101,7 +102,7 @@ class MainScreen(Screen[None]):
 
 class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
     TITLE = "schedtop"
-    CSS_PATH = "schedtop.tcss"
+    CSS_PATH = Path(__file__).with_name("schedtop.tcss")  # absolute: subclasses live elsewhere
     COMMANDS = App.COMMANDS | {ActionsProvider}
     BINDINGS: ClassVar[list[Binding]] = [
         *CORE_BINDINGS,

@@ -1,0 +1,61 @@
+"""SVG snapshots of the TUI from the recorded session, at 80x24 and 200x60.
+
+The replay starts paused and is stepped to a fixed frame, the time zone is
+pinned (conftest), so the pictures depend only on the fixture and the code.
+Update after an intended change: pytest tests/tui --snapshot-update
+"""
+
+from __future__ import annotations
+
+import pytest
+from tuikit import replay_source, wait_for
+
+from schedtop.ui.app import CORE_BINDINGS, SchedtopApp
+
+SIZES = [(80, 24), (200, 60)]
+
+
+class CoreApp(SchedtopApp):
+    """The app with the core keys only: other areas' bindings (tested by their owners) would
+    otherwise change the footer, and these pictures, whenever one is added."""
+
+    BINDINGS = list(CORE_BINDINGS)
+
+
+def replay_app(**kw):
+    return CoreApp(replay_source(), delay=1.0, **kw)
+
+
+def _at_frame(app, frame: int, keys: tuple[str, ...] = ()):
+    async def run_before(pilot) -> None:
+        await wait_for(pilot, lambda: app.snapshot is not None)
+        for _ in range(frame):
+            await pilot.press("full_stop")
+        for k in keys:
+            await pilot.press(k)
+        await pilot.pause(0.1)
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_main_view(snap_compare, size):
+    app = replay_app(paused=True)
+    assert snap_compare(app, terminal_size=size, run_before=_at_frame(app, 3))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_queue_view(snap_compare, size):
+    app = replay_app(paused=True)
+    assert snap_compare(app, terminal_size=size, run_before=_at_frame(app, 3, ("down", "e")))
+
+
+def test_help_80x24(snap_compare):
+    app = replay_app(paused=True)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=_at_frame(app, 1, ("question_mark",)))
+
+
+def test_process_view_filtered_200x60(snap_compare):
+    app = replay_app(paused=True)
+    keys = ("t", "slash", "h", "o", "g", "enter", "w")
+    assert snap_compare(app, terminal_size=(200, 60), run_before=_at_frame(app, 3, keys))

@@ -1,0 +1,149 @@
+"""The real `schedtop` on the live machine in a real terminal (tmux), driven by keys.
+
+Each test uses its own tmux server (-L), so it never touches anyone's sessions.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEDTOP = ROOT / ".venv" / "bin" / "schedtop"
+
+pytestmark = [
+    pytest.mark.tmux,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux"),
+    pytest.mark.skipif(not SCHEDTOP.exists(), reason="needs .venv/bin/schedtop (make venv)"),
+]
+
+
+class Tmux:
+    def __init__(self, cmd: str, width: int = 120, height: int = 40) -> None:
+        self.sock = f"schedtop-test-{os.getpid()}-{time.monotonic_ns()}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
+        env["TERM"] = "xterm-256color"
+        self.env = env
+        self.tmux("new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), cmd,
+                  ";", "set-option", "-t", "t", "remain-on-exit", "on")
+
+    def tmux(self, *args: str) -> str:
+        r = subprocess.run(["tmux", "-f", "/dev/null", "-L", self.sock, *args], capture_output=True,
+                           text=True, env=self.env, timeout=10)
+        if r.returncode != 0:
+            raise AssertionError(f"tmux {args[0]}: {r.stderr.strip()}")
+        return r.stdout
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", "t")
+
+    def keys(self, *keys: str) -> None:
+        for k in keys:
+            self.tmux("send-keys", "-t", "t", k)
+            time.sleep(0.15)
+
+    def literal(self, text: str) -> None:
+        self.tmux("send-keys", "-t", "t", "-l", text)
+
+    def pane(self, fmt: str) -> str:
+        return self.tmux("display-message", "-p", "-t", "t", fmt).strip()
+
+    def wait(self, pred, what: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.screen()
+            if pred(text):
+                return text
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}; screen:\n{text}")
+
+    def wait_text(self, needle: str, timeout: float = 15.0) -> str:
+        return self.wait(lambda s: needle in s, repr(needle), timeout)
+
+    def wait_dead(self, timeout: float = 10.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pane("#{pane_dead}") == "1":
+                return int(self.pane("#{pane_dead_status}") or -1)
+            time.sleep(0.1)
+        raise AssertionError("schedtop did not exit; screen:\n" + self.screen())
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.sock, "kill-server"], capture_output=True, env=self.env)
+
+
+@pytest.fixture
+def probe(tmp_path):
+    """A sleeping child with a comm of its own, to filter and select."""
+    exe = tmp_path / "stprobe"
+    shutil.copy("/bin/sleep", exe)
+    p = subprocess.Popen([str(exe), "600"])
+    yield p
+    p.kill()
+    p.wait()
+
+
+def test_live_keys_sort_filter_select_pause_help_quit(probe):
+    t = Tmux(f"exec {SCHEDTOP} -d 0.5 --no-bpf")
+    try:
+        t.wait_text("scheduler EEVDF")
+        t.wait_text("sort cpu_pct")
+        # sort: next column
+        t.keys(">")
+        t.wait(lambda s: "sort " in s and "sort cpu_pct" not in s, "a new sort column")
+        # filter by name
+        t.keys("/")
+        t.literal("stprobe")
+        t.keys("Enter")
+        screen = t.wait(lambda s: "filter 'stprobe'" in s and f"{probe.pid}" in s, "the probe row")
+        assert "1/" in screen
+        # select it and open its detail: the /proc sched fields come through the collector
+        t.keys("Enter")
+        screen = t.wait_text(f"task {probe.pid}")
+        t.wait_text("se.vruntime")
+        t.keys("Escape")
+        t.wait_text("filter 'stprobe'")
+        # pause: the header says so
+        t.keys("Space")
+        t.wait_text("PAUSED")
+        t.keys("Space")
+        t.wait(lambda s: "PAUSED" not in s, "unpause")
+        # help, generated from the bindings
+        t.keys("?")
+        t.wait_text("schedtop help")
+        t.wait_text("schedtop.pause")
+        t.keys("Escape")
+        t.wait(lambda s: "schedtop help" not in s, "help closed")
+        # quit: the process exits 0 and leaves the alternate screen
+        t.keys("q")
+        assert t.wait_dead() == 0
+        assert t.pane("#{alternate_on}") == "0"
+    finally:
+        t.close()
+
+
+def test_sigterm_exits_cleanly():
+    t = Tmux(f"exec {SCHEDTOP} -d 0.5 --no-bpf")
+    try:
+        t.wait_text("scheduler EEVDF")
+        os.kill(int(t.pane("#{pane_pid}")), signal.SIGTERM)
+        assert t.wait_dead() == 128 + signal.SIGTERM
+        assert t.pane("#{alternate_on}") == "0"
+    finally:
+        t.close()
+
+
+def test_bad_replay_file_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"schedtop_replay": 1, "schema": 1}\n{"t": "snapshot", "data": {"ts": 1}}')
+    r = subprocess.run([str(SCHEDTOP), "--replay", str(bad)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert str(bad) in r.stderr
