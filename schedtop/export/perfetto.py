@@ -104,7 +104,9 @@ class PerfettoWriter:
         self.dropped_per_cpu: dict[int, int] = {}
         self._comm: dict[int, str] = {}
         self._tgid: dict[int, int] = {}
+        self._procs: dict[int, tuple[int, list[str]]] = {}  # tgid -> (ppid, cmdline), read when first seen
         self._lost_pending: set[int] = set()
+        self._curr: dict[int, int] = {}  # cpu -> the task last switched in there
         self._offset = boottime_offset_ns()
         self._tracks: dict[str, int] = {}
         self._track_last: dict[str, int] = {}
@@ -176,6 +178,8 @@ class PerfettoWriter:
         return n
 
     def _note(self, pid: int, comm: str, tgid: int = 0) -> None:
+        if pid not in self._comm and pid:
+            self._meta(pid, tgid)
         if comm:
             self._comm[pid] = comm
         else:
@@ -183,11 +187,28 @@ class PerfettoWriter:
         if tgid:
             self._tgid[pid] = tgid
 
+    def _meta(self, tid: int, tgid: int) -> None:
+        """Read a new task's process while it still exists (short-lived tasks are gone by the end)."""
+        tgid = tgid or _read_tgid(self.proc_root, tid)
+        if not tgid:
+            return
+        self._tgid[tid] = tgid
+        if tgid not in self._procs:
+            cmdline = _read_cmdline(self.proc_root, tgid)
+            if cmdline:
+                self._procs[tgid] = (_read_ppid(self.proc_root, tgid), cmdline)
+
     def _event(self, fe: pb.FtraceEvent, ev: SchedEvent) -> None:
         ts = ev.ts_ns + self._offset
         fe.timestamp = ts
-        # FtraceEvent.pid is the task current on that CPU: prev for a switch, the waker for a wakeup.
-        fe.pid = ev.common_pid if ev.common_pid >= 0 else ev.pid
+        # FtraceEvent.pid is the task current on that CPU: prev for a switch, the waker for a
+        # wakeup. Without it from the source, the last task switched in on that CPU is the one.
+        if ev.common_pid >= 0:
+            fe.pid = ev.common_pid
+        elif ev.kind == "switch":
+            fe.pid = ev.pid
+        else:
+            fe.pid = self._curr.get(ev.cpu, ev.pid)
         self._first_ts = ts if self._first_ts is None else min(self._first_ts, ts)
         self._last_ts = max(self._last_ts, ts)
         self.counts[ev.kind] = self.counts.get(ev.kind, 0) + 1
@@ -197,6 +218,7 @@ class PerfettoWriter:
             s.prev_comm, s.prev_pid, s.prev_prio, s.prev_state = ev.comm, ev.pid, ev.prio, ev.prev_state
             s.next_comm, s.next_pid, s.next_prio = ev.next_comm, ev.next_pid, ev.next_prio
             self._note(ev.next_pid, ev.next_comm)
+            self._curr[ev.cpu] = ev.next_pid
         elif ev.kind == "waking":
             w = fe.sched_waking
             w.comm, w.pid, w.prio, w.success, w.target_cpu = ev.comm, ev.pid, ev.prio, 1, ev.target_cpu
@@ -277,8 +299,9 @@ class PerfettoWriter:
                 continue
             tgid = self._tgid.get(tid) or _read_tgid(self.proc_root, tid) or tid
             if tgid not in procs:
-                procs[tgid] = (_read_ppid(self.proc_root, tgid),
-                               _read_cmdline(self.proc_root, tgid) or [self._comm.get(tgid) or comm or str(tgid)])
+                procs[tgid] = self._procs.get(tgid) or (
+                    _read_ppid(self.proc_root, tgid),
+                    _read_cmdline(self.proc_root, tgid) or [self._comm.get(tgid) or comm or str(tgid)])
             if tid != tgid:
                 t = tree.threads.add()
                 t.tid, t.tgid = tid, tgid

@@ -72,10 +72,13 @@ def from_bpf(ev: Any) -> SchedEvent | None:
 
 
 def tier_counters(tier: Any) -> tuple[int, int]:
-    """(events written, events dropped) since the tier was opened."""
-    c = tier.counters() if hasattr(tier, "counters") else tier
-    get = (lambda k: c[k]) if isinstance(c, dict) else (lambda k: getattr(c, k))
-    return int(get("events")), int(get("dropped"))
+    """(events written, events dropped) since the tier was opened.
+
+    Dropped counts both losses: the kernel's (ring buffer full) and the tier's own backlog
+    overflowing in user space, so nothing that went missing is left out of the file.
+    """
+    c = tier.counters()
+    return int(c["events"]), int(c["dropped"]) + int(c.get("lost_user", getattr(tier, "_lost_user", 0)))
 
 
 @dataclass(frozen=True, slots=True)
