@@ -64,6 +64,10 @@ class CpuRq:
 class SchedDebug:
     cpus: tuple[CpuRq, ...]
     base_slice_ns: int | None = None
+    # tid -> (cpu, its row text) for every task listed, queued or not. A row that is
+    # byte-identical to the previous read means the task neither ran, woke, nor changed
+    # prio: LiveSource then reuses its procfs sample instead of reading three files.
+    fingerprints: dict[int, tuple[int, str]] = field(default_factory=dict)
 
     def queues(self) -> tuple[QueuedTask, ...]:
         """Queued tasks of every CPU in EEVDF pick order: eligible first, then by deadline."""
@@ -133,6 +137,7 @@ def parse_sched_debug(text: str) -> SchedDebug:
     cur: dict | None = None
     group: str | None = None
     in_table = False
+    fingerprints: dict[int, tuple[int, str]] = {}
 
     def finish() -> None:
         if cur is not None:
@@ -160,12 +165,15 @@ def parse_sched_debug(text: str) -> SchedDebug:
         if in_table:
             # Only queued rows ('>R' running, ' R' waiting) matter; the table also lists
             # every sleeping task of this CPU, and skipping those keeps 1000 threads cheap.
-            if line.startswith((" R ", ">R")):
-                row = parse_row(cur["cpu"], line)
-                if row is not None:
-                    cur["rows"].append(row)
-            elif not line.strip():
-                continue
+            if len(line) > 20 and line[2] == " ":
+                try:
+                    fingerprints[int(line[18:].split(None, 1)[0])] = (cur["cpu"], line)
+                except ValueError:  # the header row
+                    continue
+                if line.startswith((" R ", ">R")):
+                    row = parse_row(cur["cpu"], line)
+                    if row is not None:
+                        cur["rows"].append(row)
             continue
         if line.startswith("runnable tasks:"):
             in_table = True
@@ -192,7 +200,7 @@ def parse_sched_debug(text: str) -> SchedDebug:
         except ValueError:
             continue
     finish()
-    return SchedDebug(tuple(cpus), base_slice)
+    return SchedDebug(tuple(cpus), base_slice, fingerprints)
 
 
 def ensure_mounted() -> None:

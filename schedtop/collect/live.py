@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Callable, Mapping, Sequence
 
 from schedtop.collect import debugfs
@@ -25,28 +25,12 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 _STATE_RANK = {"R": 0, "D": 1}  # a folded process shows its most active thread's state
 
 
-@dataclass(frozen=True, slots=True)
-class _Counters:
-    """What a thread's rates are computed from, kept between two collects."""
-
-    runtime_ns: int
-    wait_ns: int
-    vol: int
-    invol: int
-    switches: int
-    ticks: int
-
-
-def _counters(s: ThreadSample) -> _Counters:
-    sched, ss = s.sched, s.schedstat
-    return _Counters(
-        runtime_ns=ss.runtime_ns if ss else 0,
-        wait_ns=ss.wait_ns if ss else 0,
-        vol=sched.nr_voluntary if sched else 0,
-        invol=sched.nr_involuntary if sched else 0,
-        switches=sched.nr_switches if sched else 0,
-        ticks=s.stat.utime_ticks + s.stat.stime_ticks,
-    )
+# Rates of a thread whose counters did not move (a shared constant: identity marks "unchanged").
+ZERO = (0.0, 0.0, 0.0, 0.0, 0)
+# With debugfs, a thread whose sched/debug row is unchanged keeps its cached procfs sample;
+# every thread's stat and affinity are still re-read once per REFRESH_EVERY collects,
+# for what a row does not show (policy, affinity) of threads that never run.
+REFRESH_EVERY = 10
 
 
 class LiveSource:
@@ -74,7 +58,12 @@ class LiveSource:
         self._warnings: list[str] = []  # standing ones, repeated in every snapshot
         self._prev_ts: float | None = None
         self._prev_cpu: list[tuple[float, float]] | None = None
-        self._prev: dict[tuple[int, int], _Counters] = {}
+        self._prev: dict[tuple[int, int], ThreadSample] = {}
+        self._cache: dict[int, tuple[tuple[int, str], ThreadSample]] = {}  # tid -> (debugfs row, sample)
+        self._rows: dict[int, tuple[ThreadSample, Task]] = {}  # tid -> (sample, its zero-rate row)
+        self._invalid: set[int] = set()
+        self._invalid_lock = threading.Lock()
+        self._n = 0
         self._prev_rq_switches: dict[int, int] = {}
         uname = os.uname()
         self.host, self.kernel = uname.nodename, uname.release
@@ -104,6 +93,15 @@ class LiveSource:
     def remove_extra(self, name: str) -> None:
         with self._lock:
             self._extras.pop(name, None)
+
+    def invalidate(self, tid: int | None = None) -> None:
+        """Re-read this thread (or all) from procfs next collect: call after changing its
+        policy or affinity, which the debugfs row used as a change detector does not show."""
+        with self._invalid_lock:
+            if tid is None:
+                self._cache = {}
+            else:
+                self._invalid.add(tid)
 
     def close(self) -> None:
         with self._lock:
@@ -162,31 +160,37 @@ class LiveSource:
                 rq = debugfs.read_sched_debug()
             except debugfs.DebugfsUnavailable as exc:
                 warnings.append(str(exc))
-        # Estimating per-CPU figures needs every task; with debugfs only the followed ones.
-        samples = self._reader.threads(self.pids if (rq is not None) else ())
+        samples = self._read_threads(rq)
 
         rates: dict[tuple[int, int], tuple[float, float, float, float, int]] = {}
-        new_prev: dict[tuple[int, int], _Counters] = {}
+        prev = self._prev
+        new_prev: dict[tuple[int, int], ThreadSample] = {}
         for s in samples:
             key = (s.tid, s.stat.starttime)  # starttime tells a reused tid apart
-            c = _counters(s)
-            new_prev[key] = c
-            p = self._prev.get(key)
-            if p is None or dt <= 0:
-                rates[key] = (0.0, 0.0, 0.0, 0.0, 0)
+            new_prev[key] = s
+            p = prev.get(key)
+            if p is None or p is s or dt <= 0:
+                rates[key] = ZERO
                 continue
-            if s.schedstat is not None:
-                cpu_pct = (c.runtime_ns - p.runtime_ns) / (dt * 1e7)
+            st, pst = s.stat, p.stat
+            ss, pss = s.schedstat, p.schedstat
+            sc, psc = s.sched, p.sched
+            if ss is not None and pss is not None:
+                cpu_pct = (ss.runtime_ns - pss.runtime_ns) / (dt * 1e7)
+                wait = (ss.wait_ns - pss.wait_ns) / dt
             else:
-                cpu_pct = (c.ticks - p.ticks) / CLK_TCK / dt * 100.0
-            rates[key] = (
-                max(cpu_pct, 0.0),
-                max(c.wait_ns - p.wait_ns, 0) / dt,
-                max(c.vol - p.vol, 0) / dt,
-                max(c.invol - p.invol, 0) / dt,
-                max(c.switches - p.switches, 0),
-            )
+                ticks = st.utime_ticks + st.stime_ticks - pst.utime_ticks - pst.stime_ticks
+                cpu_pct, wait = ticks / CLK_TCK / dt * 100.0, 0.0
+            if sc is not None and psc is not None:
+                vol = (sc.nr_voluntary - psc.nr_voluntary) / dt
+                invol = (sc.nr_involuntary - psc.nr_involuntary) / dt
+                sw = sc.nr_switches - psc.nr_switches
+            else:
+                vol = invol = 0.0
+                sw = 0
+            rates[key] = (max(cpu_pct, 0.0), max(wait, 0.0), max(vol, 0.0), max(invol, 0.0), max(sw, 0))
         self._prev = new_prev
+        self._n += 1
 
         cpus = self._cpus(cpu_times, dt, rq, samples, rates)
         if rq is None and self._reader.live:
@@ -229,6 +233,45 @@ class LiveSource:
             warnings=tuple(warnings),
             extras=extras,
         )
+
+    def _read_threads(self, rq: debugfs.SchedDebug | None) -> list[ThreadSample]:
+        """Every thread (estimates need them all); with debugfs, the followed ones only,
+        and unchanged threads come from the cache instead of three file reads each."""
+        reader = self._reader
+        fps = rq.fingerprints if rq is not None else {}
+        with self._invalid_lock:
+            cache, invalid = self._cache, self._invalid
+            self._invalid = set()
+        new_cache: dict[int, tuple[tuple[int, str], ThreadSample]] = {}
+        turn = self._n % REFRESH_EVERY
+        samples: list[ThreadSample] = []
+        for pid in (self.pids if rq is not None else ()) or reader.pids():
+            for tid in reader.tids(pid):
+                fp = fps.get(tid)
+                if fp is not None:
+                    c = cache.get(tid)
+                    if c is not None and c[0] == fp and c[1].pid == pid and tid not in invalid:
+                        if tid % REFRESH_EVERY == turn:
+                            # Its turn: re-read what the row does not show (policy, rt prio,
+                            # affinity); sched and schedstat cannot have moved.
+                            st = reader.stat(pid, tid)
+                            if st is None:
+                                continue
+                            aff = reader.affinity(pid, tid)
+                            if st != c[1].stat or aff != c[1].affinity:
+                                c = (fp, replace(c[1], stat=st, affinity=aff))
+                        samples.append(c[1])
+                        new_cache[tid] = c
+                        continue
+                s = reader.thread(pid, tid)
+                if s is not None:
+                    samples.append(s)
+                    if fp is not None:
+                        new_cache[tid] = (fp, s)
+        with self._invalid_lock:
+            if self._cache is cache:  # not cleared by invalidate() meanwhile
+                self._cache = new_cache
+        return samples
 
     def _cpus(self, cpu_times, dt, rq, samples, rates) -> tuple[CpuStat, ...]:
         n = len(cpu_times)
@@ -308,11 +351,24 @@ class LiveSource:
         )
 
     def _thread_rows(self, samples, rates) -> tuple[Task, ...]:
-        zero = (0.0, 0.0, 0.0, 0.0, 0)
-        return tuple(self._task(s, rates.get((s.tid, s.stat.starttime), zero)) for s in samples)
+        # An unchanged sample with zero rates gives the same row as last time: reuse it.
+        old, rows = self._rows, {}
+        out = []
+        for s in samples:
+            r = rates.get((s.tid, s.stat.starttime), ZERO)
+            if r is ZERO:
+                c = old.get(s.tid)
+                if c is None or c[0] is not s:
+                    c = (s, self._task(s, ZERO))
+                rows[s.tid] = c
+                out.append(c[1])
+            else:
+                out.append(self._task(s, r))
+        self._rows = rows
+        return tuple(out)
 
     def _process_rows(self, samples, rates) -> tuple[Task, ...]:
-        zero = (0.0, 0.0, 0.0, 0.0, 0)
+        zero = ZERO
         groups: dict[int, list[ThreadSample]] = {}
         for s in samples:
             groups.setdefault(s.pid, []).append(s)

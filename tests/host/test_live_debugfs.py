@@ -101,3 +101,45 @@ def test_debugfs_mounted_on_demand():
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["procfs+debugfs", str(os.cpu_count()), "True"]
     assert os.path.exists("/sys/kernel/debug/sched/debug")
+
+
+def _set_slice(pid: int, ns: int) -> None:
+    import ctypes
+
+    class Attr(ctypes.Structure):
+        _fields_ = [("size", ctypes.c_uint32), ("policy", ctypes.c_uint32), ("flags", ctypes.c_uint64),
+                    ("nice", ctypes.c_int32), ("prio", ctypes.c_uint32), ("runtime", ctypes.c_uint64),
+                    ("deadline", ctypes.c_uint64), ("period", ctypes.c_uint64)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    a = Attr(size=ctypes.sizeof(Attr), runtime=ns)
+    assert libc.syscall(314, pid, ctypes.byref(a), 0) == 0, os.strerror(ctypes.get_errno())
+
+
+def test_unchanged_threads_are_cached_but_changes_show():
+    """With debugfs, a sleeping thread's row is reused; a change to it still shows."""
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.3)
+        src = LiveSource(use_bpf=False)
+        src.collect()
+        a = next(t for t in src.collect().tasks if t.tid == p.pid)
+        b = next(t for t in src.collect().tasks if t.tid == p.pid)
+        assert b is a  # same row object: no procfs read for it
+        # A custom slice changes its debugfs row: the next collect re-reads it.
+        _set_slice(p.pid, 3_000_000)
+        c = next(t for t in src.collect().tasks if t.tid == p.pid)
+        assert c.slice_ns == 3_000_000
+        # A policy change does not touch the row: invalidate() makes it show at once...
+        os.sched_setscheduler(p.pid, os.SCHED_BATCH, os.sched_param(0))
+        src.invalidate(p.pid)
+        assert next(t for t in src.collect().tasks if t.tid == p.pid).policy == "BATCH"
+        # ...and without it, the periodic re-read shows it within REFRESH_EVERY collects.
+        from schedtop.collect.live import REFRESH_EVERY
+
+        os.sched_setaffinity(p.pid, {0})
+        seen = [next(t for t in src.collect().tasks if t.tid == p.pid).affinity for _ in range(REFRESH_EVERY)]
+        assert seen[-1] == (0,)
+    finally:
+        p.kill()
+        p.wait()
