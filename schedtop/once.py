@@ -101,10 +101,14 @@ def _live(args: Any) -> Snapshot:
         from schedtop.collect.replay import Recorder
 
         recorder = Recorder(args.record)
+    from schedtop.collect.ext_watch import ExtWatch
+
     with LiveSource(pids=getattr(args, "pid", None) or (), use_bpf=not getattr(args, "no_bpf", False)) as src:
+        watch = ExtWatch(poll=False).attach(src)  # extras "sched_ext" and "scx_stats"
         first = src.collect()
         time.sleep(min(getattr(args, "delay", 1.0) or 1.0, MAX_ONCE_DELAY))
         snap = src.collect()
+        watch.close()
     if recorder is not None:
         recorder.snapshot(first)
         recorder.snapshot(snap)

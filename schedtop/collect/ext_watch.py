@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from schedtop.collect.sched_ext import SCHED_EXT, read_scheduler_info
 from schedtop.collect.scx_events import KmsgReader, ScxEventTracker, events_extra
-from schedtop.export.scx_stats import DEFAULT_PATH, StatsPoller, read_once
+from schedtop.export.scx_stats import DEFAULT_PATH, EXTRA_VERSION, StatsPoller, read_once
 
 EXTRA_SCHED_EXT = "sched_ext"
 EXTRA_STATS = "scx_stats"
@@ -67,11 +67,12 @@ class ExtWatch:
         if self.poller is not None:
             reading = self.poller.latest()
             if reading is None:
-                return {"path": self.stats_path, "ok": False, "error": "not read yet", "metrics": {}}
+                return {"version": EXTRA_VERSION, "path": self.stats_path, "ok": False,
+                        "error": "not read yet", "metrics": {}}
         else:
             if not os.path.exists(self.stats_path):
-                return {"path": self.stats_path, "ok": False, "error": "no scheduler serves stats here",
-                        "metrics": {}}
+                return {"version": EXTRA_VERSION, "path": self.stats_path, "ok": False,
+                        "error": "no scheduler serves stats here", "metrics": {}}
             reading = read_once(self.stats_path, self.stats_timeout)
         return reading.to_extra()
 

@@ -30,6 +30,8 @@ from schedtop.model import SchedulerInfo
 EJECT_REASONS = ("runtime error", "scx_bpf_error", "runnable task stall")
 SYSRQ_REASON = "disabled by sysrq-S"
 
+EXTRA_VERSION = 1  # of the "sched_ext" extra's layout (documented in the README)
+
 _DISABLED = re.compile(r'sched_ext: BPF scheduler "(?P<name>[^"]*)" disabled \((?P<reason>[^)]*)\)')
 _ENABLED = re.compile(r'sched_ext: BPF scheduler "(?P<name>[^"]*)" enabled')
 _DETAIL = re.compile(r"sched_ext: (?P<name>[^:\s]+): (?P<msg>.+)")
@@ -244,6 +246,7 @@ class ScxEventTracker:
 def events_extra(tracker: ScxEventTracker, info: SchedulerInfo, limit: int = 32) -> dict[str, Any]:
     """The JSON-able "sched_ext" section: sysfs values, event rates and recent load/unload events."""
     return {
+        "version": EXTRA_VERSION,
         "state": info.ext_state,
         "ops": info.ops_name,
         "switch_all": info.switch_all,

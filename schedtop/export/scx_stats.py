@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PATH = "/var/run/scx/root/stats"
 MAX_LINE = 4 << 20  # a reply larger than this is a broken server, not stats
 SCALAR_KINDS = ("i64", "u64", "float", "string")
+EXTRA_VERSION = 1  # of the "scx_stats" extra's layout (documented in the README)
 
 
 class StatsError(Exception):
@@ -341,6 +342,7 @@ class StatsReading:
     def to_extra(self) -> dict[str, Any]:
         """The JSON-able form placed in Snapshot.extras["scx_stats"] (and `--once --json` "stats")."""
         return {
+            "version": EXTRA_VERSION,
             "path": self.path,
             "ok": self.ok,
             "top": self.top,
