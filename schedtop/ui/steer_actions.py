@@ -79,7 +79,8 @@ class SteerActions:
         self._steer_offer_recovery()
         spec = getattr(getattr(self, "args", None), "profile", None)
         if spec:
-            self._steer_start_profile(spec)
+            # After the other mixins have mounted: a bad profile exits the app, cleanly.
+            self.call_later(self._steer_start_profile, spec)
 
     def steer_unmount(self) -> None:
         """Called when the app exits (before the terminal is restored)."""
@@ -358,7 +359,9 @@ class SteerActions:
         try:
             prof = load(spec)
         except ProfileError as exc:
-            self.exit(return_code=2, message=f"schedtop: {exc}")
+            msg = f"schedtop: {exc}"
+            atexit.register(lambda: print(msg, file=sys.__stderr__, flush=True))
+            self.exit(2, return_code=2)
             return
         self._steer_runner = ProfileRunner(prof, self._steer_journal)
         self.notify(f"profile {prof.name}: applying live ({len(prof.rules)} rules)")

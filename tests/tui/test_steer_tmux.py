@@ -5,6 +5,7 @@ SIGTERM, and (after kill -9) by the crash-recovery prompt of the next start."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -100,8 +101,12 @@ def state(tmp_path):
 
 def _start(child: int, state: Path) -> Tui:
     tui = Tui(child, state)
-    # the -p filter shows only our child, so it is the selected row
-    tui.wait_text(f"{child}    {child} sleep")
+    try:
+        # the -p filter shows only our child, so it is the selected (only) row
+        wait_for(lambda: re.search(rf"\b{child}\s+{child}\s+sleep\b", tui.screen()), "the child's row", 30)
+    except BaseException:
+        tui.close()
+        raise
     return tui
 
 
@@ -172,7 +177,7 @@ def test_kill9_then_next_start_offers_recovery(child, state):
         tui.close()
     tui = Tui(child, state)
     try:
-        tui.wait_text("Restore after a crash?")
+        tui.wait_text("Restore after a crash?", 30)
         tui.keys("y")
         wait_for(lambda: params(child) == orig, "recovery restore")
         tui.keys("q")
@@ -180,3 +185,36 @@ def test_kill9_then_next_start_offers_recovery(child, state):
         assert not list(state.glob("session-*.json"))
     finally:
         tui.close()
+
+
+def test_profile_applies_live_and_is_restored_on_quit(tmp_path, state):
+    tag = "tp" + uuid.uuid4().hex[:6]
+    code = ("import ctypes,sys,time; ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0);"
+            "print('ok', flush=True); time.sleep(600)")
+    kid = subprocess.Popen([sys.executable, "-c", code, tag], stdout=subprocess.PIPE, text=True)
+    kid.stdout.readline()
+    prof = tmp_path / "p.toml"
+    prof.write_text(f'name = "t"\npoll = 0.2\n[[rule]]\ncomm = "{tag}"\nnice = 5\nslice = "3ms"\n')
+    name = f"stt-{uuid.uuid4().hex[:8]}"
+    pidfile = tmp_path / "tui.pid"
+    cmd = (f"echo $$ > {pidfile}; exec env SCHEDTOP_STATE_DIR={state} {SCHEDTOP} -p {kid.pid} --no-bpf "
+           f"--profile {prof}")
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "120", "-y", "40", cmd], check=True)
+    try:
+        wait_for(lambda: (params(kid.pid)["nice"], params(kid.pid)["slice"]) == (5, 3_000_000), "profile applied", 30)
+        subprocess.run(["tmux", "send-keys", "-t", name, "q"], check=True)
+        wait_for(lambda: params(kid.pid)["nice"] == 0, "restored on quit", 30)
+        assert params(kid.pid)["slice"] != 3_000_000
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        kid.kill()
+        kid.wait()
+
+
+def test_bad_profile_is_rejected_with_file_and_line(tmp_path, state):
+    prof = tmp_path / "bad.toml"
+    prof.write_text('[[rule]]\ncomm = "x"\nnice = 99\n')
+    r = subprocess.run([str(SCHEDTOP), "--profile", str(prof), "--no-bpf"], capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "SCHEDTOP_STATE_DIR": str(state)}, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2
+    assert f"{prof}:3: nice 99 is out of range: -20..19" in r.stdout + r.stderr
