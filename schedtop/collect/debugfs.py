@@ -15,6 +15,7 @@ A custom per-task slice adds an 'S' between deadline and slice.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 
@@ -131,53 +132,16 @@ def parse_row(cpu: int, line: str) -> RowTask | None:
         return None
 
 
-def parse_sched_debug(text: str) -> SchedDebug:
-    cpus: list[CpuRq] = []
-    base_slice = None
-    cur: dict | None = None
+# A task row: state (2 chars), comm (%15s), pid. Matched over a whole table at C speed,
+# since a busy machine lists thousands of rows per CPU and most are sleeping tasks.
+_ROW = re.compile(r"^((?:>R| \S) .{15} +(\d+) .*)$", re.M)
+
+
+def _parse_header(cpu: int, lines: list[str]) -> tuple[int, int, int, dict[str, int]]:
+    nr_running = nr_switches = curr = 0
+    avg: dict[str, int] = {}
     group: str | None = None
-    in_table = False
-    fingerprints: dict[int, tuple[int, str]] = {}
-
-    def finish() -> None:
-        if cur is not None:
-            cpus.append(CpuRq(cur["cpu"], cur["nr_running"], cur["nr_switches"], cur["curr"],
-                              cur["avg"], tuple(cur["rows"])))
-
-    for line in text.splitlines():
-        if line.startswith("cpu#"):
-            finish()
-            try:
-                n = int(line[4:].split(",")[0])
-            except ValueError:
-                cur = None
-                continue
-            cur = {"cpu": n, "nr_running": 0, "nr_switches": 0, "curr": 0, "avg": {}, "rows": []}
-            group, in_table = None, False
-            continue
-        if cur is None:
-            if line.strip().startswith(".sysctl_sched_base_slice"):
-                try:
-                    base_slice = split_ns(line.split(":", 1)[1])
-                except ValueError:
-                    pass
-            continue
-        if in_table:
-            # Only queued rows ('>R' running, ' R' waiting) matter; the table also lists
-            # every sleeping task of this CPU, and skipping those keeps 1000 threads cheap.
-            if len(line) > 20 and line[2] == " ":
-                try:
-                    fingerprints[int(line[18:].split(None, 1)[0])] = (cur["cpu"], line)
-                except ValueError:  # the header row
-                    continue
-                if line.startswith((" R ", ">R")):
-                    row = parse_row(cur["cpu"], line)
-                    if row is not None:
-                        cur["rows"].append(row)
-            continue
-        if line.startswith("runnable tasks:"):
-            in_table = True
-            continue
+    for line in lines:
         if line.startswith("cfs_rq["):
             group = line.split(":", 1)[1].strip() or "/"
             continue
@@ -190,16 +154,46 @@ def parse_sched_debug(text: str) -> SchedDebug:
         key = key.strip()
         try:
             if group is None and key == ".nr_running":
-                cur["nr_running"] = int(value)
+                nr_running = int(value)
             elif group is None and key == ".nr_switches":
-                cur["nr_switches"] = int(value)
+                nr_switches = int(value)
             elif group is None and key == ".curr->pid":
-                cur["curr"] = int(value)
+                curr = int(value)
             elif group is not None and key == ".avg_vruntime":
-                cur["avg"][group] = split_ns(value)
+                avg[group] = split_ns(value)
         except ValueError:
             continue
-    finish()
+    return nr_running, nr_switches, curr, avg
+
+
+def parse_sched_debug(text: str) -> SchedDebug:
+    base_slice = None
+    head, *chunks = text.split("\ncpu#")
+    for line in head.splitlines():
+        if line.strip().startswith(".sysctl_sched_base_slice"):
+            try:
+                base_slice = split_ns(line.split(":", 1)[1])
+            except ValueError:
+                pass
+    cpus: list[CpuRq] = []
+    fingerprints: dict[int, tuple[int, str]] = {}
+    for chunk in chunks:
+        try:
+            cpu = int(chunk.split(",", 1)[0])
+        except ValueError:
+            continue
+        header, _, table = chunk.partition("\nrunnable tasks:\n")
+        nr_running, nr_switches, curr, avg = _parse_header(cpu, header.splitlines()[1:])
+        rows = []
+        for line, pid in _ROW.findall(table):
+            fingerprints[int(pid)] = (cpu, line)
+            # Only queued rows ('>R' running, ' R' waiting) are parsed: the table also
+            # lists every sleeping task whose last CPU is this one.
+            if line[1] == "R":
+                row = parse_row(cpu, line)
+                if row is not None:
+                    rows.append(row)
+        cpus.append(CpuRq(cpu, nr_running, nr_switches, curr, avg, tuple(rows)))
     return SchedDebug(tuple(cpus), base_slice, fingerprints)
 
 
