@@ -1,0 +1,152 @@
+"""In the guest, with a sched_ext scheduler loaded: Perfetto traces from the BPF tier, and
+schedtop's scx_stats client against schedtop's own scheduler's stats server.
+
+1. The lab's minimal scheduler runs: a trace recorded meanwhile matches the BPF counters and
+   names every pid it switches.
+2. schedtop's embedded scheduler runs, serving scx_stats on /var/run/scx/root/stats: the client
+   reads its metrics through the socket convention, the snapshot extras carry them, and a trace
+   gets the user-space queue depth and dispatch latency counter tracks from that socket.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from schedtop.bpf.libbpf import BpfObject
+from schedtop.collect.bpf import open_tier
+from schedtop.collect.sched_ext import read_scheduler_info
+from schedtop.export.perfetto import read_trace, summarize
+from schedtop.export.scx_stats import DEFAULT_PATH, StatsPoller, read_once
+from schedtop.export.trace_record import TraceRecorder
+
+pytestmark = pytest.mark.kernel
+
+ROOT = Path(__file__).resolve().parents[2]
+MINIMAL = ROOT / "schedtop" / "bpf" / "obj" / "minimal.bpf.o"
+SCX = Path("/sys/kernel/sched_ext")
+
+
+def wait_state(want: str, timeout: float = 15.0) -> str:
+    deadline = time.monotonic() + timeout
+    while (now := (SCX / "state").read_text().strip()) != want and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return now
+
+
+def record(path: Path, seconds: float, **kw) -> tuple[TraceRecorder, object]:
+    tier = open_tier(events=True, sample_rate=0)
+    try:
+        rec = TraceRecorder(path, tier=tier, **kw).start()
+        work = subprocess.Popen(["stress-ng", "--cpu", "2", "--switch", "1", "--timeout", str(seconds), "--quiet"])
+        time.sleep(seconds)
+        summary = rec.stop()
+        work.wait(60)
+    finally:
+        tier.close()
+    return rec, summary
+
+
+def check_trace(path: Path, rec: TraceRecorder) -> object:
+    c = summarize(read_trace(path))
+    assert rec.error is None
+    assert sum(c.counts.values()) == rec.bpf_events > 0
+    assert c.dropped == rec.bpf_dropped
+    assert c.counts["switch"] > 20
+    named = c.process_pids | c.thread_tids
+    assert c.switch_pids <= named, sorted(c.switch_pids - named)[:10]
+    return c
+
+
+def test_trace_under_a_loaded_sched_ext_scheduler(tmp_path: Path) -> None:
+    assert wait_state("disabled") == "disabled"
+    with BpfObject.open(MINIMAL) as obj:
+        obj.load()
+        link = obj.map("minimal_ops").attach_struct_ops()
+        try:
+            assert wait_state("enabled") == "enabled"
+            rec, _ = record(tmp_path / "min.perfetto-trace", 1.5)
+            assert wait_state("enabled", 0.1) == "enabled", "ejected while tracing"
+        finally:
+            link.destroy()
+    c = check_trace(tmp_path / "min.perfetto-trace", rec)
+    assert c.cpus <= {0, 1}
+
+
+def test_client_against_schedtops_own_scheduler_server(tmp_path: Path) -> None:
+    loader = pytest.importorskip("schedtop.scx.loader")
+    from schedtop.collect.ext_watch import ExtWatch
+    from schedtop.collect.live import LiveSource
+    from schedtop.export.cli import scx_counter_source
+    from schedtop.export.loop_stats import TRACE_COUNTERS, serve
+    from schedtop.scx.knobs import Knobs
+    from schedtop.scx.loop import Loop
+    from schedtop.scx.policies import load_policy
+
+    assert wait_state("disabled") == "disabled"
+    nr = os.cpu_count() or 1
+    sched = loader.Scheduler(loader.LoadConfig(timeout_ms=5000))
+    loop = Loop(sched, load_policy("deadline", slice_ns=5_000_000, nr_cpus=nr), Knobs(nr), stats_interval=0.2)
+    outcome: list = []
+    runner = threading.Thread(target=lambda: outcome.append(loop.run(harden_memory=False)), daemon=True)
+    runner.start()
+    server = None
+    try:
+        assert wait_state("enabled") == "enabled"
+        info = read_scheduler_info()
+        assert (info.kind, info.ops_name) == ("schedtop", "schedtop")
+        server = serve(lambda: loop.latest)  # the scx convention: /var/run/scx/root/stats
+        st = os.lstat(DEFAULT_PATH)
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0
+        work = subprocess.Popen(["stress-ng", "--cpu", "2", "--timeout", "2", "--quiet"])
+        time.sleep(0.6)
+        reading = read_once()  # the default path: what any scx tool would ask
+        assert reading.ok, reading.error
+        m = {x.path: x for x in reading.metrics}
+        assert reading.top == "SchedtopStats"
+        assert m["policy"].value == "deadline"
+        assert m["counters.nr_queued"].value > 0 and m["counters.nr_queued"].kind == "u64"
+        assert m["user_queue"].desc and m["user_queue"].kind == "u64"
+        # the TUI's path: the poller thread and the snapshot extra
+        poller = StatsPoller(interval=0.1).start()
+        try:
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not (poller.latest() and poller.latest().ok):
+                time.sleep(0.05)
+            assert poller.latest().ok
+        finally:
+            poller.stop()
+        watch = ExtWatch(poll=False)
+        src = LiveSource(use_bpf=False)
+        watch.attach(src)
+        try:
+            snap = src.collect()
+        finally:
+            src.close()
+            watch.close()
+        assert snap.extras["scx_stats"]["ok"] and snap.extras["scx_stats"]["top"] == "SchedtopStats"
+        assert snap.extras["sched_ext"]["ops"] == "schedtop"
+        # schedtop-scheduler mode of the trace: counter tracks from the same socket
+        counters = scx_counter_source(None)
+        assert counters is not None
+        rec, _ = record(tmp_path / "scx.perfetto-trace", 1.5, extra_counters=counters)
+        c = check_trace(tmp_path / "scx.perfetto-trace", rec)
+        assert "schedtop scx: user-space queue depth" in c.counters
+        assert len(c.counters["schedtop scx: user-space queue depth"]) >= 5
+        assert set(c.counters) & set(TRACE_COUNTERS)
+        work.wait(60)
+        assert read_scheduler_info().ext_state == "enabled", "schedtop's scheduler was ejected"
+    finally:
+        loop.stop()
+        runner.join(30)
+        if server is not None:
+            server.stop()
+        sched.close()
+    assert wait_state("disabled") == "disabled"
+    assert not os.path.exists(DEFAULT_PATH)
