@@ -212,7 +212,9 @@ class BpfTier:
         self._rate = self._data.at("sample_rate", ctypes.c_uint32)
         self._cpu_stats = obj.map("cpu_stats")
         self._task_hash = None if use_btf else obj.map("task_hash")
-        self._task_off = 0 if use_btf else btf.struct_fields("task_ctx")["rec"].offset
+        ctx_fields = btf.struct_fields("task_ctx")
+        self._task_off = ctx_fields["rec"].offset
+        self._queued_off = ctx_fields["queued_cpu"].offset
         self._iter = None
         # switch first: a task is then learned when it runs, and a wakeup seen before the
         # switch handler existed cannot leave a count behind.
@@ -263,11 +265,9 @@ class BpfTier:
         return [max(0, int(self._bss.nr_running[i])) for i in range(self.nr_cpus)]
 
     def nr_running(self, recs: dict[int, Any] | None = None) -> list[int]:
-        """Exact runnable tasks per CPU. With the task iterator: the tasks BPF holds as queued
-        on each CPU, walked over the live task list (a task that exits simply vanishes, so
-        nothing can leak); otherwise the counters."""
-        if self._iter is None:
-            return self.nr_running_counters()
+        """Exact runnable tasks per CPU: the tasks BPF holds as queued on each CPU. The
+        iterator walks the live task list, so a task that exits simply vanishes; the
+        per-CPU counters (nr_running_counters) are kept as a cross-check."""
         if recs is None:
             recs = self.task_records()
         nr = [0] * self.nr_cpus
@@ -294,7 +294,8 @@ class BpfTier:
             for key, value in self._task_hash.lookup_batch():
                 r = te.task_stats(memoryview(value)[self._task_off : self._task_off + size])
                 pid = int.from_bytes(key, "little")
-                out[pid] = r._replace(pid=pid)
+                q = int.from_bytes(value[self._queued_off : self._queued_off + 4], "little")
+                out[pid] = r._replace(pid=pid, queued_cpu=q - 1 if q else None)
         return out
 
     def _pump(self) -> None:
