@@ -116,3 +116,30 @@ def test_markers_line_up_with_the_samples() -> None:
     row = marker_row(stamps, changes, 80)
     assert row == " [$success]▲[/] [$error]✖[/]"  # the ejection wins its slot over the unload
     assert sparkline([0, 1, 2, 4], 10) == "▁▂▄█"
+
+
+@pytest.mark.bpf
+@pytest.mark.root
+def test_T_records_a_trace_with_an_indicator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from schedtop.export.perfetto import read_trace, summarize
+    from schedtop.ui.ext_actions import TRACE_DIR_ENV, TraceIndicator
+
+    monkeypatch.setenv(TRACE_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv("SCHEDTOP_SCX_STATS", str(tmp_path / "no-stats"))
+    app = SchedtopApp(LiveSource(use_bpf=False), delay=0.5)
+
+    async def body(pilot) -> None:
+        await wait_for(pilot, lambda: app.snapshot is not None)
+        bar = app.query_one("#trace-indicator", TraceIndicator)
+        assert not bar.display
+        await pilot.press("T")
+        await wait_for(pilot, lambda: bar.display and "events" in str(bar.render()), timeout=15)
+        assert "REC" in str(bar.render()) and "dropped" in str(bar.render())
+        await pilot.pause(0.8)
+        await pilot.press("T")
+        await wait_for(pilot, lambda: not bar.display, timeout=30)
+
+    run(app, body)
+    (trace,) = tmp_path.glob("schedtop-*.perfetto-trace")
+    c = summarize(read_trace(trace))
+    assert c.counts["switch"] > 0 and c.switch_pids <= c.process_pids | c.thread_tids
