@@ -1,0 +1,53 @@
+"""The BPF keys in the real app, on a live source with the BPF tier loaded (root)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from schedtop.collect.bpf import OBJECT
+from schedtop.ui.bpf_actions import next_rate
+
+pytestmark = [pytest.mark.root, pytest.mark.bpf,
+              pytest.mark.skipif(not OBJECT.exists(), reason="trace.bpf.o not built (make bpf)")]
+
+
+def test_next_rate_steps_and_reaches_off_and_all() -> None:
+    assert next_rate(128, 0.5) == 64 and next_rate(128, 2) == 256
+    assert next_rate(1, 0.5) == 1
+    assert next_rate(1 << 20, 2) == 0 and next_rate(0, 0.5) == 1 << 20 and next_rate(0, 2) == 0
+
+
+async def _wait(pilot, cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await pilot.pause(0.05)
+
+
+def test_sample_rate_keys_drive_the_loaded_tier() -> None:
+    from schedtop.collect.live import LiveSource
+    from schedtop.ui.app import SchedtopApp
+
+    src = LiveSource(use_debugfs=False)
+    app = SchedtopApp(src, delay=0.3)
+
+    async def main() -> None:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await _wait(pilot, lambda: app.snapshot is not None and app.snapshot.source == "bpf")
+            tier = app._bpf_tier()
+            assert tier is not None and tier.sample_rate == 128
+            await pilot.press("right_square_bracket")
+            assert tier.sample_rate == 64
+            await pilot.press("left_square_bracket", "left_square_bracket")
+            assert tier.sample_rate == 256
+            await _wait(pilot, lambda: app.snapshot.extras["bpf"]["sample_rate"] == 256)
+            await pilot.press("ctrl+b")
+            await pilot.pause(0.1)
+
+    try:
+        asyncio.run(main())
+    finally:
+        src.close()
