@@ -1,0 +1,362 @@
+"""The policy loop: records from the kernel in, decisions back, nothing else on its path.
+
+``Core`` is the hot path without any I/O (records in, packed decisions out),
+so the host benchmark drives exactly the code the guest runs. ``Loop`` adds
+the rings, commands, stats and the ways it can end:
+
+  - the kernel ejects the scheduler (watchdog, error, SysRq-S): exit_rec says why;
+  - the policy raises: the scheduler is detached cleanly and the error reported;
+  - stop() (SIGINT/SIGTERM, the TUI's unload).
+
+Never waiting on anyone: the loop blocks only in poll() on the ring. Stats
+are published by swapping one reference (``latest``); whoever shows them (a
+printer thread, the TUI's reader) runs elsewhere. Commands arrive through a
+deque that the loop drains between batches.
+
+Page faults: a fault in the loop can wait on a kthread the loop itself would
+have to schedule. The BPF side never routes kthreads or our own threads via
+user space, and here ``harden()`` locks all memory (MCL_CURRENT|MCL_FUTURE:
+new arenas are populated when mapped, not when touched) and freezes then
+disables the GC (no collection pause, no touching old objects). The loop
+counts its own faults (getrusage RUSAGE_THREAD); after warm-up it must be 0.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import gc
+import os
+import resource
+import threading
+import time
+from array import array
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from schedtop.scx import protocol
+from schedtop.scx.knobs import Knobs
+from schedtop.scx.policy import Policy
+from schedtop.scx.protocol import DISPATCHED, PID_HEARTBEAT, QUEUED, task_from_record
+
+BATCH = 512  # records per read: bounds the time between two looks at commands
+LAT_SAMPLES = 4096  # ring of enqueue->decision latencies (ns)
+WARMUP_S = 2.0  # faults before this are the cost of starting, not of running
+POLL_MS = 100
+
+MCL_CURRENT, MCL_FUTURE = 1, 2
+SCHED_OTHER, SCHED_EXT = 0, 7
+
+
+class PolicyFailed(Exception):
+    """The policy raised inside decide/tick; carries the one-line reason."""
+
+
+def policy_error_text(policy: Policy, exc: BaseException) -> str:
+    tb = exc.__traceback__
+    where = ""
+    while tb is not None:  # the innermost frame: the policy's own line
+        where = f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return f"policy {policy.name!r} raised {type(exc).__name__}: {exc}{where}"
+
+
+class Core:
+    """Decode -> knobs -> policy -> knobs -> pack. No I/O."""
+
+    def __init__(self, policy: Policy, knobs: Knobs) -> None:
+        self.policy = policy
+        self.knobs = knobs
+        self.lat = array("q", bytes(8 * LAT_SAMPLES))  # preallocated: no growth in the hot path
+        self.lat_i = 0
+        self.decisions = 0
+
+    def handle(self, recs: list, now_ns: int, out: list) -> None:
+        decide = self.policy.decide
+        knobs = self.knobs
+        task_in, decision_out = knobs.task_in, knobs.decision_out
+        has_knobs = bool(knobs.tasks)
+        pack = DISPATCHED.pack
+        lat, i = self.lat, self.lat_i
+        for rec in recs:
+            if rec[0] == PID_HEARTBEAT:
+                continue
+            task = task_from_record(rec)
+            if has_knobs:
+                d = decision_out(decide(task_in(task), now_ns))
+            else:
+                d = decide(task, now_ns)
+            if d.pid != task.pid or d.gen != task.gen:
+                raise PolicyFailed(f"policy {self.policy.name!r} returned a decision for pid {d.pid} gen {d.gen} "
+                                   f"when given pid {task.pid} gen {task.gen}")
+            out.append(pack(d.pid, d.cpu & 0xFFFFFFFF, d.slice_ns, d.deadline, d.gen, d.flags))
+            lat[i] = now_ns - task.enq_ns
+            i = (i + 1) % LAT_SAMPLES
+        self.decisions += i - self.lat_i if i >= self.lat_i else i + LAT_SAMPLES - self.lat_i
+        self.lat_i = i
+
+    def latency_us(self) -> tuple[float | None, float | None]:
+        """p50/p99 of enqueue -> decision sent, over the last LAT_SAMPLES decisions."""
+        n = min(self.decisions, LAT_SAMPLES)
+        if not n:
+            return None, None
+        vals = sorted(self.lat[:n] if self.decisions < LAT_SAMPLES else self.lat)
+        return vals[n // 2] / 1000, vals[min(n - 1, (n * 99) // 100)] / 1000
+
+
+def _grow_stack(depth: int = 900) -> None:
+    """Touch C stack now, before mlockall: the main thread's stack grows on demand,
+    and a growth fault later would be a page fault in the loop. repr() of nested
+    lists recurses in C (a few hundred bytes a level)."""
+    import sys
+
+    nested: list = []
+    for _ in range(depth):
+        nested = [nested]
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, depth + 200))
+    try:
+        repr(nested)
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def harden() -> str | None:
+    """mlockall + GC frozen and off. Returns a warning when mlockall is refused."""
+    _grow_stack()
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mlockall(MCL_CURRENT | MCL_FUTURE) != 0:
+        return f"mlockall failed: {os.strerror(ctypes.get_errno())} (page faults may stall the loop)"
+    return None
+
+
+def thread_faults() -> int:
+    ru = resource.getrusage(resource.RUSAGE_THREAD)
+    return ru.ru_minflt + ru.ru_majflt
+
+
+def hist_percentile(hist: list[int], q: float) -> float | None:
+    """A percentile (µs) from log2 buckets: bucket b is [2^(b-1), 2^b) µs; midpoint interpolation."""
+    total = sum(hist)
+    if not total:
+        return None
+    want = q * total
+    seen = 0
+    for b, n in enumerate(hist):
+        if seen + n >= want and n:
+            lo = 0.0 if b == 0 else float(1 << (b - 1))
+            hi = 1.0 if b == 0 else float(1 << b)
+            return lo + (hi - lo) * ((want - seen) / n)
+        seen += n
+    return float(1 << (len(hist) - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    reason: str  # "stopped", "ejected", "policy", "error"
+    text: str
+    code: int  # process exit status for the CLI
+
+
+class Loop:
+    def __init__(self, sched: Any, policy: Policy, knobs: Knobs, stats_interval: float = 1.0) -> None:
+        self.sched = sched
+        self.core = Core(policy, knobs)
+        self.knobs = knobs
+        self.stats_interval = stats_interval
+        self.commands: collections.deque[dict] = collections.deque()
+        self.backlog: collections.deque[bytes] = collections.deque()
+        self.latest: dict[str, Any] = {}
+        self.on_stats: Callable[[dict[str, Any]], None] | None = None
+        self.tid = 0
+        self._stop = threading.Event()
+        self.warnings: list[str] = []
+
+    @property
+    def policy(self) -> Policy:
+        return self.core.policy
+
+    # --- called from other threads -------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def command(self, cmd: dict) -> None:
+        self.commands.append(cmd)
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def run(self, attach: bool = True, harden_memory: bool = True) -> Outcome:
+        from schedtop.bpf.libbpf import RingReader, UserRingBuffer, load_libbpf
+
+        self.tid = threading.get_native_id()
+        sched = self.sched
+        reader = RingReader(sched.queued_map)
+        urb = UserRingBuffer(sched.dispatched_map)
+        # The libbpf calls themselves, not the wrapper: reserve returns the slot address
+        # (or NULL when full) and a decision is one memmove; ~3x cheaper than reserve().
+        lib = load_libbpf()
+        reserve, submit, urb_ptr = lib.user_ring_buffer__reserve, lib.user_ring_buffer__submit, urb._require()
+        memmove, size = ctypes.memmove, DISPATCHED.size
+        read_fixed, wait = reader.read_fixed, reader.wait
+        core, backlog, commands = self.core, self.backlog, self.commands
+        monotonic_ns = time.monotonic_ns
+        out: list[bytes] = []
+        if harden_memory:
+            warn = harden()
+            if warn:
+                self.warnings.append(warn)
+        outcome: Outcome | None = None
+        try:
+            if attach:
+                sched.attach(self.tid)
+            else:
+                sched.live.loop_tid = self.tid
+            started = time.monotonic()
+            self._stats_t0 = started
+            self._stats_prev = (sched.counters_dict(), started, os.times())
+            next_stats = started + self.stats_interval
+            next_tick = 0
+            fault_base = None
+            exit_rec = sched.exit_rec
+            while not self._stop.is_set():
+                if exit_rec.kind:
+                    info = sched.exit_info()
+                    outcome = Outcome("ejected", f"the kernel ejected the scheduler: {info.text}", 2)
+                    break
+                if commands:
+                    self._apply_commands()
+                if not backlog:
+                    wait(POLL_MS)
+                recs = read_fixed(QUEUED, BATCH)
+                now = monotonic_ns()
+                if recs:
+                    core.handle(recs, now, out)
+                    backlog.extend(out)
+                    out.clear()
+                while backlog:
+                    addr = reserve(urb_ptr, size)
+                    if not addr:  # full: BPF has not drained yet; keep order, retry
+                        break
+                    memmove(addr, backlog.popleft(), size)
+                    submit(urb_ptr, addr)
+                sched.live.user_pending = len(backlog)
+                if backlog:
+                    os.sched_yield()  # let this CPU run ops.dispatch and drain
+                if now >= next_tick:
+                    core.policy.tick(now)
+                    next_tick = now + POLL_MS * 1_000_000
+                t = time.monotonic()
+                if t >= next_stats:
+                    if fault_base is None and t - started >= WARMUP_S:
+                        fault_base = thread_faults()
+                    self._publish(t, fault_base)
+                    next_stats = t + self.stats_interval
+            if outcome is None:
+                outcome = Outcome("stopped", "unloaded", 0)
+        except PolicyFailed as exc:
+            outcome = Outcome("policy", str(exc), 3)
+        except Exception as exc:  # the policy (decide/tick) or a bug: unload cleanly, say why
+            outcome = Outcome("policy", policy_error_text(core.policy, exc), 3)
+        finally:
+            if outcome is not None:
+                self.latest = {**self.latest, "exit": outcome.text, "exit_reason": outcome.reason}
+            urb.free()
+            reader.close()
+        return outcome
+
+    # --- between batches -----------------------------------------------------------------
+
+    def _apply_commands(self) -> None:
+        from schedtop.scx.knobs import KnobError
+        from schedtop.scx.policies import load_policy
+        from schedtop.scx.policy import PolicyError
+
+        while self.commands:
+            cmd = self.commands.popleft()
+            try:
+                self._apply(cmd, load_policy)
+                self.latest = {**self.latest, "last_command": cmd.get("cmd"), "last_error": None}
+            except (KnobError, PolicyError, OSError, ValueError, KeyError, TypeError) as exc:
+                self.latest = {**self.latest, "last_command": cmd.get("cmd"), "last_error": str(exc)}
+
+    def _apply(self, cmd: dict, load_policy: Callable[..., Policy]) -> None:
+        what = cmd["cmd"]
+        sched, knobs = self.sched, self.knobs
+        if what == "slice":
+            self.core.policy.set_slice(int(cmd["ns"]))
+            sched.set_slice(self.core.policy.slice_ns)
+        elif what == "policy":
+            new = load_policy(cmd["name"], slice_ns=self.core.policy.slice_ns, nr_cpus=self.core.policy.nr_cpus)
+            new.adopt(self.core.policy)
+            self.core.policy = new
+        elif what in ("knob", "boost", "demote", "reset"):
+            pid = int(cmd["pid"])
+            if what == "knob":
+                fields = {k: cmd[k] for k in ("slice_ns", "cpu", "weight", "latcrit") if k in cmd}
+                knob = knobs.set(pid, **fields)
+            elif what == "boost":
+                knob = knobs.boost(pid)
+            elif what == "demote":
+                knob = knobs.demote(pid)
+            else:
+                knobs.clear(pid)
+                knob = None
+            if knob is None:
+                sched.put_knob(pid, None, None, False)
+            else:
+                sched.put_knob(pid, knob.slice_ns, knob.cpu, knob.latcrit)
+        elif what == "ext":
+            # Partial mode: schedtop schedules only SCHED_EXT tasks; this moves one in or out.
+            pid = int(cmd["pid"])
+            os.sched_setscheduler(pid, SCHED_EXT if cmd.get("on", True) else SCHED_OTHER, os.sched_param(0))
+        elif what == "stop":
+            self._stop.set()
+        else:
+            raise ValueError(f"unknown command {what!r}")
+
+    def _publish(self, t: float, fault_base: int | None) -> None:
+        sched = self.sched
+        counters = sched.counters_dict()
+        prev_counters, prev_t, prev_times = self._stats_prev
+        times = os.times()
+        dt = max(t - prev_t, 1e-6)
+        rates = {k: (counters[k] - prev_counters.get(k, 0)) / dt for k in counters if k.startswith("nr_")}
+        cpu_pct = 100.0 * ((times.user - prev_times.user) + (times.system - prev_times.system)) / dt
+        p50, p99 = self.core.latency_us()
+        hist = sched.latency_hist()
+        faults = thread_faults()
+        self._stats_prev = (counters, t, times)
+        self.latest = {
+            "policy": self.core.policy.name,
+            "slice_ns": self.core.policy.slice_ns,
+            "partial": sched.cfg.partial,
+            "uptime_s": round(t - self._stats_t0, 3),
+            "counters": counters,
+            "rates": rates,
+            "user_queue": len(self.backlog),
+            "decisions": self.core.decisions,
+            "decide_p50_us": p50,
+            "decide_p99_us": p99,
+            "dispatch_p50_us": hist_percentile(hist, 0.50),
+            "dispatch_p99_us": hist_percentile(hist, 0.99),
+            "page_faults": faults,
+            "page_faults_after_warmup": None if fault_base is None else faults - fault_base,
+            "cpu_pct": round(cpu_pct, 2),
+            "rss_kb": _rss_kb(),
+            "policy_stats": self.core.policy.stats(),
+            "knobs": {str(pid): [k.slice_ns, k.cpu, k.weight, k.latcrit] for pid, k in self.knobs.tasks.items()},
+            "warnings": list(self.warnings),
+            "last_command": self.latest.get("last_command"),
+            "last_error": self.latest.get("last_error"),
+        }
+        if self.on_stats is not None:
+            self.on_stats(self.latest)
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
