@@ -33,6 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="stats as JSON lines")
     parser.add_argument("--control", choices=["stdin"], help="read JSON-line commands on stdin (used by the TUI)")
     parser.add_argument("--no-preempt", action="store_true", help="a woken loop waits for a free CPU instead of preempting")
+    parser.add_argument("--stats-socket", default=None, metavar="PATH",
+                        help="serve scx_stats here for scx tools and schedtop (default /var/run/scx/root/stats; "
+                             "'none' to disable)")
     parser.add_argument("-v", "--verbose", action="count", default=0)
 
 
@@ -142,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         _emit_text(f"schedtop scx: loaded ({policy.name}, {mode} mode, slice {args.slice_us}us, "
                    f"timeout {args.timeout_ms}ms); ^C unloads", lock)
+    stats_server = _serve_stats(args.stats_socket, loop, lock)
     try:
         outcome = loop.run()
     except LoadError as exc:
@@ -150,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         done.set()
         ready.set()
+        if stats_server is not None:
+            stats_server.stop()
     sched.close()
     time.sleep(0)  # let the printer see done
     final = dict(loop.latest)
@@ -161,6 +167,20 @@ def run(args: argparse.Namespace) -> int:
             _emit_text(stats_line(final), lock)
         _emit_text(f"schedtop scx: {outcome.text}", lock, err=outcome.code != 0)
     return outcome.code
+
+
+def _serve_stats(path: str | None, loop: Any, lock: threading.Lock) -> Any:
+    """The loop's stats over scx_stats (0600, root only); a socket we cannot serve is a warning."""
+    if path == "none":
+        return None
+    from schedtop.export.loop_stats import serve
+    from schedtop.export.scx_stats import DEFAULT_PATH, StatsError
+
+    try:
+        return serve(lambda: loop.latest, path or DEFAULT_PATH)
+    except (StatsError, OSError) as exc:
+        _emit_text(f"schedtop scx: scx_stats not served: {exc}", lock, err=True)
+        return None
 
 
 def _emit_text(text: str, lock: threading.Lock, err: bool = False) -> None:
