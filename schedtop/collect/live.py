@@ -126,10 +126,14 @@ class LiveSource:
                 self._open_tier()
             snap = self._collect()
             if self._tier is not None:
+                t = time.thread_time()
                 try:
                     snap = self._tier.enrich(snap)
                 except Exception as exc:
                     snap = replace(snap, warnings=snap.warnings + (f"BPF tier: {exc}",))
+                own = snap.extras.get("collector")
+                if isinstance(own, dict):  # ours, not yet handed out: still ours to fill
+                    own["bpf_cpu_ms"] = (time.thread_time() - t) * 1e3
             return snap
 
     # --- internals ---------------------------------------------------------
