@@ -45,11 +45,13 @@ from schedtop.ui.widgets.format import fold_processes
 from schedtop.ui.widgets.header import SchedHeader
 from schedtop.ui.widgets.latency import LatencyPanel
 from schedtop.ui.widgets.status import StatusBar
+from schedtop.ui.widgets.task_pane import TaskPane
 from schedtop.ui.widgets.task_table import COLUMNS, TaskTable
 
 SORT_KEYS = [c.key for c in COLUMNS]
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 LATENCY_MIN_WIDTH = 110  # below this the histogram would squeeze the CPU bars
+PANE_MIN_WIDTH = 180  # the task table needs ~135 columns; the side pane takes the rest
 
 
 class SnapshotReady(Message):
@@ -98,6 +100,7 @@ class MainScreen(Screen[None]):
     def on_resize(self) -> None:
         self.app._check_size()
         self.app._layout_latency()
+        self.app._layout_pane()
 
 
 class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
@@ -154,7 +157,9 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
         with Horizontal(id="top"):
             yield CpuPanel(id="cpus")
             yield LatencyPanel(id="latency")
-        yield TaskTable(id="tasks")
+        with Horizontal(id="main"):
+            yield TaskTable(id="tasks")
+            yield TaskPane(id="pane")
         yield FilterBox(placeholder="filter: command name or pid (Enter keeps, Esc clears)", id="filter")
         yield StatusBar(id="status")
         yield Footer()
@@ -168,6 +173,7 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
             table.set_only_pids(self.pids)
         table.focus()
         self.query_one("#latency").display = False
+        self.query_one(TaskPane).display = self.size.width >= PANE_MIN_WIDTH
         self._render_state()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -195,6 +201,26 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
             self.push_screen(TooSmallScreen())
         elif not small and showing:
             self.pop_screen()
+
+    def _layout_pane(self) -> None:
+        pane = self.query_one(TaskPane)
+        wide = self.size.width >= PANE_MIN_WIDTH
+        if pane.display != wide:
+            pane.display = wide
+            self._show_pane()
+
+    def _show_pane(self) -> None:
+        pane = self.query_one(TaskPane)
+        if not pane.display:
+            return
+        table = self.query_one(TaskTable)
+        task = table.selected
+        tid = task.tid if task is not None else None
+        pane.show(task, tid, self.history.trail(tid) if tid is not None else None)
+
+    @on(TaskTable.CursorMoved)
+    def _cursor_moved(self) -> None:
+        self._show_pane()
 
     def _layout_latency(self) -> None:
         lat = self.query_one("#latency", LatencyPanel)
@@ -301,6 +327,7 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
                 show_lat=any(t.lat_p99_us is not None for t in tasks),
                 show_ext=any(t.ext_enabled is not None for t in tasks),
             )
+            self._show_pane()
             self._render_state()
             for screen in self.screen_stack:
                 if hasattr(screen, "show_snapshot"):
@@ -359,7 +386,8 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.display = True
-        box.focus()
+        # Focus now, not via call_later: keys already queued behind '/' must reach the box.
+        self.screen.set_focus(box)
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)

@@ -28,7 +28,7 @@ from textual import work
 from textual.binding import Binding
 
 from schedtop.steer import units
-from schedtop.steer.actions import SteerError, TaskRef, Tuning, read_params, ref_for
+from schedtop.steer.actions import SteerError, TaskParams, TaskRef, Tuning, read_params, ref_for
 from schedtop.steer.change import ChangeReport, change
 from schedtop.steer.journal import Journal, JournalError, hand_over, summarize
 from schedtop.steer.targets import thread_refs
@@ -164,9 +164,13 @@ class SteerActions:
             "errors": [r.error for r in errs],
         })
 
-    def _steer_first_params(self, refs: list[TaskRef]):
+    def _steer_selection(self) -> tuple[list[TaskRef], TaskParams] | None:
+        """The target threads and the first one's current parameters (to step from)."""
+        refs = self._steer_targets()
+        if not refs:
+            return None
         try:
-            return read_params(refs[0])
+            return refs, read_params(refs[0])
         except SteerError as exc:
             self.notify(str(exc), severity="warning")
             return None
@@ -174,12 +178,10 @@ class SteerActions:
     # --- actions --------------------------------------------------------------------------
 
     def action_steer_slice(self) -> None:
-        refs = self._steer_targets()
-        if not refs:
+        sel = self._steer_selection()
+        if sel is None:
             return
-        have = self._steer_first_params(refs)
-        if have is None:
-            return
+        refs, have = sel
         if have.policy in units.RT_POLICIES:
             self.notify(f"{self._steer_who(refs)} is {units.POLICY_NAME[have.policy]}: a slice only applies "
                         "to OTHER/BATCH/IDLE (use Y to change the policy)", severity="warning")
@@ -189,12 +191,10 @@ class SteerActions:
         self._steer_apply(Tuning(slice_ns=nxt), refs=refs)
 
     def action_steer_pin(self) -> None:
-        refs = self._steer_targets()
-        if not refs:
+        sel = self._steer_selection()
+        if sel is None:
             return
-        have = self._steer_first_params(refs)
-        if have is None:
-            return
+        refs, have = sel
         from schedtop.ui.screens.steer import CpuChooser
 
         def chosen(cpus: tuple[int, ...] | None) -> None:
@@ -209,12 +209,10 @@ class SteerActions:
                     else "steering the selected thread only")
 
     def action_steer_nice(self, delta: int) -> None:
-        refs = self._steer_targets()
-        if not refs:
+        sel = self._steer_selection()
+        if sel is None:
             return
-        have = self._steer_first_params(refs)
-        if have is None:
-            return
+        refs, have = sel
         new = max(-20, min(19, have.nice + delta))
         if new == have.nice:
             self.notify(f"nice is already {new}", severity="warning")
@@ -222,11 +220,11 @@ class SteerActions:
         self._steer_apply(Tuning(nice=new), refs=refs)
 
     def action_steer_boost(self) -> None:
-        refs = self._steer_targets()
-        if not refs:
+        sel = self._steer_selection()
+        if sel is None:
             return
-        have = self._steer_first_params(refs)
-        if have is not None and have.policy in units.RT_POLICIES:
+        refs, have = sel
+        if have.policy in units.RT_POLICIES:
             # Boost is the fair-class answer: bring an RT task back to OTHER for it.
             self._steer_apply(Tuning(policy=units.SCHED_OTHER, nice=-10, slice_ns=1_000_000), "boost", refs)
         else:
@@ -253,12 +251,10 @@ class SteerActions:
         self._steer_apply(Tuning(policy=units.parse_policy(which)))
 
     def action_steer_policy(self) -> None:
-        refs = self._steer_targets()
-        if not refs:
+        sel = self._steer_selection()
+        if sel is None:
             return
-        have = self._steer_first_params(refs)
-        if have is None:
-            return
+        refs, have = sel
         from schedtop.ui.screens.steer import PolicyChooser
 
         def chosen(choice: tuple[int, int] | None) -> None:

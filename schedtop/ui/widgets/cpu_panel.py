@@ -21,7 +21,7 @@ def cpu_cell(c: CpuStat, width: int) -> str:
         curr += f" ({c.curr_pid})"
     head = f"{c.cpu:>3} "
     nums = f" {c.util_pct:5.1f}% run {run:>3} {fmt_rate(c.switches_per_s):>5} sw/s "
-    bar_w = max(4, min(30, width - len(head) - len(nums) - 12))
+    bar_w = max(6, min(50, width - len(head) - len(nums) - 22))
     rest = max(0, width - len(head) - bar_w - len(nums))
     curr = curr if len(curr) <= rest else curr[: max(0, rest - 1)] + "…"
     level = "$success" if c.util_pct < 60 else ("$warning" if c.util_pct < 90 else "$error")

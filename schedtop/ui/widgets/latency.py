@@ -1,57 +1,71 @@
-"""Run-queue latency (BPF tier): a log2 histogram like runqlat, plus a p99 sparkline over time."""
+"""Run-queue latency (BPF tier): a log2 histogram drawn as columns, plus a p99 sparkline over time.
+
+Columns (one per power-of-two µs bucket) keep the panel a few lines tall, so it
+sits beside the CPU bars instead of pushing the task table down.
+"""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
 from schedtop.model import Histogram
-from schedtop.ui.widgets.format import bar, fmt_us
+from schedtop.ui.widgets.format import fmt_us
+from schedtop.ui.widgets.task_pane import fit_sparkline
+
+BLOCKS = " ▁▂▃▄▅▆▇█"
+CHART_ROWS = 4
+COL_W = 2
 
 
-def histogram_lines(h: Histogram, width: int, max_rows: int) -> list[str]:
-    """Non-empty bucket range only, clipped to the `max_rows` around the mass."""
-    nz = [i for i, c in enumerate(h.counts) if c]
-    if not nz:
-        return ["[$text-muted]no wakeups sampled[/]"]
-    lo, hi = nz[0], nz[-1]
-    while hi - lo + 1 > max_rows:  # drop the lighter end first
-        if h.counts[lo] <= h.counts[hi]:
-            lo += 1
-        else:
-            hi -= 1
-    peak = max(h.counts[lo : hi + 1]) or 1
-    bar_w = max(4, width - 20)
-    out = []
-    for i in range(lo, hi + 1):
-        label = fmt_us(h.bounds_us[i]) if i < len(h.bounds_us) else "more"
-        out.append(f"≤{label:>7} [$primary]{bar(h.counts[i] / peak, bar_w)}[/] {h.counts[i]:>7}")
-    return out
+def histogram_columns(h: Histogram, rows: int = CHART_ROWS, col_w: int = COL_W) -> list[str]:
+    """The chart's lines, top first, plus one axis line with 1µs / 1ms / 1s marks."""
+    counts = list(h.counts)
+    if not counts or not any(counts):
+        return ["no wakeups sampled yet"]
+    peak = max(counts)
+    heights = [0 if c == 0 else max(1, round(c / peak * rows * 8)) for c in counts]
+    lines = []
+    for r in range(rows - 1, -1, -1):  # top row first
+        cells = []
+        for hgt in heights:
+            level = min(8, max(0, hgt - r * 8))
+            cells.append(BLOCKS[level] * (col_w - 1) + " ")
+        lines.append("".join(cells).rstrip())
+    axis = [" "] * (len(counts) * col_w + 4)
+    for us, label in ((1.0, "1µs"), (1024.0, "1ms"), (1048576.0, "1s")):
+        for i, b in enumerate(h.bounds_us):
+            if b >= us:
+                axis[i * col_w : i * col_w + len(label)] = list(label)
+                break
+    lines.append("".join(axis).rstrip())
+    return lines
 
 
 def summary_markup(h: Histogram | None) -> str:
     if h is None:
         return "[b]run-queue latency[/b] [$text-muted]needs the BPF tier[/]"
     return (
-        f"[b]run-queue latency[/b] n={h.total}  p50 {fmt_us(h.p50_us)}  p90 {fmt_us(h.p90_us)}  "
-        f"p99 [b]{fmt_us(h.p99_us)}[/b]  max {fmt_us(h.max_us)}"
+        f"[b]run-queue latency[/b] [$text-muted]n={h.total}[/]\n"
+        f"p50 {fmt_us(h.p50_us)}  p90 {fmt_us(h.p90_us)}  p99 [b $warning]{fmt_us(h.p99_us)}[/]  "
+        f"max {fmt_us(h.max_us)}"
     )
 
 
 class LatencyPanel(Vertical):
-    """Shows Snapshot.latency; the app hides it when the snapshot has none."""
+    """Shows Snapshot.latency; the app hides it when the snapshot has none or the screen is narrow."""
 
     def compose(self) -> ComposeResult:
         yield Static(id="lat-summary")
+        with Horizontal(id="lat-spark-row"):
+            yield Static("p99 ", id="lat-spark-label")
+            yield Sparkline([], id="lat-p99", summary_function=max)
         yield Static(id="lat-hist")
-        yield Sparkline([], id="lat-p99", summary_function=max)
 
     def show(self, h: Histogram | None, p99_history: Sequence[float]) -> None:
         self.query_one("#lat-summary", Static).update(summary_markup(h))
-        rows = max(1, self.size.height - 2) if self.size.height else 6
-        lines = histogram_lines(h, self.size.width or 40, rows) if h is not None else []
-        self.query_one("#lat-hist", Static).update("\n".join(lines))
-        self.query_one("#lat-p99", Sparkline).data = list(p99_history) or [0.0]
+        self.query_one("#lat-hist", Static).update("\n".join(histogram_columns(h)) if h is not None else "")
+        fit_sparkline(self.query_one("#lat-p99", Sparkline), list(p99_history))

@@ -128,6 +128,9 @@ class TaskTable(ScrollView, can_focus=True):
             self.key = key
             self.reverse = reverse
 
+    class CursorMoved(Message):
+        """The user moved the cursor (the app refreshes what shows the selected task)."""
+
     class Activated(Message):
         """A row was clicked twice (or Enter pressed by the app)."""
 
@@ -226,6 +229,7 @@ class TaskTable(ScrollView, can_focus=True):
         self._selected_tid = self.rows[self.cursor].tid
         self._scroll_cursor_visible()
         self.refresh()
+        self.post_message(self.CursorMoved())
 
     def select_tid(self, tid: int) -> bool:
         for i, t in enumerate(self.rows):

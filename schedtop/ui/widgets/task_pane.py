@@ -1,0 +1,81 @@
+"""The selected task beside the table on wide terminals: a summary and its sparklines.
+
+The same pieces make the top of the detail screen (Enter), so the two never differ.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.markup import escape
+from textual.widgets import Sparkline, Static
+
+from schedtop.model import Task
+from schedtop.ui.history import TaskTrail
+from schedtop.ui.widgets.format import compact_cpus, fmt_ns, fmt_rate, fmt_us, fmt_vruntime
+
+SERIES = (
+    ("vruntime", "vruntime +"),
+    ("wait", "wait/s"),
+    ("slice", "slice"),
+)
+
+
+def task_summary(t: Task | None, tid: int | None) -> str:
+    if t is None:
+        return f"[$warning]task {tid} is gone[/]" if tid is not None else "[$text-muted]no task selected[/]"
+    lat = ""
+    if t.lat_p99_us is not None:
+        lat = f"\nrun-queue latency p50 {fmt_us(t.lat_p50_us)}  p99 {fmt_us(t.lat_p99_us)}  max {fmt_us(t.lat_max_us)}"
+    ext = "" if t.ext_enabled is None else f"  sched_ext {'yes' if t.ext_enabled else 'no'}"
+    return (
+        f"[b]{escape(t.comm)}[/b]  pid {t.pid} tid {t.tid}  state {t.state}  threads {t.nr_threads}\n"
+        f"policy {t.policy}  nice {t.nice}  prio {t.prio}  rt_priority {t.rt_priority}\n"
+        f"cpu {t.cpu}  affinity {compact_cpus(t.affinity)}{ext}\n"
+        f"vruntime {fmt_vruntime(t.vruntime_ns)} s  slice {fmt_ns(t.slice_ns)}  CPU {t.cpu_pct:.1f}%\n"
+        f"runtime {fmt_ns(t.runtime_ns)}  wait {fmt_ns(t.wait_ns)}  timeslices {t.timeslices}\n"
+        f"wait/s {fmt_ns(t.wait_ns_per_s)}  switches/s vol {fmt_rate(t.vol_cs_per_s)} "
+        f"invol {fmt_rate(t.invol_cs_per_s)}{lat}"
+    )
+
+
+def trail_series(trail: TaskTrail | None) -> dict[str, Sequence[float]]:
+    if trail is None:
+        return {"vruntime": (), "wait": (), "slice": ()}
+    return {"vruntime": trail.vruntime_growth_ns, "wait": trail.wait_ns_per_s, "slice": trail.slice_ns}
+
+
+def fit_sparkline(spark: Sparkline, data: list[float]) -> None:
+    """Textual stretches a short series across the width; draw one cell per sample instead."""
+    spark.data = data or [0.0]
+    spark.styles.width = max(1, len(data)) if len(data) < 120 else "1fr"
+
+
+class TaskSparks(Vertical):
+    """Three labelled sparklines: vruntime growth per interval, wait per second, slice."""
+
+    def compose(self) -> ComposeResult:
+        for name, label in SERIES:
+            with Horizontal(classes="spark-row"):
+                yield Static(label, classes="spark-label", id=f"lbl-{name}")
+                yield Sparkline([], id=f"spark-{name}", summary_function=max)
+
+    def show(self, trail: TaskTrail | None) -> None:
+        for (name, label), values in zip(SERIES, trail_series(trail).values()):
+            data = list(values)
+            spark = self.query_one(f"#spark-{name}", Sparkline)
+            fit_sparkline(spark, data)
+            last = fmt_ns(data[-1]) if data else "-"
+            self.query_one(f"#lbl-{name}", Static).update(f"{label:<11}{last:>8}")
+
+
+class TaskPane(Vertical):
+    def compose(self) -> ComposeResult:
+        yield Static(id="pane-summary")
+        yield TaskSparks(id="pane-sparks")
+
+    def show(self, task: Task | None, tid: int | None, trail: TaskTrail | None) -> None:
+        self.query_one("#pane-summary", Static).update(task_summary(task, tid))
+        self.query_one(TaskSparks).show(trail)
