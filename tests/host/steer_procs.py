@@ -8,6 +8,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+import pytest
+
 # A child that names itself, starts N-1 extra threads, prints every tid, then sleeps.
 CHILD = r"""
 import ctypes, sys, threading, time
@@ -107,3 +109,11 @@ def schedtop(*args: str, env: dict | None = None, prefix: list[str] | None = Non
 
 
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+@pytest.fixture(autouse=True)
+def state(tmp_path, monkeypatch):
+    """A private journal dir per test (import this fixture into a test module to use it)."""
+    d = tmp_path / "state"
+    monkeypatch.setenv("SCHEDTOP_STATE_DIR", str(d))
+    return d

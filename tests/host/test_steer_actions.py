@@ -17,16 +17,9 @@ from schedtop.steer.journal import Journal
 from schedtop.steer.targets import resolve
 
 import steer_procs as sp
-from steer_procs import schedtop, spawn
+from steer_procs import schedtop, spawn, state  # noqa: F401 (autouse fixture)
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture(autouse=True)
-def state(tmp_path, monkeypatch):
-    d = tmp_path / "state"
-    monkeypatch.setenv("SCHEDTOP_STATE_DIR", str(d))
-    return d
 
 
 @pytest.fixture

@@ -14,18 +14,11 @@ from pathlib import Path
 import pytest
 
 import steer_procs as sp
-from steer_procs import schedtop, spawn
+from steer_procs import schedtop, spawn, state  # noqa: F401 (autouse fixture)
 
 pytestmark = pytest.mark.root
 
 N_PROCS, N_THREADS = 10, 5  # 50 tasks
-
-
-@pytest.fixture(autouse=True)
-def state(tmp_path, monkeypatch):
-    d = tmp_path / "state"
-    monkeypatch.setenv("SCHEDTOP_STATE_DIR", str(d))
-    return d
 
 
 @pytest.fixture

@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""Audio benchmark: does retuning through schedtop rescue a latency-critical task on a loaded box?
+
+Load: stress-ng --cpu 8 on 2 cores (4 hogs per CPU), running for the whole benchmark.
+Probes (one after the other in each phase, so they never queue behind each other):
+  - cyclictest (rt-tests) as SCHED_OTHER: 1 thread, 1 ms interval, -h histogram; -v gives every
+    sample, so the warm-up before the tuning lands is discarded.
+  - an audio-callback probe (this file, --probe): wakes every 5 ms on an absolute timer, computes
+    for 1 ms of CPU time, and counts deadline misses (finished after the next period started).
+    Its thread is named data-loop.0, like a PipeWire client's real-time thread.
+Phases, one after the other under the same load:
+  untuned         both probes as started (SCHED_OTHER, nice 0)
+  chrt FIFO 88    peer: util-linux `chrt -a -f -p 88` on both
+  schedtop audio  `schedtop profile apply audio --watch` (the shipped profile: FIFO 88)
+  renice -10      peer: util-linux `renice -n -10` on every thread
+  schedtop boost  `schedtop set --name ... --threads --nice -10 --slice 1ms` (fair class only)
+Reported: p50, p99, p99.9 of wake-up latency and missed periods (not max: hypervisor jitter
+makes max meaningless here), and each tuned p99 as a ratio of the untuned p99 in the same run.
+
+  sudo .venv/bin/python bench/audio.py [--duration 15] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEDTOP = str(Path(sys.executable).parent / "schedtop")
+PERIOD_NS = 5_000_000
+WORK_NS = 1_000_000
+
+# --- the probe (runs in its own process) -------------------------------------------------------
+
+
+class Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def probe(seconds: float, out: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(15, b"data-loop.0", 0, 0, 0)
+    gc.disable()  # a GC pause is not the scheduler's fault
+    CLOCK_MONOTONIC, TIMER_ABSTIME = 1, 1
+    now = time.monotonic_ns
+    cpu = time.thread_time_ns
+    samples = []  # (t since start ns, wake latency ns, finish - period start ns)
+    t0 = now()
+    nxt = t0 + PERIOD_NS
+    end = t0 + int(seconds * 1e9)
+    ts = Timespec()
+    while nxt < end:
+        ts.tv_sec, ts.tv_nsec = divmod(nxt, 1_000_000_000)
+        libc.clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, ctypes.byref(ts), None)
+        woke = now()
+        c0 = cpu()
+        x = 0
+        while cpu() - c0 < WORK_NS:  # 1 ms of CPU, however long the scheduler makes it take
+            x += 1
+        done = now()
+        samples.append((nxt - t0, woke - nxt, done - nxt))
+        nxt += PERIOD_NS
+        while nxt < done:  # overran a whole period: those callbacks never ran
+            samples.append((nxt - t0, -1, -1))
+            nxt += PERIOD_NS
+    Path(out).write_text(json.dumps(samples))
+
+
+# --- statistics ----------------------------------------------------------------------------
+
+
+def pct(sorted_vals: list[float], p: float) -> float:
+    if not sorted_vals:
+        return float("nan")
+    k = max(0, min(len(sorted_vals) - 1, int(round(p / 100 * len(sorted_vals) + 0.5)) - 1))
+    return sorted_vals[k]
+
+
+def summarize(lat_us: list[float], missed: int) -> dict:
+    s = sorted(lat_us)
+    return {"n": len(s) + missed, "p50_us": pct(s, 50), "p99_us": pct(s, 99), "p999_us": pct(s, 99.9),
+            "missed": missed, "missed_pct": 100 * missed / max(1, len(s) + missed)}
+
+
+def cyclictest_stats(text: str, warmup_s: float) -> dict:
+    """cyclictest -v lines are 'thread: cycle: latency_us'; a latency over the 1 ms interval
+    means the wake-up came after the next one was due: a missed period."""
+    lat = []
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) == 3 and parts[0].strip().isdigit():
+            cyc, us = int(parts[1]), int(parts[2])
+            if cyc >= warmup_s * 1000:  # 1 ms interval: cycle n is due at n ms
+                lat.append(us)
+    ok = [v for v in lat if v <= 1000]
+    st = summarize(lat, 0)
+    st["missed"] = len(lat) - len(ok)
+    st["missed_pct"] = 100 * st["missed"] / max(1, len(lat))
+    return st
+
+
+def probe_stats(path: str, warmup_s: float) -> dict:
+    samples = [s for s in json.loads(Path(path).read_text()) if s[0] >= warmup_s * 1e9]
+    ran = [s for s in samples if s[1] >= 0]
+    skipped = len(samples) - len(ran)
+    late = sum(1 for s in ran if s[2] > PERIOD_NS)  # finished after the next period began
+    st = summarize([s[1] / 1000 for s in ran], skipped + late)
+    st["skipped"] = skipped
+    st["finish_p99_us"] = pct(sorted(s[2] / 1000 for s in ran), 99)
+    return st
+
+
+# --- phases --------------------------------------------------------------------------------
+
+
+def threads_of(pid: int) -> list[int]:
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
+
+
+def wait_threads(pid: int, n: int, timeout: float = 5.0) -> list[int]:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        t = threads_of(pid)
+        if len(t) >= n:
+            return t
+        time.sleep(0.005)
+    return threads_of(pid)
+
+
+def run(cmd: list[str], env=None) -> subprocess.CompletedProcess:
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        print(f"  ! {' '.join(cmd)} -> {r.returncode}: {r.stderr.strip()}", file=sys.stderr)
+    return r
+
+
+def phase(name: str, tune, seconds: float, warmup: float, env: dict, workdir: Path) -> dict:
+    """Run cyclictest, then the probe, each tuned the same way. Not together: two tasks at the
+    same FIFO priority (or nice) would queue behind each other and measure each other."""
+    total = seconds + warmup
+    stem = name.replace(" ", "_")
+    cyc_out = workdir / f"cyc-{stem}.txt"
+    probe_out = workdir / f"probe-{stem}.json"
+    background = tune("before", None) if tune else None
+    tune_s = []
+    try:
+        with open(cyc_out, "w") as f:
+            # No -p/--policy: cyclictest's default is SCHED_OTHER ("--policy=other -p 0" gives FIFO 2 in 2.4).
+            cyc = subprocess.Popen(["cyclictest", "-t1", "-i1000", "-D", f"{total:.0f}", "-h", "20000", "-v", "-q"],
+                                   stdout=f, stderr=subprocess.DEVNULL)
+        wait_threads(cyc.pid, 2)  # its measuring thread sets its own policy at start: tune after that
+        time.sleep(0.05)
+        assert all(_policy(cyc.pid, t) == 0 for t in threads_of(cyc.pid)), "cyclictest must start as SCHED_OTHER"
+        t = time.monotonic()
+        if tune:
+            tune("after", cyc.pid)
+        tune_s.append(time.monotonic() - t)
+        cyc.wait()
+        prb = subprocess.Popen([sys.executable, __file__, "--probe", str(total), str(probe_out)])
+        wait_comm(prb.pid, "data-loop.0")
+        t = time.monotonic()
+        if tune:
+            tune("after", prb.pid)
+        tune_s.append(time.monotonic() - t)
+        prb.wait()
+    finally:
+        if background is not None:
+            background.send_signal(signal.SIGINT)
+            background.wait(timeout=30)
+    if max(tune_s) > warmup:
+        print(f"  ! {name}: tuning took {max(tune_s):.2f}s, longer than the warm-up", file=sys.stderr)
+    return {"phase": name, "tune_s": [round(x, 3) for x in tune_s],
+            "cyclictest": cyclictest_stats(cyc_out.read_text(), warmup),
+            "probe": probe_stats(str(probe_out), warmup)}
+
+
+def wait_comm(pid: int, comm: str, timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == comm:
+                return
+        except OSError:
+            return
+        time.sleep(0.005)
+
+
+def tuners(env: dict):
+    def chrt_fifo(when, pid):
+        if when == "after":
+            run(["chrt", "-a", "-f", "-p", "88", str(pid)])
+
+    def schedtop_audio(when, pid):
+        if when == "before":  # the shipped profile, live: it picks each probe up on its next poll
+            return subprocess.Popen([SCHEDTOP, "profile", "apply", "audio", "--watch", "--interval", "0.1", "-q"],
+                                    env=env)
+        end = time.monotonic() + 5  # wait until the profile has reached every thread
+        while time.monotonic() < end:
+            if all(_policy(pid, t) == 1 for t in threads_of(pid)):
+                break
+            time.sleep(0.01)
+        return None
+
+    def renice(when, pid):
+        if when == "after":
+            run(["renice", "-n", "-10", "-p", *map(str, threads_of(pid))])
+
+    def schedtop_boost(when, pid):
+        if when == "after":
+            run([SCHEDTOP, "set", str(pid), "--threads", "--nice", "-10", "--slice", "1ms", "-q"], env=env)
+
+    return [("untuned", None), ("chrt FIFO 88", chrt_fifo), ("schedtop audio", schedtop_audio),
+            ("renice -10", renice), ("schedtop boost", schedtop_boost)]
+
+
+def _policy(pid: int, tid: int) -> int:
+    try:
+        data = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        return int(data[data.rindex(")") + 2:].split()[38])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=15.0, help="measured seconds per phase (10-30)")
+    ap.add_argument("--warmup", type=float, default=2.0, help="seconds discarded while the tuning lands")
+    ap.add_argument("--hogs", type=int, default=8, help="stress-ng --cpu N (default 8: 4 per CPU on 2 cores)")
+    ap.add_argument("--only", help="comma-separated phase names to run (untuned always runs)")
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--probe", nargs=2, metavar=("SECONDS", "OUT"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.probe:
+        probe(float(a.probe[0]), a.probe[1])
+        return 0
+    if os.geteuid() != 0:
+        print("bench/audio.py: needs root (FIFO 88, nice -10)", file=sys.stderr)
+        return 2
+    for tool in ("stress-ng", "cyclictest", "chrt", "renice"):
+        if shutil.which(tool) is None:
+            print(f"bench/audio.py: {tool} not found (Debian: stress-ng, rt-tests, util-linux)", file=sys.stderr)
+            return 2
+    workdir = Path(tempfile.mkdtemp(prefix="schedtop-audio-"))
+    env = {**os.environ, "SCHEDTOP_STATE_DIR": str(workdir / "state")}  # the bench's own journal
+    ncpu = os.cpu_count()
+    autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    ag = autogroup.read_text().strip() if autogroup.exists() else "n/a"
+    print(f"load: stress-ng --cpu {a.hogs} on {ncpu} CPUs; {a.duration:g}s measured per phase "
+          f"after {a.warmup:g}s warm-up; kernel {os.uname().release}; autogroup {ag}; "
+          f"loadavg before {os.getloadavg()[0]:.1f}")
+    # Same session as the probes on purpose: with sched_autogroup_enabled=1 every session is its own
+    # group, nice only ranks tasks inside their group, and hogs in another session would be a
+    # different contest than "a task on a busy desktop".
+    stress = subprocess.Popen(["stress-ng", "--cpu", str(a.hogs), "--timeout", "0", "-q"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = []
+    try:
+        time.sleep(1.0)
+        for name, tune in tuners(env):
+            if a.only and name != "untuned" and name not in a.only.split(","):
+                continue
+            r = phase(name, tune, a.duration, a.warmup, env, workdir)
+            results.append(r)
+            c, p = r["cyclictest"], r["probe"]
+            print(f"{name:<15} cyclictest p50 {c['p50_us']:>7.0f} p99 {c['p99_us']:>7.0f} p99.9 {c['p999_us']:>7.0f} "
+                  f"missed {c['missed']:>5} | probe p99 {p['p99_us']:>7.0f} p99.9 {p['p999_us']:>7.0f} "
+                  f"missed {p['missed']:>4}/{p['n']}", flush=True)
+    finally:
+        stress.send_signal(signal.SIGINT)  # stress-ng stops its workers on SIGINT
+        try:
+            stress.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            stress.kill()
+            stress.wait()
+        run([SCHEDTOP, "restore", "-q"], env=env)  # drop the journal of exited probes
+    base = results[0]
+    print("\nratios to untuned p99 (same run; goal for schedtop <= 0.05):")
+    for r in results[1:]:
+        rc = r["cyclictest"]["p99_us"] / base["cyclictest"]["p99_us"]
+        rp = r["probe"]["p99_us"] / base["probe"]["p99_us"]
+        r["ratio_cyclictest_p99"], r["ratio_probe_p99"] = rc, rp
+        print(f"  {r['phase']:<15} cyclictest {rc:.3f}  probe {rp:.3f}")
+    by = {r["phase"]: r for r in results}
+    for ours, peer in (("schedtop audio", "chrt FIFO 88"), ("schedtop boost", "renice -10")):
+        if ours in by and peer in by:
+            print(f"  {ours} vs {peer}: cyclictest p99 {by[ours]['cyclictest']['p99_us']:.0f} vs "
+                  f"{by[peer]['cyclictest']['p99_us']:.0f} us")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"duration_s": a.duration, "warmup_s": a.warmup, "hogs": a.hogs,
+                                            "results": results}, indent=1))
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
