@@ -150,3 +150,27 @@ def test_client_against_schedtops_own_scheduler_server(tmp_path: Path) -> None:
         sched.close()
     assert wait_state("disabled") == "disabled"
     assert not os.path.exists(DEFAULT_PATH)
+
+
+def test_schedtop_scx_serves_scx_stats_for_other_tools() -> None:
+    """`schedtop scx` (the process the TUI supervises) serves its stats at the scx convention."""
+    import sys
+
+    assert wait_state("disabled") == "disabled"
+    proc = subprocess.Popen([sys.executable, "-m", "schedtop", "scx", "--duration", "6", "--json"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert wait_state("enabled") == "enabled"
+        deadline = time.monotonic() + 10
+        reading = read_once()
+        while time.monotonic() < deadline and not (reading.ok and "user_queue" in {m.path for m in reading.metrics}):
+            time.sleep(0.2)
+            reading = read_once()
+        assert reading.ok, reading.error
+        assert reading.top == "SchedtopStats"
+        m = {x.path: x.value for x in reading.metrics}
+        assert m["policy"] and m["counters.nr_queued"] >= 0
+    finally:
+        proc.wait(60)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert not os.path.exists(DEFAULT_PATH), "the socket outlived the scheduler"
