@@ -27,9 +27,10 @@ _STATE_RANK = {"R": 0, "D": 1}  # a folded process shows its most active thread'
 
 # Rates of a thread whose counters did not move (a shared constant: identity marks "unchanged").
 ZERO = (0.0, 0.0, 0.0, 0.0, 0)
-# With debugfs, a thread whose sched/debug row is unchanged keeps its cached procfs sample;
-# every thread's stat and affinity are still re-read once per REFRESH_EVERY collects,
-# for what a row does not show (policy, affinity) of threads that never run.
+# A thread whose change detector did not move keeps its cached procfs sample. The detector
+# is its debugfs row (root) or its raw stat+schedstat bytes. Neither shows everything
+# (a row lacks policy and affinity; stat lacks affinity and slice), so every thread is
+# still re-read once per REFRESH_EVERY collects; invalidate(tid) forces it at once.
 REFRESH_EVERY = 10
 
 
@@ -59,7 +60,8 @@ class LiveSource:
         self._prev_ts: float | None = None
         self._prev_cpu: list[tuple[float, float]] | None = None
         self._prev: dict[tuple[int, int], ThreadSample] = {}
-        self._cache: dict[int, tuple[tuple[int, str], ThreadSample]] = {}  # tid -> (debugfs row, sample)
+        # tid -> (change detector, sample): its debugfs row, or its raw stat+schedstat bytes
+        self._cache: dict[int, tuple[Any, ThreadSample]] = {}
         self._rows: dict[int, tuple[ThreadSample, Task]] = {}  # tid -> (sample, its zero-rate row)
         self._invalid: set[int] = set()
         self._invalid_lock = threading.Lock()
@@ -248,18 +250,36 @@ class LiveSource:
         )
 
     def _read_threads(self, rq: debugfs.SchedDebug | None) -> list[ThreadSample]:
-        """Every thread (estimates need them all); with debugfs, the followed ones only,
-        and unchanged threads come from the cache instead of three file reads each."""
+        """Every thread (estimates need them all); with debugfs, the followed ones only.
+        Unchanged threads come from the cache instead of being read and parsed again."""
         reader = self._reader
         fps = rq.fingerprints if rq is not None else {}
         with self._invalid_lock:
             cache, invalid = self._cache, self._invalid
             self._invalid = set()
-        new_cache: dict[int, tuple[tuple[int, str], ThreadSample]] = {}
+        new_cache: dict[int, tuple[Any, ThreadSample]] = {}
         turn = self._n % REFRESH_EVERY
         reads = 0
         samples: list[ThreadSample] = []
         for pid, tid in self._pairs(rq):
+            if rq is None:
+                # No debugfs: the raw stat+schedstat bytes are the change detector (they
+                # move when the thread runs, wakes or is retuned); sched is read only then.
+                stat_data, ss_data = reader.probe(pid, tid)
+                if stat_data is None:
+                    continue
+                fp = (stat_data, ss_data)
+                c = cache.get(tid)
+                if (c is None or c[0] != fp or c[1].pid != pid or tid in invalid
+                        or tid % REFRESH_EVERY == turn):
+                    reads += 1
+                    s = reader.thread_from(pid, tid, stat_data, ss_data)
+                    if s is None:
+                        continue
+                    c = (fp, s)
+                samples.append(c[1])
+                new_cache[tid] = c
+                continue
             fp = fps.get(tid)
             if fp is not None:
                 c = cache.get(tid)

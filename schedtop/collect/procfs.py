@@ -295,19 +295,30 @@ class ProcfsReader:
         """One thread; None if it vanished. full=False reads only stat (queue estimates)."""
         base = f"{self.root}/{pid}/task/{tid}"
         data = read_bytes(base + "/stat")
-        st = parse_stat(data) if data else None
+        if not full:
+            st = parse_stat(data) if data else None
+            return ThreadSample(pid, tid, st, None, None, ()) if st else None
+        return self.thread_from(pid, tid, data, read_bytes(base + "/schedstat"))
+
+    def probe(self, pid: int, tid: int) -> tuple[bytes | None, bytes | None]:
+        """stat and schedstat, raw: the two small files that change whenever the thread
+        runs, wakes or is retuned. Unchanged bytes let a caller keep its old sample."""
+        base = f"{self.root}/{pid}/task/{tid}"
+        return read_bytes(base + "/stat"), read_bytes(base + "/schedstat")
+
+    def thread_from(self, pid: int, tid: int, stat_data: bytes | None,
+                    schedstat_data: bytes | None) -> ThreadSample | None:
+        """A full sample from already-read stat and schedstat bytes (reads sched, affinity)."""
+        st = parse_stat(stat_data) if stat_data else None
         if st is None:
             return None
-        if not full:
-            return ThreadSample(pid, tid, st, None, None, ())
-        sched_data = read_bytes(base + "/sched")
-        ss_data = read_bytes(base + "/schedstat")
+        sched_data = read_bytes(f"{self.root}/{pid}/task/{tid}/sched")
         return ThreadSample(
             pid=pid,
             tid=tid,
             stat=st,
             sched=parse_sched(sched_data) if sched_data else None,
-            schedstat=parse_schedstat(ss_data) if ss_data else None,
+            schedstat=parse_schedstat(schedstat_data) if schedstat_data else None,
             affinity=self.affinity(pid, tid),
         )
 

@@ -208,3 +208,26 @@ def test_not_root_estimates(spawn):
     assert curr.state == "R" and curr.cpu == 0
     assert cpu0.util_pct > 90
     assert {h.pid for h in hogs} <= {t.tid for t in snap.tasks}
+
+
+def test_procfs_change_detector(spawn):
+    """Without debugfs, a thread whose stat and schedstat bytes did not move is not re-read,
+    yet a retune shows: nice and policy at the next collect, affinity within REFRESH_EVERY."""
+    from schedtop.collect.live import REFRESH_EVERY
+
+    p = spawn(SLEEPER)
+    time.sleep(0.3)
+    src = LiveSource(pids=[p.pid], use_bpf=False, use_debugfs=False)
+    src.collect()
+    rows = [_row(src.collect(), p.pid) for _ in range(3)]
+    assert rows[1] is rows[0] or rows[2] is rows[1]  # reused (one may be its refresh turn)
+    os.setpriority(os.PRIO_PROCESS, p.pid, 4)
+    assert _row(src.collect(), p.pid).nice == 4
+    os.sched_setscheduler(p.pid, os.SCHED_IDLE, os.sched_param(0))
+    assert _row(src.collect(), p.pid).policy == "IDLE"
+    os.sched_setaffinity(p.pid, {0})
+    src.invalidate(p.pid)
+    assert _row(src.collect(), p.pid).affinity == (0,)
+    os.sched_setaffinity(p.pid, set(range(NCPU)))
+    seen = [_row(src.collect(), p.pid).affinity for _ in range(REFRESH_EVERY)]
+    assert seen[-1] == tuple(range(NCPU))
