@@ -19,18 +19,9 @@ from schedtop.collect.live import LiveSource
 from schedtop.collect.sched_ext import read_scheduler_info
 from schedtop.collect.scx_events import KmsgReader, ScxEventTracker
 
+from ext_kit import MINIMAL, wait_state
+
 pytestmark = pytest.mark.kernel
-
-ROOT = Path(__file__).resolve().parents[2]
-MINIMAL = ROOT / "schedtop" / "bpf" / "obj" / "minimal.bpf.o"
-SCX = Path("/sys/kernel/sched_ext")
-
-
-def wait_state(want: str, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while (now := (SCX / "state").read_text().strip()) != want and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return now
 
 
 def settle(tracker: ScxEventTracker, want: int, timeout: float = 5.0) -> None:

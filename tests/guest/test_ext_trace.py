@@ -19,25 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from schedtop.bpf.libbpf import BpfObject
 from schedtop.collect.bpf import open_tier
 from schedtop.collect.sched_ext import read_scheduler_info
 from schedtop.export.perfetto import read_trace, summarize
 from schedtop.export.scx_stats import DEFAULT_PATH, StatsPoller, read_once
 from schedtop.export.trace_record import TraceRecorder
 
+from ext_kit import ROOT, minimal_loaded, wait_state
+
 pytestmark = pytest.mark.kernel
-
-ROOT = Path(__file__).resolve().parents[2]
-MINIMAL = ROOT / "schedtop" / "bpf" / "obj" / "minimal.bpf.o"
-SCX = Path("/sys/kernel/sched_ext")
-
-
-def wait_state(want: str, timeout: float = 15.0) -> str:
-    deadline = time.monotonic() + timeout
-    while (now := (SCX / "state").read_text().strip()) != want and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return now
 
 
 def record(path: Path, seconds: float, **kw) -> tuple[TraceRecorder, object]:
@@ -65,16 +55,9 @@ def check_trace(path: Path, rec: TraceRecorder) -> object:
 
 
 def test_trace_under_a_loaded_sched_ext_scheduler(tmp_path: Path) -> None:
-    assert wait_state("disabled") == "disabled"
-    with BpfObject.open(MINIMAL) as obj:
-        obj.load()
-        link = obj.map("minimal_ops").attach_struct_ops()
-        try:
-            assert wait_state("enabled") == "enabled"
-            rec, _ = record(tmp_path / "min.perfetto-trace", 1.5)
-            assert wait_state("enabled", 0.1) == "enabled", "ejected while tracing"
-        finally:
-            link.destroy()
+    with minimal_loaded():
+        rec, _ = record(tmp_path / "min.perfetto-trace", 1.5)
+        assert wait_state("enabled", 0.1) == "enabled", "ejected while tracing"
     c = check_trace(tmp_path / "min.perfetto-trace", rec)
     assert c.cpus <= {0, 1}
 
