@@ -218,3 +218,37 @@ def test_bad_profile_is_rejected_with_file_and_line(tmp_path, state):
                        timeout=60, env={**os.environ, "SCHEDTOP_STATE_DIR": str(state)}, stdin=subprocess.DEVNULL)
     assert r.returncode == 2
     assert f"{prof}:3: nice 99 is out of range: -20..19" in r.stdout + r.stderr
+
+
+def test_policy_chooser_slice_steps_nice_and_demote(child, state):
+    orig = params(child)
+    tui = _start(child, state)
+    try:
+        tui.keys("Y")
+        tui.wait_text("RT priority for FIFO/RR")
+        tui.keys("Down", "Down", "Down", "Down", "Enter")  # OTHER BATCH IDLE FIFO [RR], priority 88
+        wait_for(lambda: (params(child)["policy"], params(child)["rtprio"]) == (2, 88), "RR 88")
+        tui.keys("S")  # refused on an RT task, with the reason
+        tui.wait_text("is RR")  # the refusal names the policy (the toast wraps the rest)
+        assert params(child)["policy"] == 2
+        tui.keys("Y")
+        tui.wait_text("RT priority for FIFO/RR")
+        tui.keys("Enter")  # OTHER
+        wait_for(lambda: params(child)["policy"] == 0, "back to OTHER")
+        tui.keys("S")
+        wait_for(lambda: params(child)["slice"] == 500_000, "slice 0.5 ms")
+        tui.keys("S")
+        wait_for(lambda: params(child)["slice"] == 1_000_000, "slice 1 ms")
+        tui.keys("F7")
+        wait_for(lambda: params(child)["nice"] == -1, "nice -1")
+        tui.keys("F8", "F8")
+        wait_for(lambda: params(child)["nice"] == 1, "nice +1")
+        tui.keys("d")
+        wait_for(lambda: params(child)["policy"] == 3, "BATCH")
+        tui.keys("D")
+        wait_for(lambda: params(child)["policy"] == 5, "IDLE")
+        tui.keys("q")
+        wait_for(lambda: not tui.alive(), "quit")
+        assert params(child) == orig
+    finally:
+        tui.close()
