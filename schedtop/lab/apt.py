@@ -8,6 +8,7 @@ The mirror is the one the system already uses (read at run time).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -35,7 +36,10 @@ class Remote:
 
 
 def system_mirror(sources: tuple[Path, ...] = SYSTEM_SOURCES) -> str:
-    """The Debian archive URI the system's own apt configuration uses."""
+    """The Debian archive URI the system's own apt configuration uses ($SCHEDTOP_DEBIAN_MIRROR overrides)."""
+    override = os.environ.get("SCHEDTOP_DEBIAN_MIRROR")
+    if override:
+        return override.rstrip("/")
     for path in sources:
         try:
             text = path.read_text()

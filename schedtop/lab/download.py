@@ -42,7 +42,8 @@ def fetch_all(remotes: list[Remote], dest: Path, proxy: str | None = None) -> li
     opener = _opener(proxy)
     with download_bar() as bar:
         for remote, path in todo:
-            task = bar.add_task(remote.name.split("_")[0], total=remote.size)
+            task = bar.add_task(remote.name.split("_")[0] if remote.name.endswith(".deb") else remote.name,
+                                total=remote.size)
             _fetch_one(opener, remote, path, lambda n, t=task: bar.advance(t, n))
     return paths
 

@@ -82,16 +82,22 @@ def _under(path: Path, prefixes: tuple[str, ...]) -> bool:
     return any(str(path) == p or str(path).startswith(p + "/") for p in prefixes)
 
 
-def guest_script(cmd: list[str], rwdir: Path, cwd: Path) -> str:
+def guest_environment() -> dict[str, str]:
+    """The environment guest commands run with: ours, minus what does not belong in the guest."""
     env = {k: v for k, v in os.environ.items() if k.startswith(PASS_ENV_PREFIXES)}
     env.update({
         "HOME": str(Path.home()),
         "SCHEDTOP_CACHE": str(cache_dir()),
         "SCHEDTOP_GUEST": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
-        # vng calls virtme-run and the venv's tools must win over the system's.
+        # The venv's python, schedtop and pytest must win over the system's.
         "PATH": f"{venv_bin()}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     })
+    return env
+
+
+def guest_script(cmd: list[str], rwdir: Path, cwd: Path) -> str:
+    env = guest_environment()
     exports = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items()))
     out, rc = shlex.quote(str(rwdir / "out")), shlex.quote(str(rwdir / "rc"))
     return f"""#!/bin/sh
@@ -194,8 +200,9 @@ def _boot_and_stream(argv: list[str], rwdir: Path, timeout: float, out: BinaryIO
     try:
         code = int((rwdir / "rc").read_text().strip())
     except (OSError, ValueError):
+        how = f"vng killed by signal {-status}" if status is not None and status < 0 else f"vng exit {status}"
         console.print("[red]schedtop lab: the guest stopped before the command finished "
-                      f"(boot failure or kernel panic; vng exit {status}); last lines of its log:[/]")
+                      f"(boot failure or kernel panic; {how}); last lines of its log:[/]")
         for line in tail:
             console.print(f"  {line}", markup=False)
         return GuestResult(EXIT_NO_RESULT, boot_seconds, total, False, tail)

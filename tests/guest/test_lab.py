@@ -8,39 +8,23 @@ Runs inside `schedtop lab run` (make test-guest); on the host these skip.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from schedtop.bpf.libbpf import BpfObject, find_libbpf
 from schedtop.lab import kernel
+from schedtop.lab.minimal import OBJECT as MINIMAL
+from schedtop.lab.minimal import Counters, sched_ext_state, wait_state
 
 pytestmark = pytest.mark.kernel
 
 ROOT = Path(__file__).resolve().parents[2]
 SCX = Path("/sys/kernel/sched_ext")
-MINIMAL = ROOT / "schedtop" / "bpf" / "obj" / "minimal.bpf.o"
-
-
-class Counters(ctypes.Structure):
-    _fields_ = [("nr_local", ctypes.c_uint64), ("nr_global", ctypes.c_uint64)]
-
-
-def state() -> str:
-    return (SCX / "state").read_text().strip()
-
-
-def wait_state(want: str, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while (now := state()) != want and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return now
 
 
 def test_guest_runs_the_cached_lab_kernel() -> None:
@@ -71,7 +55,7 @@ def test_minimal_scheduler_loads_schedules_a_workload_and_unloads() -> None:
                                   capture_output=True, text=True, timeout=120)
             assert hogs.wait(timeout=120) == 0
             assert loop.returncode == 0 and loop.stdout.strip() == "200"
-            assert state() == "enabled", "the scheduler was ejected while the workload ran"
+            assert sched_ext_state() == "enabled", "the scheduler was ejected while the workload ran"
             counters = obj.bss(Counters)
             assert counters.nr_local + counters.nr_global > 100, (counters.nr_local, counters.nr_global)
         finally:

@@ -1,0 +1,144 @@
+"""`schedtop demo`: watch (and drive) a real sched_ext scheduler without rebooting.
+
+On a kernel without sched_ext it boots the lab guest *interactively* in this
+terminal: vng without --exec, with our script as the guest user's shell
+(virtme_shell), so the TUI gets a real console with the host's TERM and window
+size (--exec would leave it no terminal). The script starts a demo workload —
+CPU hogs plus a periodic interactive task — optionally a scheduler, then
+schedtop; quitting schedtop powers the guest off. Where the host kernel has
+sched_ext already, the same runs locally.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from schedtop.lab.cache import LabError
+from schedtop.lab.minimal import sched_ext_state
+
+# Hogs: one more than the guest's CPUs so something always waits in a queue.
+HOGS = ["stress-ng", "--cpu", "3", "--quiet"]
+# Interactive: wakes every 50 ms, computes briefly, sleeps; the task whose latency a scheduler should protect.
+INTERACTIVE = ["sh", "-c", "while :; do i=0; while [ $i -lt 300 ]; do i=$((i+1)); done; sleep 0.05; done"]
+SCHEDULERS = ("minimal", "scx", "none")
+WORKLOAD_DELAY_S = 20
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Boot the lab guest (a Debian sid kernel with sched_ext) in this terminal and run "
+                          "schedtop on a demo workload: CPU hogs plus a periodic interactive task. "
+                          "Quit schedtop (q) to power the guest off.")
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default=None,
+                        help="sched_ext scheduler to run under the workload: minimal (schedtop_min, the default "
+                             "in the guest), scx (schedtop's embedded Python scheduler) or none "
+                             "(the default when running locally)")
+    parser.add_argument("--local", action="store_true", help="run here even if this kernel has no sched_ext")
+    parser.add_argument("--shell", action="store_true", help="after schedtop exits, stay in a root shell in the guest")
+    parser.add_argument("schedtop_args", nargs=argparse.REMAINDER, metavar="-- ARGS",
+                        help="extra arguments for schedtop (e.g. -- -d 0.5)")
+
+
+def run(args: argparse.Namespace) -> int:
+    extra = args.schedtop_args[1:] if args.schedtop_args[:1] == ["--"] else args.schedtop_args
+    try:
+        if sched_ext_state() is not None or args.local:
+            return run_local(args.scheduler or "none", extra)
+        return run_guest(args.scheduler or "minimal", extra, args.shell)
+    except LabError as exc:
+        print(f"schedtop demo: {exc}", file=sys.stderr)
+        return 1
+
+
+def scheduler_command(name: str, python: str) -> list[str] | None:
+    if name == "minimal":
+        return [python, "-m", "schedtop.lab.minimal"]
+    if name == "scx":
+        return [python, "-m", "schedtop", "scx"]
+    return None
+
+
+def demo_script(scheduler: str, schedtop_args: list[str], stay_in_shell: bool) -> str:
+    """The guest user's shell: workload, scheduler, schedtop in the foreground, then cleanup."""
+    from schedtop.lab.guest import checkout_root, guest_environment, venv_bin
+
+    python = str(venv_bin() / "python")
+    env = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(guest_environment().items()))
+    sched = scheduler_command(scheduler, python)
+    sched_line = (f"{shlex.join(sched)} 2>/tmp/schedtop-demo-scheduler.log &\nSCHED=$!\n"
+                  "i=0; while [ $i -lt 120 ] && [ \"$(cat /sys/kernel/sched_ext/state)\" != enabled ]; "
+                  "do i=$((i+1)); sleep 0.5; done\n"
+                  if sched else "SCHED=\n")
+    end = "exec /bin/bash -i" if stay_in_shell else "poweroff -f >/dev/null 2>&1"
+    # Python starts slowly under TCG (~20 s for Textual over 9p); the workload starts
+    # once schedtop is drawing, so the TUI is not starved on the way up.
+    return f"""#!/bin/sh
+# schedtop demo: runs as the guest's login shell (virtme_shell).
+{env}
+cd {shlex.quote(str(checkout_root()))}
+echo "schedtop demo: sched_ext kernel $(uname -r); loading the scheduler ({scheduler})…"
+{sched_line}echo "sched_ext: $(cat /sys/kernel/sched_ext/state) $(cat /sys/kernel/sched_ext/root/ops 2>/dev/null)"
+echo "starting schedtop; the workload (CPU hogs + a periodic interactive task) follows in {WORKLOAD_DELAY_S} s…"
+(sleep {WORKLOAD_DELAY_S}; exec {shlex.join(HOGS)}) &
+HOGS=$!
+(sleep {WORKLOAD_DELAY_S}; exec {shlex.join(INTERACTIVE)}) &
+INTERACTIVE=$!
+{shlex.join([str(venv_bin() / 'schedtop'), *schedtop_args])}
+kill $HOGS $INTERACTIVE $SCHED 2>/dev/null
+wait 2>/dev/null
+{end}
+"""
+
+
+def run_guest(scheduler: str, schedtop_args: list[str], stay_in_shell: bool) -> int:
+    from schedtop.lab import kernel
+    from schedtop.lab.guest import check_host_tools, vng_command, vng_env
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise LabError("the demo needs a terminal (it runs schedtop's TUI inside the guest)")
+    k = kernel.fetch()
+    check_host_tools()
+    print(f"schedtop demo: this kernel ({os.uname().release}) has no sched_ext; booting the lab guest "
+          f"({k.version}, TCG, ~15 s)…", file=sys.stderr)
+    rwdir = Path(tempfile.mkdtemp(prefix="schedtop-demo-"))
+    try:
+        script = rwdir / "demo.sh"
+        script.write_text(demo_script(scheduler, schedtop_args, stay_in_shell))
+        script.chmod(0o755)
+        argv = vng_command(k, rwdir, Path.cwd(), exec_cmd=None) + ["--shell", str(script)]
+        # Interactive: vng owns this terminal until the guest powers off.
+        return subprocess.call(argv, env=vng_env())
+    finally:
+        shutil.rmtree(rwdir, ignore_errors=True)
+
+
+def run_local(scheduler: str, schedtop_args: list[str]) -> int:
+    from schedtop.lab.guest import venv_bin
+
+    state = sched_ext_state()
+    if state is not None:
+        print(f"schedtop demo: this kernel has sched_ext (state: {state}); running the demo here, no guest needed",
+              file=sys.stderr)
+    else:
+        print("schedtop demo: running locally (--local) on a kernel without sched_ext", file=sys.stderr)
+    procs = [subprocess.Popen(HOGS, start_new_session=True), subprocess.Popen(INTERACTIVE, start_new_session=True)]
+    sched = scheduler_command(scheduler, str(venv_bin() / "python"))
+    if sched:
+        procs.append(subprocess.Popen(sched, start_new_session=True))
+    try:
+        return subprocess.call([str(venv_bin() / "schedtop"), *schedtop_args])
+    finally:
+        for p in reversed(procs):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            p.wait()
