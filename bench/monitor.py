@@ -167,7 +167,9 @@ def main() -> int:
 
     refreshes = elapsed / 1.0
     print(f"tasks on the machine: ~{nr_tasks} ({args.threads} sleeping threads added); "
-          f"window {elapsed:.1f} s; refresh 1 s; ncpu {os.cpu_count()}")
+          f"window {elapsed:.1f} s; refresh 1 s; ncpu {os.cpu_count()}; "
+          f"loadavg at end {os.getloadavg()[0]:.1f} (other load makes more threads change, "
+          f"which costs schedtop, not htop)")
     print(f"{'':10} {'CPU ms/refresh':>15} {'CPU %':>7} {'first frame s':>14} {'peak RSS MB':>12}")
     per = {}
     for c in contenders:
