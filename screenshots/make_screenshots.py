@@ -1,6 +1,6 @@
 """Render schedtop's screenshots (SVG) from the recorded session: `make screenshots`.
 
-    .venv/bin/python screenshots/make_screenshots.py [--replay FILE] [--out DIR]
+    .venv/bin/python screenshots/make_screenshots.py [--out DIR]
 
 The app runs headless on a ReplaySource (no live machine needed), is stepped
 to a fixed frame and saved with App.save_screenshot, so the pictures are the
@@ -25,19 +25,26 @@ sys.path.insert(0, str(ROOT))
 from schedtop.collect.replay import ReplayError, ReplaySource, load_replay  # noqa: E402
 from schedtop.ui.app import SchedtopApp  # noqa: E402
 
-# name, size, frame to show, keys pressed after that
-SHOTS: list[tuple[str, tuple[int, int], int, tuple[str, ...]]] = [
-    ("main-80x24", (80, 24), 3, ()),
-    ("main-200x60", (200, 60), 3, ()),
-    ("main-120x40", (120, 40), 3, ("down",)),
-    ("processes-filtered-120x40", (120, 40), 3, ("t", "slash", "h", "o", "g", "enter", "w")),
-    ("queue-120x40", (120, 40), 3, ("down", "down", "e")),
-    ("detail-120x40", (120, 40), 5, ("down", "enter")),
-    ("help-120x40", (120, 40), 1, ("question_mark",)),
+SESSION = ROOT / "tests" / "fixtures" / "session.jsonl"  # procfs + debugfs, as root
+BPF_SESSION = ROOT / "tests" / "tui" / "session-bpf.jsonl"  # with the BPF tier (record_session.py)
+
+# name, recording, size, frame to show, keys pressed after that
+SHOTS: list[tuple[str, Path, tuple[int, int], int, tuple[str, ...]]] = [
+    ("bpf-200x60", BPF_SESSION, (200, 60), 6, ("down",)),
+    ("bpf-120x40", BPF_SESSION, (120, 40), 6, ()),
+    ("bpf-detail-120x40", BPF_SESSION, (120, 40), 6, ("slash", *"hog-other", "enter", "enter")),
+    ("main-80x24", SESSION, (80, 24), 3, ()),
+    ("main-200x60", SESSION, (200, 60), 3, ()),
+    ("main-120x40", SESSION, (120, 40), 3, ("down",)),
+    ("processes-filtered-120x40", SESSION, (120, 40), 3, ("t", "slash", "h", "o", "g", "enter", "w")),
+    ("queue-120x40", SESSION, (120, 40), 3, ("down", "down", "e")),
+    ("detail-120x40", SESSION, (120, 40), 5, ("down", "enter")),
+    ("help-120x40", SESSION, (120, 40), 1, ("question_mark",)),
 ]
 
 
-async def shoot(replay_path: Path, out: Path, name: str, size: tuple[int, int], frame: int, keys: tuple[str, ...]) -> Path:
+async def shoot(replay_path: Path, out: Path, name: str, size: tuple[int, int], frame: int,
+                keys: tuple[str, ...]) -> Path:
     app = SchedtopApp(ReplaySource(load_replay(replay_path)), delay=1.0, paused=True)
     async with app.run_test(size=size) as pilot:
         deadline = time.monotonic() + 10
@@ -56,17 +63,17 @@ async def shoot(replay_path: Path, out: Path, name: str, size: tuple[int, int], 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--replay", type=Path, default=ROOT / "tests" / "fixtures" / "session.jsonl")
     ap.add_argument("--out", type=Path, default=ROOT / "screenshots")
     args = ap.parse_args()
-    try:
-        load_replay(args.replay)
-    except ReplayError as exc:
-        print(f"make_screenshots: {exc}", file=sys.stderr)
-        return 2
+    for rec in {r for _, r, *_ in SHOTS}:
+        try:
+            load_replay(rec)
+        except ReplayError as exc:
+            print(f"make_screenshots: {exc}", file=sys.stderr)
+            return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, size, frame, keys in SHOTS:
-        path = asyncio.run(shoot(args.replay, args.out, name, size, frame, keys))
+    for name, rec, size, frame, keys in SHOTS:
+        path = asyncio.run(shoot(rec, args.out, name, size, frame, keys))
         print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}  {size[0]}x{size[1]}")
     return 0
 

@@ -59,3 +59,14 @@ def test_process_view_filtered_200x60(snap_compare):
     app = replay_app(paused=True)
     keys = ("t", "slash", "h", "o", "g", "enter", "w")
     assert snap_compare(app, terminal_size=(200, 60), run_before=_at_frame(app, 3, keys))
+
+
+def test_bpf_session_200x60(snap_compare):
+    """A real recording with the BPF tier: latency columns, histogram, p99 sparkline, side pane."""
+    from pathlib import Path
+
+    from schedtop.collect.replay import ReplaySource, load_replay
+
+    rec = Path(__file__).with_name("session-bpf.jsonl")
+    app = CoreApp(ReplaySource(load_replay(rec)), delay=1.0, paused=True)
+    assert snap_compare(app, terminal_size=(200, 60), run_before=_at_frame(app, 6, ("down",)))
