@@ -90,13 +90,12 @@ class LiveSource:
         return "procfs+debugfs" if self._debugfs else "procfs"
 
     def add_extra(self, name: str, fn: Callable[[], Mapping]) -> None:
-        """Put fn()'s mapping into every Snapshot.extras[name]; its exceptions become warnings."""
-        with self._lock:
-            self._extras[name] = fn
+        """Put fn()'s mapping into every Snapshot.extras[name]; its exceptions become warnings.
+        Safe from any thread: collect() iterates a copy, so this never waits for a collect."""
+        self._extras = {**self._extras, name: fn}
 
     def remove_extra(self, name: str) -> None:
-        with self._lock:
-            self._extras.pop(name, None)
+        self._extras = {k: v for k, v in self._extras.items() if k != name}
 
     def invalidate(self, tid: int | None = None) -> None:
         """Re-read this thread (or all) from procfs next collect: call after changing its
