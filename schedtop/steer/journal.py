@@ -206,8 +206,11 @@ class Journal:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._load()
+            before = list(self.steps)
             yield
-            if self.steps:
+            if self.steps == before:
+                pass  # nothing changed: no write, no fsync
+            elif self.steps:
                 self._save()
             else:
                 with contextlib.suppress(FileNotFoundError):

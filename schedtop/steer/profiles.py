@@ -300,9 +300,11 @@ class ProfileRunner:
                 rule = self.match(proc_comm, comm, exe, cg or "")
                 if rule is not None:
                     groups.setdefault(rule.index, []).append(TaskRef(pid, tid, st, comm))
-        for key in list(self.seen):
-            if key not in alive:
-                del self.seen[key]
+        gone = [key for key in self.seen if key not in alive]
+        for key in gone:
+            del self.seen[key]
+        if gone and len(self.journal):
+            self.journal.prune()  # a profile on a busy box sees many short-lived tasks: keep the file small
         reports = []
         for idx, refs in sorted(groups.items()):
             rule = self.profile.rules[idx]
