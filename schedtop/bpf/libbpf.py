@@ -281,14 +281,13 @@ def _declare(lib: ctypes.CDLL) -> None:
         "btf__load_vmlinux_btf": (P, []),
         "btf__parse": (P, [c_char_p, P]),
         "btf__free": (None, [P]),
-        "btf__type_cnt": (U, []),
+        "btf__type_cnt": (U, [P]),
         "btf__find_by_name_kind": (I, [P, c_char_p, U]),
         "btf__type_by_id": (P, [P, U]),
         "btf__name_by_offset": (c_char_p, [P, U]),
         "btf__resolve_size": (ctypes.c_long, [P, U]),
         "btf__resolve_type": (I, [P, U]),
     }
-    protos["btf__type_cnt"] = (U, [P])
     for name, (restype, argtypes) in protos.items():
         fn = getattr(lib, name)
         fn.restype = restype
@@ -351,7 +350,7 @@ def num_possible_cpus() -> int:
 
 # --- key/value packing -------------------------------------------------------------------------
 
-Buffer = bytes | bytearray | memoryview | ctypes.Structure | ctypes.Array | int
+Buffer = bytes | bytearray | memoryview | ctypes.Structure | ctypes.Union | ctypes.Array | int
 
 
 def _as_buffer(value: Buffer, size: int, what: str) -> tuple[Any, int]:

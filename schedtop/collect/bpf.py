@@ -29,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from schedtop.model import CpuStat, Histogram, Snapshot, Task
+from schedtop.model import Histogram, Snapshot, Task
 
 log = logging.getLogger(__name__)
 
