@@ -28,11 +28,13 @@ class ExtWatch:
         self.root = sched_ext_root
         self.stats_timeout = stats_timeout
         self.tracker = ScxEventTracker(KmsgReader() if kmsg and os.path.isdir(sched_ext_root) else None)
+        self._source: Any = None
         self._ctxt: tuple[float, int] | None = None
         self.timeline: deque[tuple[float, float]] = deque(maxlen=120)  # (monotonic ts, ctxt/s)
         self.poller = StatsPoller(self.stats_path, timeout=stats_timeout).start() if poll else None
 
     def attach(self, source: Any) -> ExtWatch:
+        self._source = source
         if hasattr(source, "add_extra"):
             source.add_extra(EXTRA_SCHED_EXT, self.sched_ext)
             source.add_extra(EXTRA_STATS, self.stats)
@@ -53,7 +55,10 @@ class ExtWatch:
     def sched_ext(self) -> Mapping[str, Any]:
         now = time.monotonic()
         info = read_scheduler_info(self.root)
-        self.tracker.update(info, ts=now)
+        if self.tracker.update(info, ts=now) and hasattr(self._source, "invalidate"):
+            # A (un)load moves every task's ext.enabled without touching the rows the source
+            # uses to skip unchanged threads: have it read them all again next interval.
+            self._source.invalidate()
         out = events_extra(self.tracker, info)
         rate = self._ctxt_rate(now)
         out["ctxt_per_s"] = None if rate is None else round(rate, 1)

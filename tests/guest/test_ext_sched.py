@@ -108,6 +108,7 @@ def test_ext_enabled_per_task_and_the_snapshot_extras() -> None:
         obj, link = load_minimal()
         try:
             time.sleep(0.2)
+            src.collect()  # sees the load
             snap = src.collect()
             task = next(t for t in snap.tasks if t.tid == sleeper.pid)
             assert task.ext_enabled is True, "switch_all: every fair task belongs to the BPF scheduler"
@@ -120,9 +121,10 @@ def test_ext_enabled_per_task_and_the_snapshot_extras() -> None:
             link.destroy()
             obj.close()
         assert wait_state("disabled") == "disabled"
+        snap = src.collect()  # sees the unload, so the next collect re-reads every task
+        assert [c["kind"] for c in snap.extras["sched_ext"]["changes"]][-1:] == ["unload"]
         snap = src.collect()
         assert next(t for t in snap.tasks if t.tid == sleeper.pid).ext_enabled is False
-        assert [c["kind"] for c in snap.extras["sched_ext"]["changes"]][-1:] == ["unload"]
     finally:
         sleeper.kill()
         sleeper.wait()

@@ -143,7 +143,7 @@ def test_schedtop_scx_serves_scx_stats_for_other_tools() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "schedtop", "scx", "--duration", "6", "--json"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        assert wait_state("enabled") == "enabled"
+        assert wait_state("enabled", 60) == "enabled", proc.poll() is not None and proc.stderr.read()
         deadline = time.monotonic() + 10
         reading = read_once()
         while time.monotonic() < deadline and not (reading.ok and "user_queue" in {m.path for m in reading.metrics}):
