@@ -51,7 +51,6 @@ def probe(seconds: float, out: str) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(15, b"data-loop.0", 0, 0, 0)
     gc.disable()  # a GC pause is not the scheduler's fault
-    CLOCK_MONOTONIC, TIMER_ABSTIME = 1, 1
     now = time.monotonic_ns
     cpu = time.thread_time_ns
     samples = []  # (t since start ns, wake latency ns, finish - period start ns)
@@ -59,6 +58,15 @@ def probe(seconds: float, out: str) -> None:
     nxt = t0 + PERIOD_NS
     end = t0 + int(seconds * 1e9)
     ts = Timespec()
+    try:
+        _probe_loop(libc, ts, now, cpu, samples, t0, nxt, end)
+    except KeyboardInterrupt:  # the parent's SIGINT ends the run
+        pass
+    Path(out).write_text(json.dumps(samples))
+
+
+def _probe_loop(libc, ts, now, cpu, samples, t0, nxt, end) -> None:
+    CLOCK_MONOTONIC, TIMER_ABSTIME = 1, 1
     while nxt < end:
         ts.tv_sec, ts.tv_nsec = divmod(nxt, 1_000_000_000)
         libc.clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, ctypes.byref(ts), None)
@@ -71,9 +79,8 @@ def probe(seconds: float, out: str) -> None:
         samples.append((nxt - t0, woke - nxt, done - nxt))
         nxt += PERIOD_NS
         while nxt < done:  # overran a whole period: those callbacks never ran
-            samples.append((nxt - t0, -1, -1))
+            samples.append((nxt - t0, None, None))
             nxt += PERIOD_NS
-    Path(out).write_text(json.dumps(samples))
 
 
 # --- statistics ----------------------------------------------------------------------------
@@ -92,7 +99,7 @@ def summarize(lat_us: list[float], missed: int) -> dict:
             "missed": missed, "missed_pct": 100 * missed / max(1, len(s) + missed)}
 
 
-def cyclictest_stats(text: str, warmup_s: float) -> dict:
+def cyclictest_stats(text: str, skip_s: float) -> dict:
     """cyclictest -v lines are 'thread: cycle: latency_us'; a latency over the 1 ms interval
     means the wake-up came after the next one was due: a missed period."""
     lat = []
@@ -100,7 +107,7 @@ def cyclictest_stats(text: str, warmup_s: float) -> dict:
         parts = line.split(":")
         if len(parts) == 3 and parts[0].strip().isdigit():
             cyc, us = int(parts[1]), int(parts[2])
-            if cyc >= warmup_s * 1000:  # 1 ms interval: cycle n is due at n ms
+            if cyc >= skip_s * 1000:  # cycle n is due n ms after start, or later if cycles were lost
                 lat.append(us)
     ok = [v for v in lat if v <= 1000]
     st = summarize(lat, 0)
@@ -109,9 +116,9 @@ def cyclictest_stats(text: str, warmup_s: float) -> dict:
     return st
 
 
-def probe_stats(path: str, warmup_s: float) -> dict:
-    samples = [s for s in json.loads(Path(path).read_text()) if s[0] >= warmup_s * 1e9]
-    ran = [s for s in samples if s[1] >= 0]
+def probe_stats(path: str, skip_s: float) -> dict:
+    samples = [s for s in json.loads(Path(path).read_text()) if s[0] >= skip_s * 1e9]
+    ran = [s for s in samples if s[1] is not None]
     skipped = len(samples) - len(ran)
     late = sum(1 for s in ran if s[2] > PERIOD_NS)  # finished after the next period began
     st = summarize([s[1] / 1000 for s in ran], skipped + late)
@@ -149,42 +156,47 @@ def run(cmd: list[str], env=None) -> subprocess.CompletedProcess:
 
 def phase(name: str, tune, seconds: float, warmup: float, env: dict, workdir: Path) -> dict:
     """Run cyclictest, then the probe, each tuned the same way. Not together: two tasks at the
-    same FIFO priority (or nice) would queue behind each other and measure each other."""
-    total = seconds + warmup
+    same FIFO priority (or nice) would queue behind each other and measure each other.
+    Each runs until `warmup` after its tuning landed plus `seconds`, then gets SIGINT; only the
+    samples after tuning + warm-up count (a loaded box can take seconds to start schedtop)."""
     stem = name.replace(" ", "_")
     cyc_out = workdir / f"cyc-{stem}.txt"
     probe_out = workdir / f"probe-{stem}.json"
     background = tune("before", None) if tune else None
-    tune_s = []
+    skip: list[float] = []
     try:
         with open(cyc_out, "w") as f:
             # No -p/--policy: cyclictest's default is SCHED_OTHER ("--policy=other -p 0" gives FIFO 2 in 2.4).
-            cyc = subprocess.Popen(["cyclictest", "-t1", "-i1000", "-D", f"{total:.0f}", "-h", "20000", "-v", "-q"],
+            cyc = subprocess.Popen(["cyclictest", "-t1", "-i1000", "-h", "20000", "-v", "-q"],
                                    stdout=f, stderr=subprocess.DEVNULL)
+        t0 = time.monotonic()
         wait_threads(cyc.pid, 2)  # its measuring thread sets its own policy at start: tune after that
         time.sleep(0.05)
         assert all(_policy(cyc.pid, t) == 0 for t in threads_of(cyc.pid)), "cyclictest must start as SCHED_OTHER"
-        t = time.monotonic()
-        if tune:
-            tune("after", cyc.pid)
-        tune_s.append(time.monotonic() - t)
-        cyc.wait()
-        prb = subprocess.Popen([sys.executable, __file__, "--probe", str(total), str(probe_out)])
+        skip.append(_measure(cyc, tune, t0, warmup, seconds))
+
+        prb = subprocess.Popen([sys.executable, __file__, "--probe", "3600", str(probe_out)])
+        t0 = time.monotonic()
         wait_comm(prb.pid, "data-loop.0")
-        t = time.monotonic()
-        if tune:
-            tune("after", prb.pid)
-        tune_s.append(time.monotonic() - t)
-        prb.wait()
+        skip.append(_measure(prb, tune, t0, warmup, seconds))
     finally:
         if background is not None:
             background.send_signal(signal.SIGINT)
-            background.wait(timeout=30)
-    if max(tune_s) > warmup:
-        print(f"  ! {name}: tuning took {max(tune_s):.2f}s, longer than the warm-up", file=sys.stderr)
-    return {"phase": name, "tune_s": [round(x, 3) for x in tune_s],
-            "cyclictest": cyclictest_stats(cyc_out.read_text(), warmup),
-            "probe": probe_stats(str(probe_out), warmup)}
+            background.wait(timeout=60)
+    return {"phase": name, "skipped_s": [round(x, 2) for x in skip],
+            "cyclictest": cyclictest_stats(cyc_out.read_text(), skip[0]),
+            "probe": probe_stats(str(probe_out), skip[1])}
+
+
+def _measure(proc: subprocess.Popen, tune, t0: float, warmup: float, seconds: float) -> float:
+    """Tune, let it settle, measure `seconds`, stop with SIGINT. Returns the seconds to discard."""
+    if tune:
+        tune("after", proc.pid)
+    skip = time.monotonic() - t0 + warmup
+    time.sleep(warmup + seconds)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    return skip
 
 
 def wait_comm(pid: int, comm: str, timeout: float = 5.0) -> None:
