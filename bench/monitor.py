@@ -7,7 +7,8 @@ one's whole process tree (/proc/PID/stat) over the measured window, divided by
 the refreshes in it. Time to first frame: from spawning the tmux session to
 the first capture-pane that shows the task list. Peak RSS: VmHWM.
 
-Also measures LiveSource.collect() in-process (the data side alone).
+A third contender, "collector", is the data side alone: a LiveSource.collect()
+loop at 1 s in the same kind of tmux session (what the TUI's worker does).
 
     .venv/bin/python bench/monitor.py [--threads 1000] [--duration 60] [--bpf]
 """
@@ -135,9 +136,17 @@ def main() -> int:
     home = tempfile.mkdtemp(prefix="schedtop-bench-")  # default htoprc, default schedtop config
     env = {"HOME": home, "TERM": "xterm-256color", "XDG_CONFIG_HOME": f"{home}/.config"}
     schedtop = f"{ROOT}/.venv/bin/schedtop -d 1" + ("" if args.bpf else " --no-bpf")
+    # The data side alone, headless: LiveSource.collect() once a second, printing a line.
+    collector = (f"{sys.executable} -c " + shlex.quote(
+        f"import sys, time; sys.path.insert(0, {str(ROOT)!r})\n"
+        "from schedtop.collect.live import LiveSource\n"
+        f"src = LiveSource(use_bpf={args.bpf})\n"
+        "while True:\n"
+        "    s = src.collect(); print('frame', len(s.tasks), flush=True); time.sleep(1.0)\n"))
     contenders = [
         Contender("schedtop", schedtop, "COMMAND", env),
         Contender("htop", "htop -d 10", "Tasks:", env),
+        Contender("collector", collector, "frame", env),
     ]
     try:
         threads = []
@@ -161,7 +170,7 @@ def main() -> int:
     finally:
         for c in contenders:
             c.stop()
-    collect_s, collect_tasks = bench_collect(20, args.bpf)
+    collect_s, collect_tasks = bench_collect(20, args.bpf)  # in this process, after the window
     sleepers.kill()
     sleepers.wait()
 
@@ -179,6 +188,7 @@ def main() -> int:
         print(f"{c.name:10} {per[c.name]:15.1f} {cpu / elapsed * 100:7.1f} {ff:>14} {rss[c.name] / 1024:12.1f}")
     ratio = per["schedtop"] / per["htop"] if per["htop"] > 0 else float("inf")
     print(f"ratio schedtop/htop CPU per refresh: {ratio:.2f}  (goal <= 1.0)")
+    print(f"ratio collector/htop (data side only): {per['collector'] / per['htop']:.2f}")
     print(f"LiveSource.collect() alone: {collect_s * 1000:.1f} ms CPU (median of 20) for {collect_tasks} task rows")
     return 0
 
