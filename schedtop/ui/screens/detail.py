@@ -17,6 +17,7 @@ from textual.widgets import Footer, Static
 
 from schedtop.model import Snapshot
 from schedtop.ui.widgets.task_pane import TaskSparks, task_summary
+from schedtop.ui.widgets.text import set_text
 
 
 def fields_markup(detail: Mapping[str, Any] | None, tid: int, replay: bool = False) -> str:
@@ -55,10 +56,10 @@ class DetailScreen(Screen[None]):
         task = None
         if snap is not None:
             task = next((t for t in snap.tasks if t.tid == self.tid), None)
-        self.query_one("#detail-summary", Static).update(task_summary(task, self.tid))
+        set_text(self.query_one("#detail-summary", Static), task_summary(task, self.tid))
         self.query_one(TaskSparks).show(self.app.history.trail(self.tid))
         detail = snap.extras.get("sched_detail") if snap is not None else None
-        self.query_one("#detail-fields-text", Static).update(fields_markup(detail, self.tid, self.app.replay))
+        set_text(self.query_one("#detail-fields-text", Static), fields_markup(detail, self.tid, self.app.replay))
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -7,6 +7,7 @@ import math
 from textual.markup import escape
 from textual.widgets import Static
 
+from schedtop.ui.widgets.text import set_text
 from schedtop.model import CpuStat, Snapshot
 from schedtop.ui.widgets.format import bar, fmt_rate
 
@@ -50,8 +51,8 @@ def cpu_panel_markup(snap: Snapshot | None, width: int) -> str:
 class CpuPanel(Static):
     def show(self, snap: Snapshot | None) -> None:
         self._snap = snap
-        self.update(cpu_panel_markup(snap, self.size.width or 80))
+        set_text(self, cpu_panel_markup(snap, self.size.width or 80))
 
     def on_resize(self) -> None:
         if hasattr(self, "_snap"):
-            self.update(cpu_panel_markup(self._snap, self.size.width or 80))
+            set_text(self, cpu_panel_markup(self._snap, self.size.width or 80))

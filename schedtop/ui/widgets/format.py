@@ -128,3 +128,22 @@ def fold_processes(tasks: Sequence[Task]) -> tuple[Task, ...]:
             )
         )
     return tuple(out)
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def spark(values: Sequence[float], width: int) -> str:
+    """The last `width` samples as one block character each, scaled min..max.
+
+    Drawn as text so a growing history never changes a widget's size (no layout pass)."""
+    if width <= 0:
+        return ""
+    vals = list(values)[-width:]
+    if not vals:
+        return ""
+    lo, hi = min(vals), max(vals)
+    span = hi - lo
+    if span <= 0:
+        return SPARK[0 if hi == 0 else 3] * len(vals)
+    return "".join(SPARK[min(7, int((v - lo) / span * 7.999))] for v in vals)

@@ -7,6 +7,7 @@ import time
 from textual.markup import escape
 from textual.widgets import Static
 
+from schedtop.ui.widgets.text import set_text
 from schedtop.model import Snapshot
 from schedtop.ui.widgets.format import fmt_uptime
 
@@ -38,4 +39,4 @@ class SchedHeader(Static):
     """Renders a Snapshot's identity lines; knows nothing of where the snapshot came from."""
 
     def show(self, snap: Snapshot | None, mode: str) -> None:
-        self.update(header_markup(snap, mode))
+        set_text(self, header_markup(snap, mode))

@@ -10,11 +10,12 @@ from typing import Sequence
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
 from schedtop.model import Histogram
 from schedtop.ui.widgets.format import fmt_us
-from schedtop.ui.widgets.task_pane import fit_sparkline
+from schedtop.ui.widgets.task_pane import show_spark
+from schedtop.ui.widgets.text import set_text
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 CHART_ROWS = 4
@@ -62,10 +63,10 @@ class LatencyPanel(Vertical):
         yield Static(id="lat-summary")
         with Horizontal(id="lat-spark-row"):
             yield Static("p99 ", id="lat-spark-label")
-            yield Sparkline([], id="lat-p99", summary_function=max)
+            yield Static("", id="lat-p99", classes="spark")
         yield Static(id="lat-hist")
 
     def show(self, h: Histogram | None, p99_history: Sequence[float]) -> None:
-        self.query_one("#lat-summary", Static).update(summary_markup(h))
-        self.query_one("#lat-hist", Static).update("\n".join(histogram_columns(h)) if h is not None else "")
-        fit_sparkline(self.query_one("#lat-p99", Sparkline), list(p99_history))
+        set_text(self.query_one("#lat-summary", Static), summary_markup(h))
+        set_text(self.query_one("#lat-hist", Static), "\n".join(histogram_columns(h)) if h is not None else "")
+        show_spark(self.query_one("#lat-p99", Static), list(p99_history))

@@ -7,6 +7,7 @@ from typing import Any, Mapping
 from textual.markup import escape
 from textual.widgets import Static
 
+from schedtop.ui.widgets.text import set_text
 from schedtop.model import Snapshot
 
 
@@ -41,4 +42,4 @@ def status_markup(snap: Snapshot | None, view: str, error: str | None = None) ->
 
 class StatusBar(Static):
     def show(self, snap: Snapshot | None, view: str, error: str | None = None) -> None:
-        self.update(status_markup(snap, view, error))
+        set_text(self, status_markup(snap, view, error))

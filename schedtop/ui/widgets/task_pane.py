@@ -10,11 +10,12 @@ from typing import Sequence
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
 from schedtop.model import Task
 from schedtop.ui.history import TaskTrail
-from schedtop.ui.widgets.format import compact_cpus, fmt_ns, fmt_rate, fmt_us, fmt_vruntime
+from schedtop.ui.widgets.format import compact_cpus, fmt_ns, fmt_rate, fmt_us, fmt_vruntime, spark
+from schedtop.ui.widgets.text import set_text
 
 SERIES = (
     ("vruntime", "vruntime +"),
@@ -47,10 +48,9 @@ def trail_series(trail: TaskTrail | None) -> dict[str, Sequence[float]]:
     return {"vruntime": trail.vruntime_growth_ns, "wait": trail.wait_ns_per_s, "slice": trail.slice_ns}
 
 
-def fit_sparkline(spark: Sparkline, data: list[float]) -> None:
-    """Textual stretches a short series across the width; draw one cell per sample instead."""
-    spark.data = data or [0.0]
-    spark.styles.width = max(1, len(data)) if len(data) < 120 else "1fr"
+def show_spark(widget: Static, data: Sequence[float]) -> None:
+    """One cell per sample, newest on the right (Textual's Sparkline stretches short series)."""
+    set_text(widget, spark(data, widget.content_size.width or 40))
 
 
 class TaskSparks(Vertical):
@@ -60,15 +60,14 @@ class TaskSparks(Vertical):
         for name, label in SERIES:
             with Horizontal(classes="spark-row"):
                 yield Static(label, classes="spark-label", id=f"lbl-{name}")
-                yield Sparkline([], id=f"spark-{name}", summary_function=max)
+                yield Static("", id=f"spark-{name}", classes="spark")
 
     def show(self, trail: TaskTrail | None) -> None:
         for (name, label), values in zip(SERIES, trail_series(trail).values()):
             data = list(values)
-            spark = self.query_one(f"#spark-{name}", Sparkline)
-            fit_sparkline(spark, data)
+            show_spark(self.query_one(f"#spark-{name}", Static), data)
             last = fmt_ns(data[-1]) if data else "-"
-            self.query_one(f"#lbl-{name}", Static).update(f"{label:<11}{last:>8}")
+            set_text(self.query_one(f"#lbl-{name}", Static), f"{label:<11}{last:>8}")
 
 
 class TaskPane(Vertical):
@@ -77,5 +76,5 @@ class TaskPane(Vertical):
         yield TaskSparks(id="pane-sparks")
 
     def show(self, task: Task | None, tid: int | None, trail: TaskTrail | None) -> None:
-        self.query_one("#pane-summary", Static).update(task_summary(task, tid))
+        set_text(self.query_one("#pane-summary", Static), task_summary(task, tid))
         self.query_one(TaskSparks).show(trail)

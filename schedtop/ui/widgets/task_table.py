@@ -212,8 +212,14 @@ class TaskTable(ScrollView, can_focus=True):
 
     def _relayout(self) -> None:
         width = self.scrollable_content_region.width or self.size.width or 80
-        self._columns = layout_columns(width, self.available_columns())
-        self.virtual_size = Size(width, len(self.rows) + 1)
+        available = self.available_columns()
+        key = (width, tuple(c.key for c in available))
+        if key != getattr(self, "_layout_key", None):
+            self._layout_key = key
+            self._columns = layout_columns(width, available)
+        size = Size(width, len(self.rows) + 1)
+        if size != self.virtual_size:  # a changed virtual size costs a layout pass
+            self.virtual_size = size
 
     def on_resize(self, event: events.Resize) -> None:
         self._line_cache.clear()
