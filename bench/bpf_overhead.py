@@ -7,6 +7,12 @@ schedtop runs as its own process, like runqlat: it loads the tier, then every se
 what the TUI reads (per-CPU stats, the task iterator, the event ring), as the TUI would.
 
     sudo .venv/bin/python bench/bpf_overhead.py [--rounds 5] [--runs 3] [--groups 10 --loops 100]
+    sudo .venv/bin/python bench/bpf_overhead.py --readers   # ring-buffer consumers only
+
+--readers compares the two ways schedtop.bpf.libbpf reads a BPF ring buffer, on records
+written by a SEC("syscall") program (tests/host/bpf/libbpf_test.bpf.c) in batches of 1000:
+libbpf's ring_buffer__consume with a Python callback per record, and RingReader, which
+reads the mmap'd ring in Python without callbacks.
 """
 
 from __future__ import annotations
@@ -115,6 +121,45 @@ def bcc_note() -> str:
     return "bcc runqlat: available (not part of this run)"
 
 
+def readers(batches: int = 50, per_batch: int = 1000) -> None:
+    import struct
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "tests" / "host"))
+    from bpf_build import compile_bpf
+
+    from schedtop.bpf.libbpf import BpfObject, RingBuffer, RingReader
+
+    rec = struct.Struct("<QII")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = compile_bpf(ROOT / "tests" / "host" / "bpf" / "libbpf_test.bpf.c", Path(tmp) / "lt.bpf.o")
+        with BpfObject.open(path) as obj:
+            obj.program("on_switch").autoload = False
+            obj.program("on_switch_raw").autoload = False
+            obj.load()
+            emit, ctx = obj.program("emit"), struct.pack("<I", per_batch)
+            res: dict[str, list[float]] = {"callback": [], "reader": []}
+            got: list[tuple] = []
+            rb = RingBuffer(obj.map("rb"), lambda b: got.append(rec.unpack(b)))
+            rr = RingReader(obj.map("rb"))
+            for _ in range(batches):  # interleaved
+                emit.test_run(ctx=ctx)
+                t = time.perf_counter()
+                rb.consume()
+                res["callback"].append((time.perf_counter() - t) / per_batch)
+                emit.test_run(ctx=ctx)
+                t = time.perf_counter()
+                n = len(rr.read_fixed(rec))
+                res["reader"].append((time.perf_counter() - t) / per_batch)
+                assert n == per_batch
+            rb.free()
+            rr.close()
+    cb, rd = statistics.median(res["callback"]), statistics.median(res["reader"])
+    print(f"ring buffer consumers, {batches} batches of {per_batch} 16-byte records, median per record:")
+    print(f"  ring_buffer__consume + Python callback  {cb * 1e9:6.0f} ns")
+    print(f"  RingReader.read_fixed (mmap, no callback) {rd * 1e9:6.0f} ns   ({cb / rd:.1f}x faster)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
@@ -122,10 +167,14 @@ def main() -> int:
     ap.add_argument("--groups", type=int, default=10)
     ap.add_argument("--loops", type=int, default=100)
     ap.add_argument("--sample-rate", type=int, default=128, help="schedtop's event sampling (1 in N)")
+    ap.add_argument("--readers", action="store_true", help="only compare the ring-buffer consumers")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bpf_overhead: needs root (it loads BPF)", file=sys.stderr)
         return 1
+    if args.readers:
+        readers()
+        return 0
     runqlat = find_runqlat()
     configs: dict[str, list[str] | None] = {
         "none": None,

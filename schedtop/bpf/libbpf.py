@@ -915,6 +915,7 @@ class RingBuffer:
 _RINGBUF_BUSY = 1 << 31
 _RINGBUF_DISCARD = 1 << 30
 _RINGBUF_HDR = 8
+_RINGBUF_LEN_MASK = ~(_RINGBUF_BUSY | _RINGBUF_DISCARD) & 0xFFFFFFFF
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 
@@ -979,9 +980,27 @@ class RingReader:
         return [bytes(data[off : off + length]) for off, length in self._walk(limit)]
 
     def read_fixed(self, fmt: struct.Struct, limit: int | None = None) -> list[tuple[Any, ...]]:
-        """Unpack each record's first fmt.size bytes (records shorter than that are skipped)."""
-        data, size, unpack = self._data, fmt.size, fmt.unpack_from
-        return [unpack(data, off) for off, length in self._walk(limit) if length >= size]
+        """Unpack each record's first fmt.size bytes (records shorter than that are skipped).
+        The hot path of high-rate readers: one loop, no generator, two unpacks per record."""
+        cons = _U64.unpack_from(self._cons, 0)[0]
+        prod = _U64.unpack_from(self._prod, 0)[0]
+        data, mask, size = self._data, self.mask, fmt.size
+        unpack, header = fmt.unpack_from, _U32.unpack_from
+        out: list[tuple[Any, ...]] = []
+        append = out.append
+        left = (1 << 62) if limit is None else limit
+        while cons < prod and left > 0:
+            off = cons & mask
+            hdr = header(data, off)[0]
+            if hdr & _RINGBUF_BUSY:
+                break  # reserved, not yet committed: stop, keep order
+            length = hdr & _RINGBUF_LEN_MASK
+            if not hdr & _RINGBUF_DISCARD and length >= size:
+                append(unpack(data, off + _RINGBUF_HDR))
+                left -= 1
+            cons += (length + _RINGBUF_HDR + 7) & ~7
+        _U64.pack_into(self._cons, 0, cons)  # x86 TSO: a plain store is a release store
+        return out
 
     def close(self) -> None:
         if self._fd >= 0:
