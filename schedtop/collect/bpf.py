@@ -23,6 +23,7 @@ import collections
 import ctypes
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import replace
@@ -129,17 +130,31 @@ def open_tier(
         raise BpfUnavailable(_reason(exc)) from None
 
 
+def _text(exc: BaseException) -> str:
+    """An OSError's message without the "[Errno N]" prefix."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
 def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = _text(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _reason(exc: BaseException) -> str:
-    """One line: the failing call, plus the verifier's last words when it rejected us."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    head = lines[0] if lines else str(exc)
-    verdict = [ln for ln in lines[1:] if not ln.startswith("libbpf:") and not ln[:1].isdigit()]
+    """One line: the failing call, plus the verifier's verdict when it rejected us (the last
+    log line that is neither an instruction, a libbpf line nor the 'processed' summary)."""
+    lines = [ln.strip() for ln in _text(exc).splitlines() if ln.strip()]
+    head = lines[0] if lines else _text(exc)
+    verdict = [
+        ln for ln in lines[1:]
+        if not ln.startswith(("libbpf:", "processed ", ";", "-- ")) and not ln[:1].isdigit()
+    ]
+    progs = [m.group(1) for ln in lines if (m := re.search(r"prog '([^']+)': failed to load", ln))]
+    where = f" in program {progs[-1]}" if progs else ""
     if verdict:
-        return f"{head} (verifier: {verdict[-1]})"
+        return f"{head} (verifier{where}: {verdict[-1]})"
     return head
 
 

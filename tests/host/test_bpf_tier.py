@@ -250,3 +250,16 @@ def test_unprivileged_falls_back_with_the_reason(how: list[str]) -> None:
 def test_missing_object_says_how_to_build(tmp_path: Path) -> None:
     with pytest.raises(BpfUnavailable, match="make bpf"):
         open_tier(object_path=tmp_path / "trace.bpf.o")
+
+
+def test_verifier_rejection_is_one_clear_reason(tmp_path: Path) -> None:
+    from bpf_build import compile_bpf
+
+    obj = compile_bpf(Path(__file__).parent / "bpf" / "trace_reject.bpf.c", tmp_path / "trace.bpf.o")
+    with pytest.raises(BpfUnavailable) as exc:
+        open_tier(object_path=obj)
+    reason = str(exc.value)
+    assert "\n" not in reason
+    assert reason.startswith("bpf_object__load") and "verifier" in reason
+    assert "verifier in program rejected:" in reason
+    assert "outside of the allowed memory range" in reason  # the verifier's own words
