@@ -12,7 +12,7 @@ export SCHEDTOP_CACHE ?= $(HOME)/.cache/schedtop
 # Debian 12 packages: BPF toolchain, guest, terminal tests, benchmark peers.
 APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config make gcc \
 	qemu-system-x86 kmod zstd dpkg-dev busybox-static tmux htop stress-ng rt-tests linux-perf \
-	libbpf-tools bpftool
+	libbpf-tools bpftool python3-venv file debian-archive-keyring
 
 BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,schedtop/bpf/obj/%.bpf.o,$(BPF_SRC))
@@ -51,7 +51,8 @@ $(VENV)/.stamp: pyproject.toml
 libbpf: venv
 	$(SCHEDTOP) lab libbpf
 
-# The sched_ext guest kernel (Debian sid's), cached under $(SCHEDTOP_CACHE).
+# The sched_ext guest kernel (Debian sid's, through a private apt dir; never /etc/apt),
+# cached under $(SCHEDTOP_CACHE)/kernels. A warm cache does no network I/O.
 kernel: venv
 	$(SCHEDTOP) lab fetch
 
@@ -64,6 +65,8 @@ schedtop/bpf/obj/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) | libbpf
 test-host: venv bpf
 	$(PY) -m pytest -m 'not kernel' tests
 
+# Every @pytest.mark.kernel test, in ONE boot of the guest (root, checkout + venv visible,
+# HOME and the checkout writable as guest-only overlays; see schedtop/lab/guest.py).
 test-guest: venv bpf kernel
 	$(SCHEDTOP) lab run --timeout 2400 -- $(abspath $(PY)) -m pytest -m kernel -p no:cacheprovider $(abspath tests)
 

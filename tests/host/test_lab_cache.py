@@ -158,3 +158,34 @@ def test_bad_kernel_packages_are_refused_and_leave_no_trace(tmp_path: Path, monk
         kernel.install(version, [garbage], {})
     assert list((tmp_path / "cache" / "kernels").iterdir()) == []  # no staging dirs, no `current`
     assert kernel.cached() is None
+
+
+def test_libbpf_provider_and_the_binding_agree() -> None:
+    """What `schedtop lab libbpf` provides is what schedtop's one binding loads."""
+    from schedtop.lab import libbpf_build
+
+    if not libbpf_build.has_headers():
+        pytest.skip("no libbpf in the cache (schedtop lab libbpf)")
+    probe = ("from schedtop.bpf.libbpf import find_libbpf; loc = find_libbpf(); "
+             "print(loc.source, '%d.%d' % loc.version)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "SCHEDTOP_LIBBPF"})
+    source, version = proc.stdout.split()
+    assert tuple(map(int, version.split("."))) >= libbpf_build.MIN_VERSION
+    if libbpf_build.system_is_new_enough():
+        assert source == "system"
+    else:
+        assert source == "cache" and libbpf_build.so_version(libbpf_build.cached_lib())[:2] == tuple(
+            map(int, version.split(".")))
+    assert f"cache {version}" in libbpf_build.describe() or source == "system"
+
+
+def test_status_and_vmlinux_h_commands() -> None:
+    k = kernel.cached()
+    if k is None:
+        pytest.skip("no cached lab kernel (schedtop lab fetch)")
+    status = schedtop("lab", "status")
+    assert status.returncode == 0 and f"kernel:  {k.version}" in status.stdout
+    path = schedtop("lab", "vmlinux-h")
+    assert Path(path.stdout.strip()) == k.vmlinux_h
+    assert "struct sched_ext_ops {" in k.vmlinux_h.read_text()
