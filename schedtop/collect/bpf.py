@@ -196,6 +196,7 @@ class BpfTier:
         self._backlog: collections.deque = collections.deque(maxlen=EVENT_BACKLOG)
         self._lost_user = 0
         self._events_seen = 0
+        self._pct_cache: dict[tuple[int, int, int], tuple[int, tuple[float | None, float | None]]] = {}
 
     def _setup(self, libbpf, Btf, te, use_btf, pid_filter, sample_rate, events, ring_bytes) -> None:
         obj = self._obj
@@ -393,6 +394,8 @@ class BpfTier:
             else:
                 cpus.append(c)
 
+        if len(self._pct_cache) > 4 * max(len(snap.tasks), 1024):
+            self._pct_cache.clear()  # rows that went away
         tasks = tuple(self._task(t, recs) for t in snap.tasks)
 
         counters = self.counters()
@@ -439,7 +442,13 @@ class BpfTier:
                 r.oncpu_ns, r.stints, r.preempted, r.voluntary, r.lat_count, r.lat_max_ns, r.slots)
         p50 = p99 = None
         if count:
-            p50, p99 = te.percentiles_us(slots, te.TASK_SUB_BITS, (0.5, 0.99), mx)
+            key = (t.tid, t.starttime, t.nr_threads)
+            hit = self._pct_cache.get(key)
+            if hit is not None and hit[0] == count:  # no new samples: same percentiles
+                p50, p99 = hit[1]
+            else:
+                p50, p99 = te.percentiles_us(slots, te.TASK_SUB_BITS, (0.5, 0.99), mx)
+                self._pct_cache[key] = (count, (p50, p99))
         return replace(
             t,
             lat_p50_us=p50,
