@@ -12,18 +12,11 @@ from schedtop.ui.screens.detail import DetailScreen
 from schedtop.ui.screens.help import HelpScreen
 from schedtop.ui.screens.queue import QueueScreen, eevdf_order
 from schedtop.ui.widgets.task_table import TaskTable
-from tuikit import replay_app, run_pilot, wait_for
-
-
-def shown(app) -> bool:
-    return app.snapshot is not None
+from tuikit import replay_app, run_pilot, run_replay, wait_for
 
 
 def test_first_frame_renders_every_task_of_the_replay():
-    app = replay_app(paused=True)
-
-    async def body(pilot):
-        await wait_for(pilot, lambda: shown(app))
+    async def body(app, pilot):
         table = app.query_one(TaskTable)
         first = app.source.replay.snapshots[0]
         assert {t.tid for t in table.rows} == {t.tid for t in first.tasks}
@@ -32,14 +25,11 @@ def test_first_frame_renders_every_task_of_the_replay():
         assert pct == sorted(pct, reverse=True)
         assert "REPLAY 1/6" in app.mode_text()
 
-    run_pilot(app, body)
+    run_replay(body)
 
 
 def test_sort_keys_and_header_click():
-    app = replay_app(paused=True)
-
-    async def body(pilot):
-        await wait_for(pilot, lambda: shown(app))
+    async def body(app, pilot):
         table = app.query_one(TaskTable)
         visible = [c.key for c in table.visible_columns()]
         await pilot.press("greater_than_sign")
@@ -66,14 +56,11 @@ def test_sort_keys_and_header_click():
         assert names == sorted(names)
         assert "sort comm" in app.view_text()
 
-    run_pilot(app, body)
+    run_replay(body)
 
 
 def test_filter_by_name_and_pid_then_clear():
-    app = replay_app(paused=True)
-
-    async def body(pilot):
-        await wait_for(pilot, lambda: shown(app))
+    async def body(app, pilot):
         table = app.query_one(TaskTable)
         total = len(table.rows)
         await pilot.press("slash", "h", "o", "g")
@@ -88,14 +75,11 @@ def test_filter_by_name_and_pid_then_clear():
         await pilot.press("slash", *pid, "enter")
         assert [t.pid for t in table.rows] == [hogs[0].pid]
 
-    run_pilot(app, body)
+    run_replay(body)
 
 
 def test_select_moves_cursor_and_sticks_to_the_task():
-    app = replay_app(paused=True)
-
-    async def body(pilot):
-        await wait_for(pilot, lambda: shown(app))
+    async def body(app, pilot):
         table = app.query_one(TaskTable)
         await pilot.press("down", "down")
         chosen = app.selected_task()
@@ -106,14 +90,11 @@ def test_select_moves_cursor_and_sticks_to_the_task():
         await pilot.press("home")
         assert table.cursor == 0
 
-    run_pilot(app, body)
+    run_replay(body)
 
 
 def test_replay_step_back_speed_and_end():
-    app = replay_app(paused=True)
-
-    async def body(pilot):
-        await wait_for(pilot, lambda: shown(app))
+    async def body(app, pilot):
         snaps = app.source.replay.snapshots
         assert app.snapshot.wall == snaps[0].wall
         await pilot.press("full_stop", "full_stop")
@@ -134,14 +115,11 @@ def test_replay_step_back_speed_and_end():
         await wait_for(pilot, lambda: app.source.at_end and app.snapshot.wall == snaps[-1].wall, 5)
         assert "end" in app.mode_text()
 
-    run_pilot(app, body)
+    run_replay(body)
 
 
 def test_threads_toggle_folds_processes():
-    app = replay_app(paused=True)
-
-    async def body(pilot):
-        await wait_for(pilot, lambda: shown(app))
+    async def body(app, pilot):
         table = app.query_one(TaskTable)
         assert "tid" in [c.key for c in table.visible_columns()]
         await pilot.press("t")
@@ -157,14 +135,11 @@ def test_threads_toggle_folds_processes():
         await pilot.press("t")
         assert len(table.rows) == len(app.snapshot.tasks)
 
-    run_pilot(app, body)
+    run_replay(body)
 
 
 def test_follow_shows_only_the_selected_process():
-    app = replay_app(paused=True)
-
-    async def body(pilot):
-        await wait_for(pilot, lambda: shown(app))
+    async def body(app, pilot):
         table = app.query_one(TaskTable)
         pid = app.selected_task().pid
         await pilot.press("f")
@@ -172,25 +147,19 @@ def test_follow_shows_only_the_selected_process():
         await pilot.press("f")
         assert len(table.rows) == len(app.snapshot.tasks)
 
-    run_pilot(app, body)
+    run_replay(body)
 
 
 def test_follow_pids_from_the_command_line():
-    app = replay_app(paused=True, pids=(1,))
-
-    async def body(pilot):
-        await wait_for(pilot, lambda: shown(app))
+    async def body(app, pilot):
         rows = app.query_one(TaskTable).rows
         assert rows and {t.pid for t in rows} == {1}
 
-    run_pilot(app, body)
+    run_replay(body, pids=(1,))
 
 
 def test_help_is_generated_from_every_binding():
-    app = replay_app(paused=True)
-
-    async def body(pilot):
-        await wait_for(pilot, lambda: shown(app))
+    async def body(app, pilot):
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         ids = {r.binding_id for r in app.screen.rows}
@@ -202,14 +171,11 @@ def test_help_is_generated_from_every_binding():
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
 
-    run_pilot(app, body)
+    run_replay(body)
 
 
 def test_queue_screen_is_in_eevdf_order():
-    app = replay_app(paused=True)
-
-    async def body(pilot):
-        await wait_for(pilot, lambda: shown(app))
+    async def body(app, pilot):
         cpu = app.selected_task().cpu
         await pilot.press("e")
         assert isinstance(app.screen, QueueScreen) and app.screen.cpu == cpu
@@ -224,7 +190,7 @@ def test_queue_screen_is_in_eevdf_order():
         await pilot.press("escape")
         assert not isinstance(app.screen, QueueScreen)
 
-    run_pilot(app, body)
+    run_replay(body)
 
 
 def test_quit_runs_the_mixin_exit_hooks():
@@ -233,7 +199,7 @@ def test_quit_runs_the_mixin_exit_hooks():
     app.steer_unmount = lambda: calls.append("steer")  # the seam the steer journal restores through
 
     async def body(pilot):
-        await wait_for(pilot, lambda: shown(app))
+        await wait_for(pilot, lambda: app.snapshot is not None)
         await pilot.press("q")
 
     run_pilot(app, body)
@@ -242,25 +208,19 @@ def test_quit_runs_the_mixin_exit_hooks():
 
 
 def test_keymap_from_config_remaps_by_id():
-    app = replay_app(paused=False, config=Config(keymap={"schedtop.pause": "p"}))
-
-    async def body(pilot):
-        await wait_for(pilot, lambda: shown(app))
+    async def body(app, pilot):
         await pilot.press("space")
         assert not app.paused
         await pilot.press("p")
         assert app.paused
 
-    run_pilot(app, body)
+    run_replay(body, paused=False, config=Config(keymap={"schedtop.pause": "p"}))
 
 
 def test_command_palette_lists_app_actions():
     from schedtop.ui.palette import ActionsProvider
 
-    app = replay_app(paused=True)
-
-    async def body(pilot):
-        await wait_for(pilot, lambda: shown(app))
+    async def body(app, pilot):
         provider = ActionsProvider(app.screen)
         names = [name for name, _, _ in provider._commands()]
         assert {"Pause", "Help", "Queue", "Detail", "Filter"} <= set(names)
@@ -272,14 +232,11 @@ def test_command_palette_lists_app_actions():
         await pilot.press("ctrl+p")
         assert app.screen.__class__.__name__ == "CommandPalette"
 
-    run_pilot(app, body)
+    run_replay(body)
 
 
 def test_too_small_terminal_shows_a_message_then_recovers():
-    app = replay_app(paused=True)
-
-    async def body(pilot):
-        await wait_for(pilot, lambda: shown(app))
+    async def body(app, pilot):
         assert app.screen.__class__.__name__ == "TooSmallScreen"
         text = str(app.screen.query_one("#too-small-text").render())
         assert "too small" in text and "40x12" in text
@@ -288,7 +245,7 @@ def test_too_small_terminal_shows_a_message_then_recovers():
         assert app.screen.__class__.__name__ != "TooSmallScreen"
         assert app.query_one(TaskTable).rows
 
-    run_pilot(app, body, size=(40, 12))
+    run_replay(body, size=(40, 12))
 
 
 def test_pause_freezes_the_view_while_live_collection_continues():

@@ -54,3 +54,16 @@ def run_pilot(app, body: Callable[[Any], Awaitable[None]], size: tuple[int, int]
 @pytest.fixture
 def session_path() -> Path:
     return SESSION
+
+
+def run_replay(body: Callable[[Any, Any], Awaitable[None]], size: tuple[int, int] = (120, 40), **kw: Any):
+    """The replay app (paused on its first frame unless told otherwise), then `body(app, pilot)`."""
+    kw.setdefault("paused", True)
+    app = replay_app(**kw)
+
+    async def main(pilot) -> None:
+        await wait_for(pilot, lambda: app.snapshot is not None)
+        await body(app, pilot)
+
+    run_pilot(app, main, size)
+    return app
