@@ -291,14 +291,9 @@ class ProcfsReader:
         data = read_bytes(f"{self.root}/{pid}/task/{tid}/stat")
         return parse_stat(data) if data else None
 
-    def thread(self, pid: int, tid: int, full: bool = True) -> ThreadSample | None:
-        """One thread; None if it vanished. full=False reads only stat (queue estimates)."""
-        base = f"{self.root}/{pid}/task/{tid}"
-        data = read_bytes(base + "/stat")
-        if not full:
-            st = parse_stat(data) if data else None
-            return ThreadSample(pid, tid, st, None, None, ()) if st else None
-        return self.thread_from(pid, tid, data, read_bytes(base + "/schedstat"))
+    def thread(self, pid: int, tid: int) -> ThreadSample | None:
+        """One thread; None if it vanished."""
+        return self.thread_from(pid, tid, *self.probe(pid, tid))
 
     def probe(self, pid: int, tid: int) -> tuple[bytes | None, bytes | None]:
         """stat and schedstat, raw: the two small files that change whenever the thread
@@ -322,12 +317,12 @@ class ProcfsReader:
             affinity=self.affinity(pid, tid),
         )
 
-    def threads(self, pids: Sequence[int] = (), full: bool = True) -> list[ThreadSample]:
+    def threads(self, pids: Sequence[int] = ()) -> list[ThreadSample]:
         """Every thread of every process (or of `pids` only)."""
         out: list[ThreadSample] = []
         for pid in pids or self.pids():
             for tid in self.tids(pid):
-                s = self.thread(pid, tid, full)
+                s = self.thread(pid, tid)
                 if s is not None:
                     out.append(s)
         return out
