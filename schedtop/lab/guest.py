@@ -113,7 +113,8 @@ sync
 
 def vng_command(kernel: Kernel, rwdir: Path, cwd: Path, exec_cmd: str | None) -> list[str]:
     cmd = [str(find_vng()), "--run", str(kernel.vmlinuz), "--disable-kvm", "--cpus", str(CPUS),
-           "--memory", MEMORY, "--rwdir", str(rwdir), "--cwd", str(cwd)]
+           "--memory", MEMORY, "--rwdir", str(rwdir), "--cwd", str(cwd),
+           "--user", "root"]  # root in the guest whoever runs us: loading a scheduler needs it
     exported: list[Path] = []
     for path in (cwd, checkout_root(), venv_bin().parent, cache_dir()):
         if _under(path, HIDDEN_IN_GUEST) and not any(_under(path, (str(e),)) for e in exported):
