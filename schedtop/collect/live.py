@@ -22,6 +22,7 @@ from schedtop.model import POLICY_NAMES, CpuStat, QueuedTask, Snapshot, Task
 log = logging.getLogger(__name__)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+FAIR_POLICIES = (0, 3, 5)  # OTHER, BATCH, IDLE: EEVDF tasks, which have a slice
 _STATE_RANK = {"R": 0, "D": 1}  # a folded process shows its most active thread's state
 
 
@@ -298,6 +299,12 @@ class LiveSource:
             s = reader.thread(pid, tid)
             reads += 1
             if s is not None:
+                if fp is not None and s.sched is not None and s.sched.slice_ns is None \
+                        and s.stat.policy in FAIR_POLICIES:
+                    # /proc/PID/sched omits se.slice for SCHED_IDLE; its debugfs row has it.
+                    row = debugfs.parse_row(*fp)
+                    if row is not None:
+                        s = replace(s, sched=replace(s.sched, slice_ns=row.slice_ns))
                 samples.append(s)
                 if fp is not None:
                     new_cache[tid] = (fp, s)

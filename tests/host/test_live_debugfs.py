@@ -145,3 +145,17 @@ def test_unchanged_threads_are_cached_but_changes_show():
     finally:
         p.kill()
         p.wait()
+
+
+def test_idle_policy_slice_from_the_debugfs_row():
+    # /proc/PID/sched has no se.slice line for SCHED_IDLE; the debugfs row does.
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        os.sched_setscheduler(p.pid, os.SCHED_IDLE, os.sched_param(0))
+        with open(f"/proc/{p.pid}/sched") as f:
+            assert "se.slice" not in f.read()
+        t = next(t for t in LiveSource(pids=[p.pid], use_bpf=False).collect().tasks if t.tid == p.pid)
+        assert t.policy == "IDLE" and t.slice_ns and t.slice_ns > 0
+    finally:
+        p.kill()
+        p.wait()
