@@ -36,8 +36,8 @@ from typing import Any, Callable
 
 from schedtop.scx import protocol
 from schedtop.scx.knobs import Knobs
-from schedtop.scx.policy import Policy
-from schedtop.scx.protocol import DISPATCHED, PID_HEARTBEAT, QUEUED, task_from_record
+from schedtop.scx.policy import Policy, TaskIn
+from schedtop.scx.protocol import DISPATCHED, PID_HEARTBEAT, QUEUED
 
 BATCH = 512  # records per read: bounds the time between two looks at commands
 LAT_SAMPLES = 4096  # ring of enqueue->decision latencies (ns)
@@ -74,25 +74,31 @@ class Core:
     def handle(self, recs: list, now_ns: int, out: list) -> None:
         decide = self.policy.decide
         knobs = self.knobs
+        knobbed = knobs.tasks
         task_in, decision_out = knobs.task_in, knobs.decision_out
-        has_knobs = bool(knobs.tasks)
         pack = DISPATCHED.pack
+        new = tuple.__new__
         lat, i = self.lat, self.lat_i
+        n = 0
         for rec in recs:
-            if rec[0] == PID_HEARTBEAT:
+            pid = rec[0]
+            if pid == PID_HEARTBEAT:
                 continue
-            task = task_from_record(rec)
-            if has_knobs:
+            task = new(TaskIn, rec)  # a record is a TaskIn already: same fields, same order
+            if pid in knobbed:
                 d = decision_out(decide(task_in(task), now_ns))
             else:
                 d = decide(task, now_ns)
-            if d.pid != task.pid or d.gen != task.gen:
-                raise PolicyFailed(f"policy {self.policy.name!r} returned a decision for pid {d.pid} gen {d.gen} "
-                                   f"when given pid {task.pid} gen {task.gen}")
-            out.append(pack(d.pid, d.cpu & 0xFFFFFFFF, d.slice_ns, d.deadline, d.gen, d.flags))
-            lat[i] = now_ns - task.enq_ns
-            i = (i + 1) % LAT_SAMPLES
-        self.decisions += i - self.lat_i if i >= self.lat_i else i + LAT_SAMPLES - self.lat_i
+            if d[0] != pid or d[4] != rec[8]:
+                raise PolicyFailed(f"policy {self.policy.name!r} returned a decision for pid {d[0]} gen {d[4]} "
+                                   f"when given pid {pid} gen {rec[8]}")
+            out.append(pack(pid, d[1] & 0xFFFFFFFF, d[2], d[3], d[4], d[5]))
+            lat[i] = now_ns - rec[9]
+            i += 1
+            if i == LAT_SAMPLES:
+                i = 0
+            n += 1
+        self.decisions += n
         self.lat_i = i
 
     def latency_us(self) -> tuple[float | None, float | None]:

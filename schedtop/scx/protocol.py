@@ -67,11 +67,13 @@ DISPATCHED = struct.Struct("<IIQQQQ")
 assert QUEUED.size == ctypes.sizeof(ScxQueued) and DISPATCHED.size == ctypes.sizeof(ScxDispatched)
 
 
+_new_tuple = tuple.__new__
+
+
 def task_from_record(rec: tuple) -> TaskIn:
-    """A QUEUED-unpacked tuple as the policy's TaskIn (cpu stays unsigned-safe)."""
-    pid, cpu, nr, weight, flags, exec_rt, run_ns, vtime, gen, enq_ns, comm = rec
-    return TaskIn(pid, cpu, nr, weight, flags, exec_rt, run_ns, vtime, gen, enq_ns,
-                  comm.split(b"\0", 1)[0].decode("utf-8", "replace"))
+    """A QUEUED-unpacked tuple as the policy's TaskIn: same fields, same order, no copy
+    of the values (the comm stays raw bytes until someone reads TaskIn.comm)."""
+    return _new_tuple(TaskIn, rec)
 
 
 def pack_decision(pid: int, cpu: int, slice_ns: int, deadline: int, gen: int, flags: int) -> bytes:

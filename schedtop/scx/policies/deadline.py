@@ -46,8 +46,9 @@ class DeadlinePolicy(Policy):
         cap = 100 * slice_ns
         run = task.exec_runtime if task.exec_runtime < cap else cap
         deadline = vr + run
-        return Decision(task.pid, CPU_ANY, clamp_slice(slice_ns * weight // WEIGHT_DEFAULT),
-                        deadline if deadline > 0 else 0, task.gen, 0)
+        if weight != WEIGHT_DEFAULT:
+            slice_ns = clamp_slice(slice_ns * weight // WEIGHT_DEFAULT)
+        return Decision(task.pid, CPU_ANY, slice_ns, deadline if deadline > 0 else 0, task.gen, 0)
 
     def tick(self, now_ns: int) -> None:
         stale = [pid for pid, (_, seen) in self.tasks.items() if now_ns - seen > FORGET_NS]

@@ -1,0 +1,117 @@
+"""The scheduler panel: schedtop's own sched_ext scheduler at work.
+
+Counters as rates per second, the user-space queue depth, enqueue->dispatch
+latency (p50/p99, measured in BPF) and enqueue->decision latency (measured by
+the loop), the loop's own cost (CPU%, RSS, page faults after warm-up), and,
+once the kernel ejected it, why.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from schedtop.model import Snapshot
+
+COUNTERS = (
+    ("nr_queued", "queued", "tasks sent to the Python loop"),
+    ("nr_scheduled", "scheduled", "decisions applied"),
+    ("nr_user_dispatches", "user dispatches", "to the CPU/DSQ the policy chose"),
+    ("nr_kernel_dispatches", "kernel dispatches", "decided in BPF: idle CPU, kthreads, boosted"),
+    ("nr_self", "own threads", "the scheduler's threads, never via the loop"),
+    ("nr_preempt", "preemptions", "latency-critical tasks put first"),
+    ("nr_cancelled", "cancelled", "stale decisions (the task moved on)"),
+    ("nr_bounced", "bounced", "chosen CPU not allowed: shared DSQ"),
+    ("nr_failed", "failed", "task gone before its decision"),
+    ("nr_congested", "congested", "ring full: dispatched without the loop"),
+    ("nr_heartbeats", "heartbeats", "timer woke a quiet loop"),
+)
+
+
+def _us(v: Any) -> str:
+    return "-" if v is None else f"{float(v):,.0f} µs"
+
+
+def panel_markup(scx: Mapping[str, Any]) -> str:
+    """Plain function of Snapshot.extras["scx"]: testable without an app."""
+    if not scx:
+        return "schedtop's scheduler is not loaded. [b]L[/b] loads it (confirmation first)."
+    stats = scx.get("stats") or {}
+    opts = scx.get("options") or {}
+    lines = []
+    if scx.get("running"):
+        mode = "partial (SCHED_EXT tasks only)" if (stats.get("partial") or opts.get("partial")) else "full (every task)"
+        lines.append(f"[b]loaded[/b]  policy [$accent]{escape(str(stats.get('policy') or opts.get('policy')))}[/]  "
+                     f"mode {mode}  slice {int(stats.get('slice_ns') or 0) // 1000} µs  "
+                     f"up {stats.get('uptime_s', 0):.0f} s")
+    else:
+        lines.append("[b]not loaded[/b] (the kernel runs EEVDF)  [b]L[/b] loads it")
+    exit_ = scx.get("exit")
+    if exit_:
+        sev = "$success" if exit_.get("reason") == "stopped" else "$error"
+        lines.append(f"[{sev}]last exit: {escape(str(exit_.get('text')))}[/]")
+    if stats:
+        rates = stats.get("rates") or {}
+        counters = stats.get("counters") or {}
+        lines.append("")
+        lines.append(f"{'counter':<18} {'per s':>10} {'total':>12}")
+        for key, label, desc in COUNTERS:
+            lines.append(f"{label:<18} {rates.get(key, 0):>10,.0f} {counters.get(key, 0):>12,}  [$text-muted]{desc}[/]")
+        lines.append("")
+        lines.append(f"user-space queue depth   {stats.get('user_queue', 0)}")
+        lines.append(f"enqueue → dispatch       p50 {_us(stats.get('dispatch_p50_us'))}   "
+                     f"p99 {_us(stats.get('dispatch_p99_us'))}  [$text-muted](BPF, log2 buckets)[/]")
+        lines.append(f"enqueue → decision sent  p50 {_us(stats.get('decide_p50_us'))}   "
+                     f"p99 {_us(stats.get('decide_p99_us'))}  [$text-muted](loop, last 4096)[/]")
+        pf = stats.get("page_faults_after_warmup")
+        pf_text = "warming up" if pf is None else ("0" if pf == 0 else f"[$error]{pf}[/]")
+        lines.append(f"loop cost                CPU {stats.get('cpu_pct', 0):.1f}%   RSS "
+                     f"{int(stats.get('rss_kb', 0)) // 1024} MB   page faults after warm-up {pf_text}")
+        knobs = stats.get("knobs") or {}
+        if knobs:
+            lines.append("")
+            lines.append("per-task knobs (pid: slice, cpu, weight, latency-critical)")
+            for pid, (sl, cpu, weight, lat) in list(knobs.items())[:12]:
+                lines.append(f"  {pid}: {'-' if sl is None else f'{sl // 1000} µs'}, {'-' if cpu is None else cpu}, "
+                             f"{'-' if weight is None else weight}, {'yes' if lat else 'no'}")
+        if stats.get("last_error"):
+            lines.append(f"[$warning]last command failed: {escape(str(stats['last_error']))}[/]")
+        for w in stats.get("warnings") or ():
+            lines.append(f"[$warning]{escape(str(w))}[/]")
+    lines.append("")
+    lines.append("[$text-muted]L load/unload   P next policy   { } global slice   E task in/out of SCHED_EXT (partial)[/]")
+    return "\n".join(lines)
+
+
+class ScxScreen(Screen[None]):
+    DEFAULT_CSS = """
+    ScxScreen { layout: vertical; }
+    ScxScreen #scx-body { border: round $primary; padding: 0 1; }
+    """
+    BINDINGS = [
+        Binding("escape,q,g", "close", "Back", id="scx.panel.close", tooltip="Back to the task view"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="scx-body") as body:
+            body.border_title = "schedtop scheduler"
+            yield Static(id="scx-panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.show_snapshot(getattr(self.app, "snapshot", None))
+
+    def show_snapshot(self, snap: Snapshot | None) -> None:
+        scx = snap.extras.get("scx") if snap is not None else None
+        if scx is None:
+            scx = getattr(self.app, "scx_extras", lambda: {})()
+        self.query_one("#scx-panel", Static).update(panel_markup(scx or {}))
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,179 @@
+"""schedtop's own sched_ext scheduler in a real sched_ext kernel (the lab guest).
+
+Every test starts a real `schedtop scx` process and real workloads; the
+kernel's sysfs says whether the scheduler is in charge. TCG timings are
+slow and noisy, so the margins are generous and the checks are ratios.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from scx_helpers import (
+    ScxProcess, last_cpu, ops, ping_pong_cmd, run_all, schedstat, spinner_cmd, state, wait_state,
+)
+
+pytestmark = pytest.mark.kernel
+
+POLICIES = ("deadline", "fifo", "interactive")
+
+
+@pytest.fixture
+def scx_proc():
+    started: list[ScxProcess] = []
+
+    def start(*args: str, timeout_ms: int = 10000) -> ScxProcess:
+        p = ScxProcess(*args, timeout_ms=timeout_ms)
+        started.append(p)
+        p.wait_loaded()
+        return p
+
+    yield start
+    for p in started:
+        p.kill()
+    if state() != "disabled":
+        wait_state("disabled", 10)
+
+
+def switch_all() -> bool:
+    return Path("/sys/kernel/sched_ext/switch_all").read_text().strip() == "1"
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_full_mode_runs_a_mixed_workload_to_completion(scx_proc, policy):
+    scx = scx_proc("--policy", policy)
+    assert state() == "enabled" and ops() == "schedtop" and switch_all()
+    results = run_all([
+        ["stress-ng", "--cpu", "2", "--timeout", "3"],
+        ["perf", "bench", "sched", "messaging", "-g", "1", "-l", "20"],
+        ping_pong_cmd(2000),
+    ])
+    for r in results:
+        assert r.returncode == 0, (r.args, r.stdout[-500:])
+    assert "pingpong done" in results[2].stdout
+    assert "Total time" in results[1].stdout
+    assert state() == "enabled" and ops() == "schedtop"  # still in charge after all that
+    stats = scx.next_stats()
+    c = stats["counters"]
+    assert stats["policy"] == policy
+    assert c["nr_queued"] > 100 and c["nr_user_dispatches"] > 100  # the Python policy did the work
+    assert c["nr_scheduled"] <= c["nr_queued"]
+    assert c["nr_failed"] + c["nr_cancelled"] < c["nr_queued"]
+    if stats["page_faults_after_warmup"] is not None:
+        assert stats["page_faults_after_warmup"] == 0, stats
+    assert scx.stop()["reason"] == "stopped"
+    wait_state("disabled", 5)
+
+
+def test_kill9_gives_the_cpus_back_within_a_second(scx_proc):
+    scx = scx_proc()
+    load = subprocess.Popen(["stress-ng", "--cpu", "3", "--timeout", "4"], stdout=subprocess.DEVNULL)
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    os.kill(scx.proc.pid, signal.SIGKILL)
+    scx.proc.wait()
+    while state() != "disabled" and time.monotonic() - t0 < 5:
+        time.sleep(0.005)
+    took = time.monotonic() - t0
+    assert state() == "disabled"
+    assert took < 1.0, f"sched_ext disabled {took:.2f}s after kill -9"
+    assert load.wait(timeout=60) == 0
+
+
+def test_sigstop_gets_ejected_by_the_watchdog(scx_proc):
+    timeout_ms = 2000
+    scx = scx_proc(timeout_ms=timeout_ms)
+    load = subprocess.Popen(["stress-ng", "--cpu", "3", "--timeout", "6"], stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    os.kill(scx.proc.pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    try:
+        while state() != "disabled" and time.monotonic() - t0 < 20:
+            time.sleep(0.02)
+        took = time.monotonic() - t0
+    finally:
+        os.kill(scx.proc.pid, signal.SIGCONT)
+    assert state() == "disabled"
+    assert took < timeout_ms / 1000 + 4.0, f"ejected after {took:.1f}s"
+    exit_event = scx.exit_event(20)
+    assert exit_event["reason"] == "ejected"
+    assert "stall" in exit_event["text"], exit_event["text"]
+    assert scx.proc.wait(timeout=20) == 2
+    assert load.wait(timeout=60) == 0
+
+
+def avg_slice_ms(pids: list[int], seconds: float) -> float:
+    before = [schedstat(p) for p in pids]
+    time.sleep(seconds)
+    after = [schedstat(p) for p in pids]
+    ran = sum(a[0] - b[0] for a, b in zip(after, before))
+    slices = sum(a[2] - b[2] for a, b in zip(after, before))
+    return ran / max(slices, 1) / 1e6
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_live_slice_change_shows_in_timeslices(scx_proc, policy):
+    scx = scx_proc("--policy", policy, "--slice-us", "20000")
+    hogs = [subprocess.Popen(spinner_cmd(30)) for _ in range(4)]  # 2 per CPU: they must take turns
+    try:
+        time.sleep(1.0)
+        pids = [h.pid for h in hogs]
+        long_ms = avg_slice_ms(pids, 2.0)
+        scx.send(cmd="slice", ns=2_000_000)
+        time.sleep(0.5)
+        short_ms = avg_slice_ms(pids, 2.0)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert scx.next_stats()["slice_ns"] == 2_000_000
+    assert short_ms < long_ms / 3, f"avg timeslice {long_ms:.1f} ms -> {short_ms:.1f} ms"
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_pin_keeps_the_task_on_its_cpu(scx_proc, policy):
+    scx = scx_proc("--policy", policy)
+    others = subprocess.Popen(["stress-ng", "--cpu", "3", "--timeout", "5"], stdout=subprocess.DEVNULL)
+    hog = subprocess.Popen(spinner_cmd(20))
+    try:
+        scx.send(cmd="knob", pid=hog.pid, cpu=1)
+        time.sleep(0.5)  # its next trip through the loop moves it
+        seen = set()
+        for _ in range(40):
+            seen.add(last_cpu(hog.pid))
+            time.sleep(0.05)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert seen == {1}, seen
+    assert others.wait(timeout=60) == 0
+    assert scx.next_stats()["last_error"] is None
+
+
+def test_a_raising_user_policy_unloads_cleanly(tmp_path, scx_proc):
+    f = tmp_path / "broken.py"
+    f.write_text(
+        "from schedtop.scx.policy import Policy as Base\n"
+        "class Policy(Base):\n"
+        "    name = 'broken'\n"
+        "    n = 0\n"
+        "    def decide(self, task, now_ns):\n"
+        "        self.n += 1\n"
+        "        if self.n > 50:\n"
+        "            raise ZeroDivisionError('policy bug on purpose')\n"
+        "        return super().decide(task, now_ns)\n"
+    )
+    scx = scx_proc("--policy", str(f))
+    load = subprocess.Popen(["stress-ng", "--cpu", "2", "--timeout", "2"], stdout=subprocess.DEVNULL)
+    assert scx.proc.wait(timeout=60) == 3
+    event = scx.exit_event()
+    assert event["reason"] == "policy"
+    assert "ZeroDivisionError: policy bug on purpose" in event["text"] and "broken.py" in event["text"]
+    wait_state("disabled", 5)
+    assert load.wait(timeout=60) == 0
