@@ -19,12 +19,8 @@ from schedtop.lab.minimal import sched_ext_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [
-    pytest.mark.tmux,
-    pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux"),
-    pytest.mark.skipif(kernel.cached() is None, reason="no cached lab kernel (schedtop lab fetch)"),
-    pytest.mark.skipif(sched_ext_state() is not None, reason="this kernel has sched_ext: the demo runs locally"),
-]
+pytestmark = [pytest.mark.tmux, pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
+HOG_CMDLINE = b"stress-ng\0--cpu\x003\0--quiet"
 
 
 def tmux(*args: str) -> str:
@@ -41,11 +37,44 @@ def wait_for(session: str, text: str, timeout: float) -> str:
     raise AssertionError(f"{text!r} not on screen after {timeout:.0f} s:\n{screen}")
 
 
+def hog_pids() -> set[int]:
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(HOG_CMDLINE):
+                pids.add(int(proc.name))
+        except OSError:
+            pass
+    return pids
+
+
+def start(session: str, demo_args: str) -> None:
+    cmd = (f"cd {shlex.quote(str(ROOT))} && {shlex.quote(sys.executable)} -m schedtop demo {demo_args}; "
+           "echo DEMO-EXIT=$?; sleep 120")
+    tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "35", cmd)
+
+
+def test_demo_local_runs_the_workload_under_schedtop_and_cleans_up() -> None:
+    before = hog_pids()
+    session = f"schedtop-demo-local-{os.getpid()}"
+    start(session, "--local --scheduler none")
+    try:
+        wait_for(session, "q Quit", 120)
+        wait_for(session, "stress-ng", 60)  # the hogs show up in schedtop's task table
+        assert hog_pids() - before
+        tmux("send-keys", "-t", session, "q")
+        wait_for(session, "DEMO-EXIT=0", 60)
+        assert not (hog_pids() - before), "the demo left its CPU hogs running"
+    finally:
+        tmux("kill-session", "-t", session)
+
+
 @pytest.mark.timeout(600)
+@pytest.mark.skipif(kernel.cached() is None, reason="no cached lab kernel (schedtop lab fetch)")
+@pytest.mark.skipif(sched_ext_state() is not None, reason="this kernel has sched_ext: the demo runs locally")
 def test_demo_runs_schedtop_inside_the_guest_and_q_powers_it_off() -> None:
     session = f"schedtop-demo-test-{os.getpid()}"
-    cmd = f"cd {shlex.quote(str(ROOT))} && {shlex.quote(sys.executable)} -m schedtop demo; echo DEMO-EXIT=$?; sleep 120"
-    tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "35", cmd)
+    start(session, "")
     try:
         wait_for(session, "booting the lab guest", 60)
         # The TUI's footer and header, drawn inside the guest (its hostname is virtme-ng).
