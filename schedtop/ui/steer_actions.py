@@ -153,7 +153,35 @@ class SteerActions:
             self.notify(str(exc), severity="error", timeout=8)
             return None
         self._steer_report(report)
+        self._steer_scx_route(report, tuning, label)
         return report
+
+    def _steer_scx_route(self, report: ChangeReport, tuning: Tuning, label: str) -> None:
+        """While schedtop's sched_ext scheduler runs, the same keys also set its per-task knobs
+        (ScxActions.scx_steer): under sched_ext the EEVDF slice means nothing. RT tasks bypass it."""
+        if not getattr(self, "scx_running", False):
+            return
+        for r in report.results:
+            if not r.ok:
+                continue
+            if label.startswith("boost"):
+                self.scx_steer("boost", r.ref.tid)
+            elif tuning.policy in (units.SCHED_BATCH, units.SCHED_IDLE):
+                self.scx_steer("demote", r.ref.tid)
+            elif tuning.policy not in units.RT_POLICIES:
+                values: dict[str, Any] = {}
+                if tuning.slice_ns is not None:
+                    values["slice_ns"] = tuning.slice_ns or None
+                if tuning.affinity is not None:
+                    values["cpu"] = tuning.affinity[0] if len(tuning.affinity) == 1 else None
+                if values:
+                    self.scx_steer("knob", r.ref.tid, **values)
+
+    def _steer_scx_reset(self, outcomes) -> None:
+        if getattr(self, "scx_running", False):
+            for o in outcomes:
+                if o.status == "restored":
+                    self.scx_steer("reset", o.ref.tid)
 
     def _steer_report(self, report: ChangeReport) -> None:
         errs = report.errors()
@@ -279,6 +307,7 @@ class SteerActions:
         if res is None:
             return ("nothing to undo",)
         label, outcomes = res
+        self._steer_scx_reset(outcomes)
         self.record_action({"type": "steer.undo", "label": label})
         failed = [o.line() for o in outcomes if o.status == "failed"]
         text = f"undo {label}: {summarize(outcomes)}" + (f" ({failed[0]})" if failed else "")
@@ -313,12 +342,14 @@ class SteerActions:
         for a in self._steer_journal.active():
             if (a.ref.tid, a.ref.starttime) == (tid, st):
                 out = self._steer_journal.undo_task(a.ref)
+                self._steer_scx_reset([out] if out else [])
                 self.record_action({"type": "steer.undo_task", "tid": tid})
                 return out.line() if out else "nothing to undo"
         return "nothing to undo"
 
     def _steer_restore_all_text(self) -> str:
         outcomes = self._steer_journal.restore_all()
+        self._steer_scx_reset(outcomes)
         self.record_action({"type": "steer.restore", "message": summarize(outcomes)})
         return f"restore all: {summarize(outcomes)}"
 
