@@ -130,3 +130,45 @@ def test_ext_enabled_per_task_and_the_snapshot_extras() -> None:
         sleeper.wait()
         src.close()
         watch.close()
+
+
+def test_sched_ext_screen_marks_a_real_load_and_unload() -> None:
+    """The `x` screen, headless, while the lab's scheduler loads and unloads under it."""
+    import asyncio
+
+    from schedtop.ui.app import SchedtopApp
+    from schedtop.ui.screens.sched_ext import SchedExtScreen
+
+    assert wait_state("disabled") == "disabled"
+    app = SchedtopApp(LiveSource(use_bpf=False), delay=0.3)
+
+    def text(wid: str) -> str:
+        return str(app.screen.query_one(wid).render())
+
+    def marks() -> str:  # the marker row under the sparkline (the third line is the legend)
+        return text("#ext-timeline").splitlines()[1]
+
+    async def until(pilot, cond, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert time.monotonic() < deadline, "condition not met in time"
+            await pilot.pause(0.1)
+
+    async def main() -> None:
+        async with app.run_test(size=(120, 45)) as pilot:
+            await until(pilot, lambda: app.snapshot is not None and "sched_ext" in app.snapshot.extras)
+            await pilot.press("x")
+            assert isinstance(app.screen, SchedExtScreen)
+            obj, link = load_minimal()
+            try:
+                await until(pilot, lambda: "schedtop_min" in text("#ext-sysfs") and "▲" in marks())
+                await until(pilot, lambda: "SCX_EV_" in text("#ext-events"))
+                assert "loaded schedtop_min" in text("#ext-changes")
+            finally:
+                link.destroy()
+                obj.close()
+            await until(pilot, lambda: "▼" in marks() and "unloaded schedtop_min" in text("#ext-changes"))
+            await until(pilot, lambda: "unregistered from user space" in text("#ext-changes"))
+            assert marks().index("▲") < marks().index("▼")
+
+    asyncio.run(main())
