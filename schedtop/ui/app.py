@@ -94,6 +94,15 @@ CORE_BINDINGS: list[Binding] = [
 REPLAY_ACTIONS = {"step", "speed"}
 
 
+def action_text(action: dict) -> str:
+    """A recorded action in one short phrase, whatever area wrote it."""
+    for key in ("text", "summary", "description", "message"):
+        if isinstance(action.get(key), str):
+            return action[key]
+    fields = [f"{k}={v}" for k, v in action.items() if k not in ("wall", "index") and not isinstance(v, (dict, list))]
+    return " ".join(fields[:4]) or "action"
+
+
 class MainScreen(Screen[None]):
     """The default screen; it exists to notice resizes (the App's own Resize is consumed by Textual)."""
 
@@ -147,6 +156,7 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
         self._timer = None
         self._record_lock = threading.Lock()
         self._hooks_done = False
+        self._warned: set[str] = set()  # warnings already shown as a banner
         if self.config.theme:
             self.theme = self.config.theme
 
@@ -303,6 +313,11 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
         self.error = None
         self.collect_ms = message.elapsed * 1000
         self.latest = snap
+        if not self.replay:
+            for w in snap.warnings:
+                if w not in self._warned:
+                    self._warned.add(w)
+                    self.notify(w, title="schedtop", severity="warning", timeout=8)
         self.history.update(snap)
         if self.paused and not self.replay:  # a replay frame already in flight is still shown
             self.pending += 1
@@ -355,6 +370,12 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
             parts.append("follow " + ",".join(map(str, sorted(table.only_pids))))
         if self.collect_ms and not self.replay:
             parts.append(f"collect {self.collect_ms:.0f}ms")
+        if self.recorder is not None:
+            parts.append(f"● rec {getattr(self.recorder, 'path', '')}")
+        if self.replay and self.snapshot is not None:
+            # What the user did just before this frame, as recorded (steer changes, markers...).
+            for a in self.source.actions_at(self.source.pos):
+                parts.append(f"⏺ {action_text(a)}")
         return "  ".join(parts)
 
     def _render_state(self) -> None:

@@ -15,9 +15,10 @@ from schedtop.ui.app import CORE_BINDINGS, SchedtopApp
 SIZES = [(80, 24), (200, 60)]
 
 
-class CoreApp(SchedtopApp):
+class CoreApp(SchedtopApp, inherit_bindings=False):
     """The app with the core keys only: other areas' bindings (tested by their owners) would
-    otherwise change the footer, and these pictures, whenever one is added."""
+    otherwise change the footer, and these pictures, whenever one is added. inherit_bindings=False:
+    Textual merges BINDINGS along the MRO, so SchedtopApp's would come back."""
 
     BINDINGS = list(CORE_BINDINGS)
 
