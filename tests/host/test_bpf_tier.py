@@ -263,3 +263,48 @@ def test_verifier_rejection_is_one_clear_reason(tmp_path: Path) -> None:
     assert reason.startswith("bpf_object__load") and "verifier" in reason
     assert "verifier in program rejected:" in reason
     assert "outside of the allowed memory range" in reason  # the verifier's own words
+
+
+THREADED = """
+import os, sys, threading, time
+os.sched_setaffinity(0, {int(sys.argv[1])})
+done = threading.Barrier(4)
+def nap():
+    for _ in range(200):
+        time.sleep(0.002)
+    done.wait()
+    time.sleep(60)  # stay alive: a thread's BPF data goes with the thread
+ts = [threading.Thread(target=nap, daemon=True) for _ in range(3)]
+print("go", flush=True)
+for t in ts: t.start()
+done.wait()
+print("done", flush=True)
+time.sleep(60)
+"""
+
+
+def test_process_rows_fold_their_threads(tier: BpfTier) -> None:
+    from schedtop.collect.live import LiveSource
+
+    p = subprocess.Popen([sys.executable, "-c", THREADED, str(busy_cpu())], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline() == "go\n"
+        assert p.stdout.readline() == "done\n"
+        src = LiveSource(pids=(p.pid,), threads=False, use_bpf=False, use_debugfs=False)
+        try:
+            snap = tier.enrich(src.collect())
+        finally:
+            src.close()
+        recs = [r for r in tier.task_records().values() if r.tgid == p.pid]
+        row = next(t for t in snap.tasks if t.pid == p.pid)
+    finally:
+        p.kill()
+        p.wait()
+    naps = [r for r in recs if r.lat_count >= 150]  # the three napping threads
+    assert len(naps) >= 3
+    assert row.nr_threads == 4
+    # the folded row is built from every thread: the worst of them, and their preemption mix
+    assert row.lat_max_us == max(r.lat_max_ns for r in recs) / 1000
+    assert row.lat_p50_us is not None and row.lat_p50_us <= row.lat_p99_us <= row.lat_max_us
+    stints = sum(r.stints for r in recs)
+    assert row.slice_used_us == pytest.approx(sum(r.oncpu_ns for r in recs) / stints / 1000)
