@@ -438,3 +438,18 @@ def set_base_slice(ns: int) -> str:
         raise SteerError(f"cannot write {BASE_SLICE_PATH}: {os.strerror(exc.errno)}{hint}",
                          exc.errno) from None
     return f"base slice set to {format_ns(ns)}"
+
+
+def autogroup_note(pid: int) -> str | None:
+    """With autogroup on, nice only ranks tasks inside their session's group: say so when a user
+    boosts with nice (measured in bench/audio.py: against hogs of other sessions it buys nothing)."""
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
+            if f.read().strip() != "1":
+                return None
+        with open(f"/proc/{pid}/autogroup") as f:
+            group = f.read().split()[0].lstrip("/")
+    except (OSError, IndexError):
+        return None
+    return (f"note: autogroup is on: nice ranks pid {pid} only against tasks of its own session ({group}); "
+            "against other sessions' load use FIFO/RR")

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from schedtop.steer import units
-from schedtop.steer.actions import SteerError, Tuning, read_params, set_base_slice
+from schedtop.steer.actions import SteerError, Tuning, autogroup_note, read_params, set_base_slice
 from schedtop.steer.change import change
 from schedtop.steer.journal import Journal, JournalError
 from schedtop.steer.targets import resolve
@@ -121,4 +121,8 @@ def run(args: argparse.Namespace) -> int:
             err(r.error)
     if report.errors() or not report.changed:
         rc = 1
+    if report.changed and tuning.nice is not None and tuning.nice < 0 and not args.quiet:
+        note = autogroup_note(report.results[0].ref.pid)
+        if note:
+            print(note)
     return rc

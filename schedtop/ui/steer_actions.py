@@ -28,7 +28,7 @@ from textual import work
 from textual.binding import Binding
 
 from schedtop.steer import units
-from schedtop.steer.actions import SteerError, TaskParams, TaskRef, Tuning, read_params, ref_for
+from schedtop.steer.actions import SteerError, TaskParams, TaskRef, Tuning, autogroup_note, read_params, ref_for
 from schedtop.steer.change import ChangeReport, change
 from schedtop.steer.journal import Journal, JournalError, hand_over, summarize
 from schedtop.steer.targets import thread_refs
@@ -257,6 +257,9 @@ class SteerActions:
             self._steer_apply(Tuning(policy=units.SCHED_OTHER, nice=-10, slice_ns=1_000_000), "boost", refs)
         else:
             self._steer_apply(BOOST, "boost", refs)
+        note = autogroup_note(refs[0].pid)
+        if note:
+            self.notify(note, severity="warning", timeout=6)
 
     def action_steer_rt_boost(self) -> None:
         refs = self._steer_targets()
