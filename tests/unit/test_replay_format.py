@@ -181,3 +181,20 @@ def test_huge_number_in_float_field(tmp_path):
     deep = _good_text().splitlines()[0] + "\n" + '{"t":"snapshot","data":' + "[" * 100000 + "\n"
     with pytest.raises(ReplayError):
         parse_replay(deep)
+
+
+def test_fast_encoder_matches_to_dict():
+    from dataclasses import replace as dc_replace
+    from types import MappingProxyType
+
+    from schedtop.collect.live import LiveSource
+    from schedtop.collect.replay import encode_snapshot
+
+    src = LiveSource(use_bpf=False)
+    src.collect()
+    live = src.collect()
+    frames = list(load_replay(SESSION).snapshots) + [live]
+    # A non-dict Mapping and int keys in extras, as other areas may put there.
+    frames.append(dc_replace(live, extras={"x": MappingProxyType({1: (2, 3)}), "y": {"z": [1.5]}}))
+    for snap in frames:
+        assert json.loads(encode_snapshot(snap)) == json.loads(json.dumps(to_dict(snap)))
