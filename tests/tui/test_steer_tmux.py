@@ -151,15 +151,20 @@ def test_pin_boost_rt_undo_quit_with_proc_checked(child, state):
         tui.close()
 
 
-def test_sigterm_restores(child, state):
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGHUP", "terminal closed"])
+def test_signal_or_closed_terminal_restores(child, state, how):
     orig = params(child)
     tui = _start(child, state)
     try:
         tui.keys("b")
         wait_for(lambda: params(child)["nice"] == -10, "boost")
-        os.kill(tui.pid, signal.SIGTERM)
-        wait_for(lambda: not tui.alive(), "exit on SIGTERM")
+        if how == "terminal closed":  # tmux hangs up on the pane's process
+            subprocess.run(["tmux", "kill-session", "-t", tui.name], check=True)
+        else:
+            os.kill(tui.pid, getattr(signal, how))
+        wait_for(lambda: not tui.alive(), f"exit on {how}")
         assert params(child) == orig
+        assert not list(state.glob("session-*.json"))
     finally:
         tui.close()
 
