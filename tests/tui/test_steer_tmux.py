@@ -257,3 +257,31 @@ def test_policy_chooser_slice_steps_nice_and_demote(child, state):
         assert params(child) == orig
     finally:
         tui.close()
+
+
+def test_scope_key_pins_every_thread_of_the_process(tmp_path, state):
+    code = ("import threading,time; [threading.Thread(target=time.sleep, args=(600,), daemon=True).start() "
+            "for _ in range(3)]; print('ok', flush=True); time.sleep(600)")
+    kid = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    kid.stdout.readline()
+    tids = sorted(int(t) for t in os.listdir(f"/proc/{kid.pid}/task"))
+    assert len(tids) == 4
+    aff = lambda t: next(l.split(":", 1)[1].strip() for l in  # noqa: E731
+                         Path(f"/proc/{kid.pid}/task/{t}/status").read_text().splitlines()
+                         if l.startswith("Cpus_allowed_list:"))
+    tui = Tui(kid.pid, state)
+    try:
+        wait_for(lambda: tui.screen().count(f"{kid.pid} ") >= 4, "four thread rows", 30)
+        tui.keys("A")
+        tui.wait_text("every thread of the process")
+        tui.keys("a")
+        tui.wait_text("online CPUs")
+        tui.keys("0", "Enter")
+        wait_for(lambda: [aff(t) for t in tids] == ["0"] * 4, "all four threads pinned")
+        tui.keys("q")
+        wait_for(lambda: not tui.alive(), "quit")
+        assert [aff(t) for t in tids] == ["0-1"] * 4
+    finally:
+        tui.close()
+        kid.kill()
+        kid.wait()
