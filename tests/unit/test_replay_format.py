@@ -198,3 +198,53 @@ def test_fast_encoder_matches_to_dict():
     frames.append(dc_replace(live, extras={"x": MappingProxyType({1: (2, 3)}), "y": {"z": [1.5]}}))
     for snap in frames:
         assert json.loads(encode_snapshot(snap)) == json.loads(json.dumps(to_dict(snap)))
+
+
+def test_gzip_recording(tmp_path):
+    snaps = load_replay(SESSION).snapshots
+    plain, packed = tmp_path / "s.jsonl", tmp_path / "s.jsonl.gz"
+    for path in (plain, packed):
+        with Recorder(path) as rec:
+            for s in snaps:
+                rec.snapshot(s)
+            rec.action({"kind": "nice", "pid": 1})
+    assert packed.read_bytes()[:2] == b"\x1f\x8b"
+    assert packed.stat().st_size * 4 < plain.stat().st_size
+    back = load_replay(packed)
+    assert back.snapshots == snaps and back.actions[0]["index"] == len(snaps)
+
+
+def test_gzip_without_trailer_loads_cut_inside_fails(tmp_path):
+    snap = load_replay(SESSION).snapshots[0]
+    path = tmp_path / "crash.jsonl.gz"
+    rec = Recorder(path)
+    rec.snapshot(snap)
+    rec.snapshot(snap)
+    # As if the process died now: flushed to a sync point, never closed (no trailer).
+    raw = path.read_bytes()
+    crashed = tmp_path / "crashed.jsonl.gz"
+    crashed.write_bytes(raw)
+    assert load_replay(crashed).snapshots == (snap, snap)
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(raw[: len(raw) * 2 // 3])
+    with pytest.raises(ReplayError, match="truncated"):
+        load_replay(cut)
+    bad = tmp_path / "bad.jsonl.gz"
+    bad.write_bytes(raw[:10] + b"\x00" * 50 + raw[60:])
+    with pytest.raises(ReplayError):
+        load_replay(bad)
+    rec.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=200), st.integers(min_value=0, max_value=3000))
+def test_fuzz_gzip_splice(tmp_path_factory, junk, at):
+    import gzip as gz
+
+    good = gz.compress(SESSION.read_bytes()[:20000], compresslevel=1)
+    p = tmp_path_factory.mktemp("g") / "x.jsonl.gz"
+    p.write_bytes(good[:at] + junk + good[at:])
+    try:
+        load_replay(p)
+    except ReplayError as exc:
+        assert "\n" not in str(exc)
