@@ -79,6 +79,7 @@ COLUMNS: tuple[Column, ...] = (
 )
 COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
 COMM_MAX = 28
+ROW_STEP = 16  # virtual height granularity (see _relayout)
 
 
 def layout_columns(width: int, available: Iterable[Column]) -> list[tuple[Column, int]]:
@@ -217,9 +218,13 @@ class TaskTable(ScrollView, can_focus=True):
         if key != getattr(self, "_layout_key", None):
             self._layout_key = key
             self._columns = layout_columns(width, available)
-        size = Size(width, len(self.rows) + 1)
-        if size != self.virtual_size:  # a changed virtual size costs a layout pass
-            self.virtual_size = size
+        # virtual_size is a layout reactive: every change costs a full layout pass (tens of ms).
+        # Thread counts wobble every refresh, so grow in steps and shrink only past a margin;
+        # the spare rows render blank.
+        need = len(self.rows) + 1
+        have = self.virtual_size.height
+        if need > have or need < have - 2 * ROW_STEP or width != self.virtual_size.width:
+            self.virtual_size = Size(width, -(-need // ROW_STEP) * ROW_STEP)
 
     def on_resize(self, event: events.Resize) -> None:
         self._line_cache.clear()
