@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any, Callable, Mapping, Sequence
 
 from schedtop.collect import debugfs
+from schedtop.collect.fold import fold_processes
 from schedtop.collect.procfs import ProcfsReader, ThreadSample
 from schedtop.collect.sched_ext import SCHED_EXT, read_scheduler_info
 from schedtop.model import POLICY_NAMES, CpuStat, QueuedTask, Snapshot, Task
@@ -23,7 +24,6 @@ log = logging.getLogger(__name__)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 FAIR_POLICIES = (0, 3, 5)  # OTHER, BATCH, IDLE: EEVDF tasks, which have a slice
-_STATE_RANK = {"R": 0, "D": 1}  # a folded process shows its most active thread's state
 
 
 # Rates of a thread whose counters did not move (a shared constant: identity marks "unchanged").
@@ -211,7 +211,9 @@ class LiveSource:
         if self.pids:
             wanted = set(self.pids)
             shown = [s for s in samples if s.pid in wanted]
-        tasks = self._thread_rows(shown, rates) if self.threads else self._process_rows(shown, rates)
+        tasks = self._thread_rows(shown, rates)
+        if not self.threads:
+            tasks = fold_processes(tasks)
 
         extras: dict[str, Any] = {}
         if rq is not None and rq.base_slice_ns is not None:
@@ -423,32 +425,6 @@ class LiveSource:
             else:
                 out.append(self._task(s, r))
         self._rows = rows
-        return tuple(out)
-
-    def _process_rows(self, samples, rates) -> tuple[Task, ...]:
-        zero = ZERO
-        groups: dict[int, list[ThreadSample]] = {}
-        for s in samples:
-            groups.setdefault(s.pid, []).append(s)
-        out = []
-        for pid, members in groups.items():
-            main = next((m for m in members if m.tid == pid), members[0])
-            rs = [rates.get((m.tid, m.stat.starttime), zero) for m in members]
-            state = min((m.stat.state for m in members), key=lambda x: _STATE_RANK.get(x, 9))
-            base = self._task(main, rates.get((main.tid, main.stat.starttime), zero))
-            out.append(replace(
-                base,
-                tid=pid,
-                state=state if _STATE_RANK.get(state, 9) < _STATE_RANK.get(base.state, 9) else base.state,
-                cpu_pct=sum(r[0] for r in rs),
-                runtime_ns=sum(m.schedstat.runtime_ns for m in members if m.schedstat),
-                wait_ns=sum(m.schedstat.wait_ns for m in members if m.schedstat),
-                timeslices=sum(m.schedstat.timeslices for m in members if m.schedstat),
-                wait_ns_per_s=sum(r[1] for r in rs),
-                vol_cs_per_s=sum(r[2] for r in rs),
-                invol_cs_per_s=sum(r[3] for r in rs),
-                nr_threads=len(members),
-            ))
         return tuple(out)
 
     def _detail(self, tid: int, samples: Sequence[ThreadSample]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import zlib
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
+from schedtop.collect.fold import fold_processes
 from schedtop.model import SCHEMA_VERSION, SchemaError, Snapshot, snapshot_from_dict
 
 REPLAY_VERSION = 1
@@ -203,7 +204,7 @@ class ReplaySource:
         self.replay = replay
         self.pos = -1  # index of the frame last returned; -1 before the first
         self.speed = 1.0
-        self.threads = True  # accepted for symmetry with LiveSource; recorded rows stay as they were
+        self.threads = True  # False: thread rows are folded into process rows, as live
 
     def __len__(self) -> int:
         return len(self.replay.snapshots)
@@ -217,9 +218,11 @@ class ReplaySource:
 
     def _frame(self, i: int) -> Snapshot:
         s = self.replay.snapshots[i]
-        if s.source == "replay":
-            return s
-        return replace(s, source="replay", extras={**s.extras, "recorded_source": s.source})
+        if s.source != "replay":
+            s = replace(s, source="replay", extras={**s.extras, "recorded_source": s.source})
+        if not self.threads:
+            s = replace(s, tasks=fold_processes(s.tasks))
+        return s
 
     def collect(self) -> Snapshot:
         if not self.at_end:

@@ -251,3 +251,22 @@ def test_fuzz_gzip_splice(tmp_path_factory, junk, at):
         load_replay(p)
     except ReplayError as exc:
         assert "\n" not in str(exc)
+
+
+def test_replay_folds_threads_like_live():
+    from schedtop.collect.fold import fold_processes
+
+    src = ReplaySource(load_replay(SESSION))
+    threads = src.collect()
+    src.threads = False
+    procs = src.current()
+    assert {t.pid for t in procs.tasks} == {t.pid for t in threads.tasks}
+    assert len(procs.tasks) == len({t.pid for t in threads.tasks})
+    assert all(p.tid == p.pid for p in procs.tasks)
+    assert sum(p.nr_threads for p in procs.tasks) == len(threads.tasks)
+    assert sum(p.cpu_pct for p in procs.tasks) == pytest.approx(sum(t.cpu_pct for t in threads.tasks))
+    assert fold_processes(procs.tasks) == procs.tasks  # folding twice changes nothing
+    multi = max(procs.tasks, key=lambda p: p.nr_threads)
+    members = [t for t in threads.tasks if t.pid == multi.pid]
+    assert multi.nr_threads == len(members) > 1
+    assert multi.wait_ns == sum(t.wait_ns for t in members)
