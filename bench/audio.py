@@ -99,16 +99,20 @@ def summarize(lat_us: list[float], missed: int) -> dict:
             "missed": missed, "missed_pct": 100 * missed / max(1, len(s) + missed)}
 
 
-def cyclictest_stats(text: str, skip_s: float) -> dict:
-    """cyclictest -v lines are 'thread: cycle: latency_us'; a latency over the 1 ms interval
-    means the wake-up came after the next one was due: a missed period."""
-    lat = []
+def _samples(text: str) -> list[int]:
+    """cyclictest -v lines are 'thread: cycle: latency_us'."""
+    out = []
     for line in text.splitlines():
         parts = line.split(":")
-        if len(parts) == 3 and parts[0].strip().isdigit():
-            cyc, us = int(parts[1]), int(parts[2])
-            if cyc >= skip_s * 1000:  # cycle n is due n ms after start, or later if cycles were lost
-                lat.append(us)
+        if len(parts) == 3 and parts[0].strip().isdigit() and parts[2].strip().isdigit():
+            out.append(int(parts[2]))
+    return out
+
+
+def cyclictest_stats(text: str, skip_samples: int) -> dict:
+    """A latency over the 1 ms interval means the wake-up came after the next one was due:
+    a missed period."""
+    lat = _samples(text)[int(skip_samples):]
     ok = [v for v in lat if v <= 1000]
     st = summarize(lat, 0)
     st["missed"] = len(lat) - len(ok)
@@ -167,13 +171,15 @@ def phase(name: str, tune, seconds: float, warmup: float, env: dict, workdir: Pa
     try:
         with open(cyc_out, "w") as f:
             # No -p/--policy: cyclictest's default is SCHED_OTHER ("--policy=other -p 0" gives FIFO 2 in 2.4).
-            cyc = subprocess.Popen(["cyclictest", "-t1", "-i1000", "-h", "20000", "-v", "-q"],
+            # stdbuf -oL: each sample reaches the file at once, so the warm-up is cut by count.
+            cyc = subprocess.Popen(["stdbuf", "-oL", "cyclictest", "-t1", "-i1000", "-h", "20000", "-v", "-q"],
                                    stdout=f, stderr=subprocess.DEVNULL)
         t0 = time.monotonic()
-        wait_threads(cyc.pid, 2)  # its measuring thread sets its own policy at start: tune after that
-        time.sleep(0.05)
+        # Its measuring thread sets its own policy when it starts: tune only once it is sleeping
+        # in its loop (on a loaded box a new thread can wait long before it first runs).
+        wait_sleeping(cyc.pid, wait_threads(cyc.pid, 2))
         assert all(_policy(cyc.pid, t) == 0 for t in threads_of(cyc.pid)), "cyclictest must start as SCHED_OTHER"
-        skip.append(_measure(cyc, tune, t0, warmup, seconds))
+        skip.append(_measure(cyc, tune, t0, warmup, seconds, cyc_out))
 
         prb = subprocess.Popen([sys.executable, __file__, "--probe", "3600", str(probe_out)])
         t0 = time.monotonic()
@@ -183,20 +189,47 @@ def phase(name: str, tune, seconds: float, warmup: float, env: dict, workdir: Pa
         if background is not None:
             background.send_signal(signal.SIGINT)
             background.wait(timeout=60)
-    return {"phase": name, "skipped_s": [round(x, 2) for x in skip],
+    return {"phase": name, "skipped": [round(x, 2) for x in skip],
             "cyclictest": cyclictest_stats(cyc_out.read_text(), skip[0]),
             "probe": probe_stats(str(probe_out), skip[1])}
 
 
-def _measure(proc: subprocess.Popen, tune, t0: float, warmup: float, seconds: float) -> float:
-    """Tune, let it settle, measure `seconds`, stop with SIGINT. Returns the seconds to discard."""
+def _measure(proc: subprocess.Popen, tune, t0: float, warmup: float, seconds: float,
+             lines: Path | None = None) -> float:
+    """Tune, let it settle, measure `seconds`, stop with SIGINT. Returns what to discard: seconds
+    since start, or (with `lines`) the number of samples cyclictest had printed by then: under
+    load it loses cycles, so its cycle numbers run behind the clock."""
     if tune:
         tune("after", proc.pid)
     skip = time.monotonic() - t0 + warmup
-    time.sleep(warmup + seconds)
+    time.sleep(warmup)
+    if lines is not None:
+        skip = len(_samples(lines.read_text()))
+    held = [(_policy(proc.pid, t), _nice(proc.pid, t)) for t in threads_of(proc.pid)]
+    print(f"    {'cyclictest' if 'cyclictest' in proc.args else 'probe'}: "
+          f"(policy, nice) per thread while measured: {sorted(set(held))}", flush=True)
+    time.sleep(seconds)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
     return skip
+
+
+def wait_sleeping(pid: int, tids: list[int], switches: int = 3, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if all(_vcs(pid, t) >= switches for t in tids if t != pid):
+            return
+        time.sleep(0.01)
+
+
+def _vcs(pid: int, tid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def wait_comm(pid: int, comm: str, timeout: float = 5.0) -> None:
@@ -236,6 +269,14 @@ def tuners(env: dict):
 
     return [("untuned", None), ("chrt FIFO 88", chrt_fifo), ("schedtop audio", schedtop_audio),
             ("renice -10", renice), ("schedtop boost", schedtop_boost)]
+
+
+def _nice(pid: int, tid: int) -> int:
+    try:
+        data = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        return int(data[data.rindex(")") + 2:].split()[16])
+    except (OSError, ValueError, IndexError):
+        return 99
 
 
 def _policy(pid: int, tid: int) -> int:
