@@ -8,12 +8,16 @@ gives the same rows (nr_threads is summed, not counted).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from schedtop.model import Task
 
 # A folded process shows its most active thread's state: running beats blocked beats the rest.
 _STATE_RANK = {"R": 0, "D": 1}
+
+
+def _worst(values: Iterable[float | None]) -> float | None:
+    return max((v for v in values if v is not None), default=None)
 
 
 def fold_processes(tasks: Sequence[Task]) -> tuple[Task, ...]:
@@ -43,5 +47,9 @@ def fold_processes(tasks: Sequence[Task]) -> tuple[Task, ...]:
             vol_cs_per_s=sum(m.vol_cs_per_s for m in members),
             invol_cs_per_s=sum(m.invol_cs_per_s for m in members),
             nr_threads=sum(m.nr_threads for m in members),
+            # Latency (BPF tier): the worst thread speaks for the process.
+            lat_p50_us=_worst(m.lat_p50_us for m in members),
+            lat_p99_us=_worst(m.lat_p99_us for m in members),
+            lat_max_us=_worst(m.lat_max_us for m in members),
         ))
     return tuple(out)

@@ -270,3 +270,18 @@ def test_replay_folds_threads_like_live():
     members = [t for t in threads.tasks if t.pid == multi.pid]
     assert multi.nr_threads == len(members) > 1
     assert multi.wait_ns == sum(t.wait_ns for t in members)
+
+
+def test_fold_keeps_the_worst_latency():
+    from dataclasses import replace as dc_replace
+
+    from schedtop.collect.fold import fold_processes
+
+    snap = load_replay(SESSION).snapshots[-1]
+    pid = max({t.pid for t in snap.tasks}, key=lambda p: sum(t.pid == p for t in snap.tasks))
+    members = [t for t in snap.tasks if t.pid == pid]
+    assert len(members) > 1
+    tasks = [dc_replace(t, lat_p99_us=float(i * 10)) if t.pid == pid else t for i, t in enumerate(snap.tasks)]
+    folded = next(t for t in fold_processes(tasks) if t.pid == pid)
+    assert folded.lat_p99_us == max(t.lat_p99_us for t in tasks if t.pid == pid)
+    assert folded.lat_p50_us is None
