@@ -166,3 +166,4 @@ def test_bad_replay_file_is_one_line_and_exit_2(tmp_path):
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert str(bad) in r.stderr
+
