@@ -125,8 +125,9 @@ def parse_row(cpu: int, line: str) -> RowTask | None:
             switches=int(rest[6]),
             prio=int(rest[7]),
             wait_ns=split_ns(rest[8]),
-            # The group path is the last column when CONFIG_CGROUP_SCHED is on.
-            group=rest[-1] if rest[-1].startswith("/") else "/",
+            # The group path is the last column when CONFIG_CGROUP_SCHED is on; a cgroup
+            # name may hold spaces, so take everything from its leading '/' (after comm).
+            group=line[g + 2 :].rstrip() if (g := line.find("  /", 18)) >= 0 else "/",
         )
     except (ValueError, IndexError):
         return None

@@ -82,3 +82,13 @@ def test_truncated_text_is_partial_not_an_error():
     d = parse_sched_debug(TEXT[: len(TEXT) // 2])
     assert len(d.cpus) >= 1
     assert parse_sched_debug("").cpus == ()
+
+
+def test_group_path_with_spaces_and_slash_comm():
+    line = (" R    /usr/bin/foo   321     10.000000   E          11.400000           1.400000"
+            "         5.000000        3     120         0.000000         0.000000         0.000000"
+            "   0      0        /user.slice/my app.scope")
+    r = parse_row(1, line)
+    assert r is not None and r.comm == "/usr/bin/foo" and r.pid == 321
+    assert r.group == "/user.slice/my app.scope"
+    assert r.slice_ns == 1_400_000 and r.sum_exec_ns == 5_000_000 and r.switches == 3
