@@ -152,7 +152,8 @@ def test_enrich_fills_the_snapshot(tier: BpfTier) -> None:
     assert snap.latency is not None and snap.latency.total >= 0
     hog_rows = [t for t in snap.tasks if t.tid in hog_pids]
     assert hog_rows and all(t.slice_used_us and t.slice_used_us > 0 for t in hog_rows)
-    assert all(t.preempt_pct == 100.0 for t in hog_rows)  # a hog never blocks
+    # a hog never blocks once spinning (its start-up may have waited on disk reads)
+    assert all(t.preempt_pct is not None and t.preempt_pct >= 90 for t in hog_rows)
     assert any(t.lat_p50_us is not None and t.lat_max_us >= t.lat_p99_us >= t.lat_p50_us for t in hog_rows)
     bpf = snap.extras["bpf"]
     assert bpf["mode"] == tier.mode and bpf["dropped"] >= 0 and "switch" in str(bpf["programs"])
