@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import subprocess
 import sys
 import time
@@ -159,3 +160,12 @@ def test_idle_policy_slice_from_the_debugfs_row():
     finally:
         p.kill()
         p.wait()
+
+
+def test_the_reader_sees_itself_running():
+    # While this thread reads sched/debug it is the task on its CPU: the '>R' row.
+    snap = LiveSource(pids=[os.getpid()], use_bpf=False).collect()
+    me = [q for q in snap.queues if q.pid == threading.get_native_id()]
+    assert len(me) == 1 and me[0].running and me[0].eligible in (True, False)
+    assert snap.cpus[me[0].cpu].curr_pid == threading.get_native_id()
+    assert me[0].slice_ns > 0 and me[0].sum_exec_ns > 0

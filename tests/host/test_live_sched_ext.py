@@ -32,3 +32,15 @@ def test_guest_sched_ext_sysfs():
     assert snap.scheduler == info or snap.scheduler.ext_state != info.ext_state
     # The guest kernel has ext.enabled in /proc/PID/sched: every task row carries it.
     assert any(t.ext_enabled is not None for t in snap.tasks)
+
+
+@pytest.mark.kernel
+def test_guest_debugfs_format():
+    # The sched_ext kernel's sched/debug parses too: this thread is its CPU's '>R' row.
+    import threading
+
+    snap = LiveSource(pids=[os.getpid()], use_bpf=False).collect()
+    assert snap.source == "procfs+debugfs", snap.warnings
+    me = [q for q in snap.queues if q.pid == threading.get_native_id()]
+    assert len(me) == 1 and me[0].running
+    assert all(c.nr_running_exact for c in snap.cpus)
