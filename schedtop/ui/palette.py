@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Iterator
+from typing import Callable, Iterator
 
 from textual.binding import ActiveBinding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from schedtop.ui.widgets.task_table import COLUMNS
+
 
 class ActionsProvider(Provider):
-    """Lists the bindings of the screen the palette was opened on (the mixins' too)."""
+    """Lists the bindings of the screen the palette was opened on (the mixins' too),
+    plus "Sort by <column>" for every column (only a few have keys of their own)."""
+
+    def _sort_commands(self) -> Iterator[tuple[str, str, Callable[[], object]]]:
+        if not hasattr(self.app, "action_sort_by"):
+            return
+        for col in COLUMNS:
+            yield (f"Sort by {col.label}", col.tip or f"Sort the task table by {col.label}",
+                   partial(self.app.action_sort_by, col.key))
 
     def _commands(self) -> Iterator[tuple[str, str, ActiveBinding]]:
         seen: set[tuple[str, str]] = set()
@@ -25,13 +35,18 @@ class ActionsProvider(Provider):
     def _runner(self, ab: ActiveBinding):
         return partial(self.app.call_later, self.app.run_action, ab.binding.action, ab.node)
 
-    async def discover(self) -> Hits:
+    def _all(self) -> Iterator[tuple[str, str, Callable[[], object]]]:
         for name, help_text, ab in self._commands():
-            yield DiscoveryHit(name, self._runner(ab), help=help_text)
+            yield name, help_text, self._runner(ab)
+        yield from self._sort_commands()
+
+    async def discover(self) -> Hits:
+        for name, help_text, run in self._all():
+            yield DiscoveryHit(name, run, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for name, help_text, ab in self._commands():
+        for name, help_text, run in self._all():
             score = matcher.match(name)
             if score > 0:
-                yield Hit(score, matcher.highlight(name), self._runner(ab), help=help_text)
+                yield Hit(score, matcher.highlight(name), run, help=help_text)

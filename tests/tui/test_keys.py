@@ -229,6 +229,9 @@ def test_command_palette_lists_app_actions():
         hits[0].command()  # runs the bound action
         await pilot.pause(0.1)
         assert app.paused is False  # started paused: the palette's Pause toggled it
+        hits = [h async for h in provider.search("sort by vrunt")]
+        hits[0].command()
+        assert app.query_one(TaskTable).sort_key == "vruntime"
         await pilot.press("ctrl+p")
         assert app.screen.__class__.__name__ == "CommandPalette"
 
