@@ -458,6 +458,10 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
 
         self.push_screen(DetailScreen(task.tid), closed)
 
+    @on(CpuPanel.Clicked)
+    def _cpu_clicked(self, event: CpuPanel.Clicked) -> None:
+        self.push_screen(QueueScreen(event.cpu))
+
     def action_queue(self) -> None:
         task = self.selected_task()
         cpu = task.cpu if task is not None else 0

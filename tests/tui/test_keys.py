@@ -189,6 +189,9 @@ def test_queue_screen_is_in_eevdf_order():
         assert app.screen.cpu == (cpu + 1) % len(app.snapshot.cpus)
         await pilot.press("escape")
         assert not isinstance(app.screen, QueueScreen)
+        # Clicking a CPU's bar opens that CPU's queue (row 1 of the panel is CPU 0, row 2 CPU 1).
+        await pilot.click("#cpus", offset=(10, 2))
+        assert isinstance(app.screen, QueueScreen) and app.screen.cpu == app.snapshot.cpus[1].cpu
 
     run_replay(body)
 

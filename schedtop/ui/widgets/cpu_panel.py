@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
+from textual import events
 from textual.markup import escape
+from textual.message import Message
 from textual.widgets import Static
 
 from schedtop.ui.widgets.text import set_text
@@ -32,13 +34,27 @@ def cpu_cell(c: CpuStat, width: int) -> str:
     )
 
 
+def grid(n: int, width: int) -> tuple[int, int, int]:
+    """(columns, rows, column width) for n CPUs: one column until MAX_ROWS, then as many as fit."""
+    ncols = max(1, min(math.ceil(n / MAX_ROWS), max(1, width // 60)))
+    nrows = math.ceil(n / ncols) if n else 0
+    return ncols, nrows, max(30, width // ncols - 1)
+
+
+def cpu_at(n: int, width: int, x: int, y: int) -> int | None:
+    """Which CPU's cell is at (x, y) of the panel (y 0 is the title line)."""
+    ncols, nrows, colw = grid(n, width)
+    if not 1 <= y <= nrows:
+        return None
+    i = (x // (colw + 1)) * nrows + (y - 1)
+    return i if i < n else None
+
+
 def cpu_panel_markup(snap: Snapshot | None, width: int) -> str:
     if snap is None or not snap.cpus:
         return "[$text-muted]no CPU data yet[/]"
     cpus = snap.cpus
-    ncols = max(1, min(math.ceil(len(cpus) / MAX_ROWS), max(1, width // 60)))
-    nrows = math.ceil(len(cpus) / ncols)
-    colw = max(30, width // ncols - 1)
+    ncols, nrows, colw = grid(len(cpus), width)
     exact = all(c.nr_running_exact for c in cpus)
     note = "runnable exact (debugfs)" if exact else "runnable ~ estimated from /proc (root: exact)"
     lines = [f"[b]CPU[/b]  [$text-muted]{note}[/]"]
@@ -49,6 +65,19 @@ def cpu_panel_markup(snap: Snapshot | None, width: int) -> str:
 
 
 class CpuPanel(Static):
+    class Clicked(Message):
+        def __init__(self, cpu: int) -> None:
+            super().__init__()
+            self.cpu = cpu
+
+    def on_click(self, event: events.Click) -> None:
+        snap = getattr(self, "_snap", None)
+        if snap is None:
+            return
+        i = cpu_at(len(snap.cpus), self.content_size.width or self.size.width, event.x - 1, event.y)
+        if i is not None:
+            self.post_message(self.Clicked(snap.cpus[i].cpu))
+
     def show(self, snap: Snapshot | None) -> None:
         self._snap = snap
         set_text(self, cpu_panel_markup(snap, self.size.width or 80))
