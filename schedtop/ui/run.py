@@ -76,11 +76,12 @@ def known_binding_ids(app_cls: Any) -> set[str]:
     from schedtop.ui.screens.detail import DetailScreen
     from schedtop.ui.screens.help import HelpScreen
     from schedtop.ui.screens.queue import QueueScreen
+    from schedtop.ui.screens.too_small import TooSmallScreen
     from schedtop.ui.widgets.filter_box import FilterBox
     from schedtop.ui.widgets.task_table import TaskTable
 
     ids = set()
-    for cls in (app_cls, TaskTable, FilterBox, HelpScreen, QueueScreen, DetailScreen):
+    for cls in (app_cls, TaskTable, FilterBox, HelpScreen, QueueScreen, DetailScreen, TooSmallScreen):
         for b in cls.BINDINGS:
             if getattr(b, "id", None):
                 ids.add(b.id)
