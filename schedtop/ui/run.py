@@ -42,7 +42,8 @@ def run(args: Any) -> int:
     from schedtop.ui.app import SchedtopApp
 
     try:
-        check_keymap(config, known_binding_ids(SchedtopApp))
+        if config.keymap:  # finding every id imports every screen: only when there is a keymap
+            check_keymap(config, known_binding_ids(SchedtopApp))
     except ConfigError as exc:
         _close(source)
         return _fail(str(exc))
@@ -72,19 +73,29 @@ def run(args: Any) -> int:
 
 
 def known_binding_ids(app_cls: Any) -> set[str]:
-    """Every binding id the keymap may name: the app's, its widgets' and its screens'."""
-    from schedtop.ui.screens.detail import DetailScreen
-    from schedtop.ui.screens.help import HelpScreen
-    from schedtop.ui.screens.queue import QueueScreen
-    from schedtop.ui.screens.too_small import TooSmallScreen
-    from schedtop.ui.widgets.filter_box import FilterBox
-    from schedtop.ui.widgets.task_table import TaskTable
+    """Every binding id the keymap may name: the app's and those of every widget and screen
+    under schedtop.ui (other areas' screens included, found by importing the packages)."""
+    import importlib
+    import pkgutil
 
-    ids = set()
-    for cls in (app_cls, TaskTable, FilterBox, HelpScreen, QueueScreen, DetailScreen, TooSmallScreen):
-        for b in cls.BINDINGS:
-            if getattr(b, "id", None):
-                ids.add(b.id)
+    from textual.dom import DOMNode
+
+    import schedtop.ui.screens
+    import schedtop.ui.widgets
+
+    for pkg in (schedtop.ui.screens, schedtop.ui.widgets):
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            try:
+                importlib.import_module(f"{pkg.__name__}.{mod.name}")
+            except Exception:  # another area's module that cannot import here adds no ids
+                continue
+    ids: set[str] = set()
+    todo = [DOMNode]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls is app_cls or cls.__module__.startswith("schedtop.ui."):
+            ids.update(b.id for b in cls.__dict__.get("BINDINGS", []) if getattr(b, "id", None))
     return ids
 
 
