@@ -89,6 +89,12 @@ def test_select_moves_cursor_and_sticks_to_the_task():
         assert table.rows.index(app.selected_task()) == len(table.rows) - 3
         await pilot.press("home")
         assert table.cursor == 0
+        # The mouse: a click selects a row, a double click opens its detail.
+        await pilot.click(TaskTable, offset=(20, 4))
+        assert table.cursor == int(table.scroll_y) + 3
+        target = app.selected_task()
+        await pilot.click(TaskTable, offset=(20, 4), times=2)
+        assert isinstance(app.screen, DetailScreen) and app.screen.tid == target.tid
 
     run_replay(body)
 
