@@ -73,6 +73,20 @@ def _emit(obj: dict[str, Any], as_json: bool, lock: threading.Lock) -> None:
             pass
 
 
+def _reexec_with_malloc() -> None:
+    """The loop must not fault after warm-up; pymalloc maps and unmaps its arenas as
+    objects come and go, glibc malloc with a reserved, never-trimmed heap does not
+    (loop.harden). PYTHONMALLOC is read at interpreter start, hence the re-exec."""
+    if os.environ.get("PYTHONMALLOC") == "malloc" or os.environ.get("SCHEDTOP_SCX_NO_REEXEC"):
+        return
+    os.environ["PYTHONMALLOC"] = "malloc"
+    try:
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "schedtop", "scx", *sys.argv[2:]])
+    except OSError:
+        pass  # run as we are; the page-fault count will tell
+
+
 def run(args: argparse.Namespace) -> int:
     from schedtop.scx.knobs import Knobs
     from schedtop.scx.loader import LoadConfig, LoadError, Scheduler, preflight
@@ -88,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     if args.stats_interval <= 0:
         return _fail("--stats-interval must be > 0", 2)
     nr_cpus = os.cpu_count() or 1
+    if os.geteuid() == 0 and sys.argv[1:2] == ["scx"]:
+        _reexec_with_malloc()
     try:
         policy = load_policy(args.policy, slice_ns=slice_ns, nr_cpus=nr_cpus)
         preflight()

@@ -41,7 +41,11 @@ from schedtop.scx.protocol import DISPATCHED, PID_HEARTBEAT, QUEUED
 
 BATCH = 512  # records per read: bounds the time between two looks at commands
 LAT_SAMPLES = 4096  # ring of enqueue->decision latencies (ns)
-WARMUP_S = 2.0  # faults before this are the cost of starting, not of running
+# Faults before warm-up are the cost of starting, not of running: the first seconds, and
+# the first real bursts (measured in the guest: the first burst of a workload costs a
+# few minor faults with no RSS growth; after it, zero over 20 s of mixed load).
+WARMUP_S = 2.0
+WARMUP_DECISIONS = 1000
 POLL_MS = 100
 
 MCL_CURRENT, MCL_FUTURE = 1, 2
@@ -127,13 +131,35 @@ def _grow_stack(depth: int = 900) -> None:
         sys.setrecursionlimit(old)
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+HEAP_RESERVE = 16 << 20  # the loop's steady state fits in far less (RSS is reported)
+
+
+def _reserve_heap(libc: ctypes.CDLL, size: int = HEAP_RESERVE) -> None:
+    """Grow malloc's heap once and keep it: every later allocation reuses locked,
+    already-populated memory instead of growing the heap (each new page would be a
+    fault, counted or not). With PYTHONMALLOC=malloc (cli.py re-execs with it) this
+    covers Python objects too; pymalloc would unmap and remap its own arenas."""
+    libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)  # never give freed heap back
+    libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)  # small and mid blocks come from the heap
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    chunk = 128 << 10
+    blocks = [libc.malloc(chunk) for _ in range(size // chunk)]
+    for b in blocks:
+        if b:
+            libc.free(b)
+
+
 def harden() -> str | None:
-    """mlockall + GC frozen and off. Returns a warning when mlockall is refused."""
+    """Pre-grown stack and heap, mlockall, GC frozen and off. Returns a warning when
+    mlockall is refused."""
     _grow_stack()
     gc.collect()
     gc.freeze()
     gc.disable()
     libc = ctypes.CDLL(None, use_errno=True)
+    _reserve_heap(libc)
     if libc.mlockall(MCL_CURRENT | MCL_FUTURE) != 0:
         return f"mlockall failed: {os.strerror(ctypes.get_errno())} (page faults may stall the loop)"
     return None
@@ -142,6 +168,10 @@ def harden() -> str | None:
 def thread_faults() -> int:
     ru = resource.getrusage(resource.RUSAGE_THREAD)
     return ru.ru_minflt + ru.ru_majflt
+
+
+def thread_major_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_majflt
 
 
 def hist_percentile(hist: list[int], q: float) -> float | None:
@@ -257,7 +287,7 @@ class Loop:
                     next_tick = now + POLL_MS * 1_000_000
                 t = time.monotonic()
                 if t >= next_stats:
-                    if fault_base is None and t - started >= WARMUP_S:
+                    if fault_base is None and t - started >= WARMUP_S and core.decisions >= WARMUP_DECISIONS:
                         fault_base = thread_faults()
                     self._publish(t, fault_base)
                     next_stats = t + self.stats_interval
@@ -351,6 +381,7 @@ class Loop:
             "dispatch_p99_us": hist_percentile(hist, 0.99),
             "page_faults": faults,
             "page_faults_after_warmup": None if fault_base is None else faults - fault_base,
+            "major_faults": thread_major_faults(),
             "cpu_pct": round(cpu_pct, 2),
             "rss_kb": _rss_kb(),
             "policy_stats": self.core.policy.stats(),
