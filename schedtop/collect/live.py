@@ -246,7 +246,7 @@ class LiveSource:
             cpus=cpus,
             tasks=tasks,
             queues=queues,
-            source=self.source,
+            source="procfs+debugfs" if rq is not None else "procfs",  # what this snapshot really used
             warnings=tuple(warnings),
             extras=extras,
         )
