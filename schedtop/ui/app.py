@@ -29,7 +29,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from schedtop.model import Snapshot, Task
 from schedtop.ui import bpf_actions, ext_actions, scx_actions, steer_actions
 from schedtop.ui.bpf_actions import BpfActions
-from schedtop.ui.config import Config
+from schedtop.ui.config import Config, ConfigError
 from schedtop.ui.ext_actions import ExtActions
 from schedtop.ui.history import History
 from schedtop.ui.palette import ActionsProvider
@@ -158,6 +158,9 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
         self._hooks_done = False
         self._warned: set[str] = set()  # warnings already shown as a banner
         if self.config.theme:
+            if self.config.theme not in self.available_themes:
+                known = ", ".join(sorted(self.available_themes))
+                raise ConfigError(f"{self.config.path or 'config'}: unknown theme {self.config.theme!r} (known: {known})")
             self.theme = self.config.theme
 
     # --- layout -------------------------------------------------------------

@@ -59,7 +59,13 @@ def run(args: Any) -> int:
     delay = args.delay
     if config.delay is not None and delay == 1.0:  # the config's delay unless -d was given
         delay = config.delay
-    app = SchedtopApp(source, delay=delay, pids=tuple(args.pid or ()), record=recorder, config=config, args=args)
+    try:
+        app = SchedtopApp(source, delay=delay, pids=tuple(args.pid or ()), record=recorder, config=config, args=args)
+    except ConfigError as exc:
+        _close(source)
+        if recorder is not None:
+            recorder.close()
+        return _fail(str(exc))
     try:
         code = app.run()
     finally:
