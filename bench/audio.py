@@ -249,10 +249,10 @@ def tuners(env: dict):
             run(["chrt", "-a", "-f", "-p", "88", str(pid)])
 
     def schedtop_audio(when, pid):
-        if when == "before":  # the shipped profile, live: it picks each probe up on its next poll
-            return subprocess.Popen([SCHEDTOP, "profile", "apply", "audio", "--watch", "--interval", "0.1", "-q"],
-                                    env=env)
-        end = time.monotonic() + 5  # wait until the profile has reached every thread
+        if when == "before":  # the shipped profile, live: it picks each probe up on a later poll
+            # At the profile's own poll interval (1 s), as a user would run it.
+            return subprocess.Popen([SCHEDTOP, "profile", "apply", "audio", "--watch", "-q"], env=env)
+        end = time.monotonic() + 10  # wait until the profile has reached every thread
         while time.monotonic() < end:
             if all(_policy(pid, t) == 1 for t in threads_of(pid)):
                 break
