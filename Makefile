@@ -60,7 +60,8 @@ bpf: $(BPF_OBJ)
 
 schedtop/bpf/obj/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) | libbpf
 	@mkdir -p $(@D)
-	clang $(BPF_CFLAGS) -c $< -o $@
+	@if command -v clang >/dev/null; then echo "clang $< -> $@"; clang $(BPF_CFLAGS) -c $< -o $@; \
+	else echo "clang not found: BPF tier off (apt-get install clang llvm; make bpf)"; fi
 
 test-host: venv bpf
 	$(PY) -m pytest -m 'not kernel' tests
