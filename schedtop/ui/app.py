@@ -221,6 +221,8 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
         if pane.display != wide:
             pane.display = wide
             self._show_pane()
+            if not wide and hasattr(self.source, "detail_tid") and not isinstance(self.screen, DetailScreen):
+                self.source.detail_tid = None  # nothing shows the fields any more
 
     def _show_pane(self) -> None:
         pane = self.query_one(TaskPane)
@@ -229,7 +231,10 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
         table = self.query_one(TaskTable)
         task = table.selected
         tid = task.tid if task is not None else None
-        pane.show(task, tid, self.history.trail(tid) if tid is not None else None)
+        if hasattr(self.source, "detail_tid") and not self.replay and not isinstance(self.screen, DetailScreen):
+            self.source.detail_tid = tid  # the next collect reads its /proc sched fields for the pane
+        detail = self.snapshot.extras.get("sched_detail") if self.snapshot is not None else None
+        pane.show(task, tid, self.history.trail(tid) if tid is not None else None, detail, self.replay)
 
     @on(TaskTable.CursorMoved)
     def _cursor_moved(self) -> None:
@@ -458,6 +463,7 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
         def closed(_: object) -> None:
             if hasattr(self.source, "detail_tid"):
                 self.source.detail_tid = None
+            self._show_pane()  # the side pane (wide terminals) takes the collector's detail back
 
         self.push_screen(DetailScreen(task.tid), closed)
 

@@ -304,3 +304,31 @@ def test_detail_gets_proc_sched_fields_through_the_collector():
         run_pilot(app, body)
     finally:
         src.close()
+
+
+def test_wide_side_pane_follows_the_cursor_with_proc_fields():
+    """At 200 columns the selected task sits beside the table; the collector reads its /proc sched."""
+    from schedtop.collect.live import LiveSource
+    from schedtop.ui.widgets.task_pane import TaskPane
+
+    me = os.getpid()
+    src = LiveSource(pids=(me,), use_bpf=False, use_debugfs=False)
+    app = SchedtopApp(src, delay=0.2, pids=(me,))
+
+    async def body(pilot):
+        await wait_for(pilot, lambda: app.history.frames >= 1)
+        pane = app.query_one(TaskPane)
+        assert pane.display
+        table = app.query_one(TaskTable)
+        table.select_tid(me)
+        assert src.detail_tid == me
+        await wait_for(pilot, lambda: "se.vruntime" in str(pane.query_one("#pane-fields").render()))
+        assert f"pid {me}" in str(pane.query_one("#pane-summary").render())
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause(0.2)
+        assert not pane.display and src.detail_tid is None
+
+    try:
+        run_pilot(app, body, size=(200, 60))
+    finally:
+        src.close()

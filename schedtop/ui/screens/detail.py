@@ -6,30 +6,15 @@ never read here: this screen only renders.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from schedtop.model import Snapshot
-from schedtop.ui.widgets.task_pane import TaskSparks, task_summary
+from schedtop.ui.widgets.task_pane import TaskSparks, fields_markup, task_summary
 from schedtop.ui.widgets.text import set_text
-
-
-def fields_markup(detail: Mapping[str, Any] | None, tid: int, replay: bool = False) -> str:
-    if not isinstance(detail, Mapping) or detail.get("tid") != tid:
-        if replay:
-            return "[$text-muted]this recording has no /proc sched fields for this task[/]"
-        return "[$text-muted]waiting for the collector to read /proc/PID/task/TID/sched…[/]"
-    fields = detail.get("fields") or {}
-    if not fields:
-        return "[$text-muted]/proc/PID/sched is not readable for this task[/]"
-    width = max(len(k) for k in fields)
-    return "\n".join(f"{escape(k):<{width}}  {escape(str(v))}" for k, v in fields.items())
 
 
 class DetailScreen(Screen[None]):

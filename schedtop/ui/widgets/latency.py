@@ -50,9 +50,8 @@ def summary_markup(h: Histogram | None) -> str:
     if h is None:
         return "[b]run-queue latency[/b] [$text-muted]needs the BPF tier[/]"
     return (
-        f"[b]run-queue latency[/b] [$text-muted]n={h.total}[/]\n"
-        f"p50 {fmt_us(h.p50_us)}  p90 {fmt_us(h.p90_us)}  p99 [b $warning]{fmt_us(h.p99_us)}[/]  "
-        f"max {fmt_us(h.max_us)}"
+        f"[b]run-queue latency[/b] [$text-muted]n={h.total}[/]  max {fmt_us(h.max_us)}\n"
+        f"p50 {fmt_us(h.p50_us)}  p90 {fmt_us(h.p90_us)}  p99 [b $warning]{fmt_us(h.p99_us)}[/]"
     )
 
 

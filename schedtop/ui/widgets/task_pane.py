@@ -5,7 +5,7 @@ The same pieces make the top of the detail screen (Enter), so the two never diff
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -42,6 +42,18 @@ def task_summary(t: Task | None, tid: int | None) -> str:
     )
 
 
+def fields_markup(detail: Mapping[str, Any] | None, tid: int, replay: bool = False) -> str:
+    if not isinstance(detail, Mapping) or detail.get("tid") != tid:
+        if replay:
+            return "[$text-muted]this recording has no /proc sched fields for this task[/]"
+        return "[$text-muted]waiting for the collector to read /proc/PID/task/TID/sched…[/]"
+    fields = detail.get("fields") or {}
+    if not fields:
+        return "[$text-muted]/proc/PID/sched is not readable for this task[/]"
+    width = max(len(k) for k in fields)
+    return "\n".join(f"{escape(k):<{width}}  {escape(str(v))}" for k, v in fields.items())
+
+
 def trail_series(trail: TaskTrail | None) -> dict[str, Sequence[float]]:
     if trail is None:
         return {"vruntime": (), "wait": (), "slice": ()}
@@ -74,7 +86,11 @@ class TaskPane(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(id="pane-summary")
         yield TaskSparks(id="pane-sparks")
+        yield Static(id="pane-fields")
 
-    def show(self, task: Task | None, tid: int | None, trail: TaskTrail | None) -> None:
+    def show(self, task: Task | None, tid: int | None, trail: TaskTrail | None,
+             detail: Mapping[str, Any] | None = None, replay: bool = False) -> None:
         set_text(self.query_one("#pane-summary", Static), task_summary(task, tid))
         self.query_one(TaskSparks).show(trail)
+        fields = fields_markup(detail, tid, replay) if tid is not None else ""
+        set_text(self.query_one("#pane-fields", Static), fields)
