@@ -138,8 +138,8 @@ class Journal:
         return cls((ensure_dir(directory) if directory else state_dir()) / "cli.json", None)
 
     @staticmethod
-    def orphans(directory: Path | None = None) -> list["Journal"]:
-        """Session journals whose owner process is gone (crash, kill -9)."""
+    def sessions(directory: Path | None = None) -> list[tuple[Path, int, int, bool]]:
+        """Every session journal: (path, owner pid, owner start time, owner alive)."""
         d = ensure_dir(directory) if directory else state_dir()
         out = []
         for p in sorted(d.glob("session-*.json")):
@@ -148,10 +148,14 @@ class Journal:
                 pid, st = int(pid), int(st)
             except ValueError:
                 continue
-            if starttime_of(pid, pid) == st:
-                continue  # a live session restores its own changes
-            out.append(Journal(p, (pid, st)))
+            out.append((p, pid, st, starttime_of(pid, pid) == st))
         return out
+
+    @staticmethod
+    def orphans(directory: Path | None = None) -> list["Journal"]:
+        """Session journals whose owner process is gone (crash, kill -9). A live session
+        restores its own changes."""
+        return [Journal(p, (pid, st)) for p, pid, st, alive in Journal.sessions(directory) if not alive]
 
     # --- file I/O ------------------------------------------------------------------------
 

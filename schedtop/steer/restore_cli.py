@@ -33,8 +33,12 @@ def run(args: argparse.Namespace) -> int:
     except JournalError as exc:
         print(f"schedtop: {exc}", file=sys.stderr)
         return 1
+    live = [pid for _, pid, _, alive in Journal.sessions() if alive]
+    for pid in live:
+        print(f"session pid {pid} is running: it restores its own changes when it exits")
     if not found:
-        print("nothing to restore")
+        if not live:
+            print("nothing to restore")
         return 0
     rc = 0
     for j in found:

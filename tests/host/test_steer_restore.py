@@ -65,6 +65,8 @@ def test_fifty_tasks_restored_when_the_session_ends(fifty, sig, state):
     try:
         assert _wait(lambda: _all(kids, (7, 3_000_000, "1"))), "profile did not reach all 50 tasks"
         assert len(list(state.glob("session-*.json"))) == 1  # journaled while running
+        r = schedtop("restore")  # a live session is left to restore its own changes
+        assert f"session pid {sess.pid} is running" in r.stdout and _all(kids, (7, 3_000_000, "1"))
         sess.send_signal(sig)
         out, errs = sess.communicate(timeout=30)
     finally:
