@@ -116,6 +116,11 @@ def test_run_reports_bad_input_in_one_line(tmp_path, capsys):
     assert run(_args("--replay", str(SESSION), "--config", str(cfg))) == 2
     assert "unknown binding id" in capsys.readouterr().err
     assert run(_args("--replay", str(SESSION), "--record", str(tmp_path / "r.jsonl"))) == 2
+    assert "cannot be used together" in capsys.readouterr().err
+    cfg.write_text('theme = "no-such-theme"\n')
+    assert run(_args("--replay", str(SESSION), "--config", str(cfg))) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown theme 'no-such-theme'" in err
 
 
 def test_live_session_records_snapshots_and_actions(tmp_path):
@@ -172,7 +177,7 @@ def test_latency_panel_and_bpf_counters_render():
         panel = app.query_one(LatencyPanel)
         assert panel.display
         summary = str(panel.query_one("#lat-summary").render())
-        assert "p99 3.00ms" in summary and "max 40.0ms" in summary
+        assert "p99 3.00ms" in summary and "max 40.0ms" in summary and "n=76" in summary
         assert list(app.history.p99_us) == [1000.0, 2000.0, 3000.0]
         keys = [c.key for c in app.query_one(TaskTable).visible_columns()]
         assert "lat_p99" in keys
@@ -184,3 +189,24 @@ def test_latency_panel_and_bpf_counters_render():
 
     run_pilot(app, body, size=(160, 40))
 
+
+
+def test_every_binding_has_an_id_and_a_tooltip():
+    """The keymap remaps by id and the help/palette show tooltips: no binding may lack either."""
+    from schedtop.ui.app import SchedtopApp
+    from schedtop.ui.screens.detail import DetailScreen
+    from schedtop.ui.screens.help import HelpScreen
+    from schedtop.ui.screens.queue import QueueScreen
+    from schedtop.ui.screens.too_small import TooSmallScreen
+    from schedtop.ui.widgets.filter_box import FilterBox
+    from schedtop.ui.widgets.task_table import TaskTable
+
+    ids = []
+    for cls in (SchedtopApp, TaskTable, FilterBox, HelpScreen, QueueScreen, DetailScreen, TooSmallScreen):
+        for b in cls.BINDINGS:
+            assert b.id and b.tooltip, f"{cls.__name__}: {b.key} -> {b.action}"
+            ids.append(b.id)
+    assert len(ids) == len(set(ids)), "binding ids must be unique"
+    known = known_binding_ids(SchedtopApp)
+    assert set(ids) <= known
+    assert any(i.startswith("queue.") for i in known) and "filter.clear" in known
