@@ -65,16 +65,17 @@ def scheduler_command(name: str, python: str) -> list[str] | None:
     return None
 
 
-def demo_script(scheduler: str, schedtop_args: list[str], stay_in_shell: bool) -> str:
+def demo_script(scheduler: str, schedtop_args: list[str], stay_in_shell: bool, log: Path) -> str:
     """The guest user's shell: workload, scheduler, schedtop in the foreground, then cleanup."""
     from schedtop.lab.guest import checkout_root, guest_environment, venv_bin
 
     python = str(venv_bin() / "python")
-    env = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(guest_environment().items()))
+    # TERM and the window size come from vng (the console it set up), not from our environment.
+    env = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(guest_environment().items()) if k != "TERM")
     sched = scheduler_command(scheduler, python)
     # The scheduler loads while schedtop starts (both take ~20 s of TCG); schedtop's
     # header shows the switch to sched_ext when it happens.
-    sched_line = f"{shlex.join(sched)} 2>/tmp/schedtop-demo-scheduler.log &\nSCHED=$!\n" if sched else "SCHED=\n"
+    sched_line = f"{shlex.join(sched)} 2>{shlex.quote(str(log))} &\nSCHED=$!\n" if sched else "SCHED=\n"
     end = "exec /bin/bash -i" if stay_in_shell else "poweroff -f >/dev/null 2>&1"
     # Python starts slowly under TCG (~20 s for Textual over 9p); the workload starts
     # once schedtop is drawing, so the TUI is not starved on the way up.
@@ -108,11 +109,16 @@ def run_guest(scheduler: str, schedtop_args: list[str], stay_in_shell: bool) -> 
     rwdir = Path(tempfile.mkdtemp(prefix="schedtop-demo-"))
     try:
         script = rwdir / "demo.sh"
-        script.write_text(demo_script(scheduler, schedtop_args, stay_in_shell))
+        log = rwdir / "scheduler.log"  # in the --rwdir: what the guest writes here reaches us
+        script.write_text(demo_script(scheduler, schedtop_args, stay_in_shell, log))
         script.chmod(0o755)
         argv = vng_command(k, rwdir, Path.cwd(), exec_cmd=None) + ["--shell", str(script)]
         # Interactive: vng owns this terminal until the guest powers off.
-        return subprocess.call(argv, env=vng_env())
+        code = subprocess.call(argv, env=vng_env())
+        errors = log.read_text(errors="replace").strip() if log.exists() else ""
+        if errors:
+            print(f"schedtop demo: the {scheduler} scheduler said:\n{errors[-2000:]}", file=sys.stderr)
+        return code
     finally:
         shutil.rmtree(rwdir, ignore_errors=True)
 

@@ -2,15 +2,18 @@
 
 The guest sees the host's root filesystem read-only through 9p, with virtme's
 tmpfs/overlay mounts on top. The command's output and exit code travel through
-files in a private --rwdir directory: vng's own script I/O ports are not
-reliable with this kernel under TCG (virtme-ng-init looks for them before they
-appear), the files always are.
+files in a private --rwdir directory: with this kernel under TCG, vng's own
+script I/O ports are not found by virtme-ng-init ("cannot find script I/O
+ports"), so vng returns 255 and no output; the files always work. The command
+runs as root, stdin /dev/null, with debugfs and tracefs already mounted.
 
 Writable inside the guest (measured, see tests/guest/test_lab.py):
+  /                                           read-only (host root over 9p)
   /tmp, /etc, /usr, /var, /home, /opt, /srv   overlays over the host dirs, kept in guest RAM
   /run, /dev/shm, /var/tmp, /var/log, /var/cache, /var/lib/apt   fresh tmpfs (host content hidden)
   $HOME and the checkout                      overlays we add (--overlay-rwdir): writes stay in the guest
-  the --rwdir directory                       the only path whose writes reach the host
+  the --rwdir directory, and cwd/venv/cache   9p read-write: writes reach the host
+    when they sit under one of the tmpfs dirs above (exported so the guest can see them)
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ MEMORY = "2G"
 # tmpfs mounts virtme puts over host dirs: host paths under them are invisible unless exported.
 HIDDEN_IN_GUEST = ("/run", "/dev/shm", "/var/tmp", "/var/log", "/var/cache", "/var/lib/apt", "/var/lib/private")
 # Environment carried into the guest command (besides PATH/HOME/cwd, which are set explicitly).
-PASS_ENV_PREFIXES = ("SCHEDTOP_", "PYTEST_", "PYTHON", "LANG", "LC_", "TERM", "COLUMNS", "LINES", "NO_COLOR")
+# Never COLUMNS/LINES: Textual would prefer them to the guest console's real size.
+PASS_ENV_PREFIXES = ("SCHEDTOP_", "PYTEST_", "PYTHON", "LANG", "LC_", "TERM", "NO_COLOR")
 EXIT_TIMEOUT = 124
 EXIT_NO_RESULT = 125
 
