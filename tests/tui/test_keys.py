@@ -12,7 +12,7 @@ from schedtop.ui.screens.detail import DetailScreen
 from schedtop.ui.screens.help import HelpScreen
 from schedtop.ui.screens.queue import QueueScreen, eevdf_order
 from schedtop.ui.widgets.task_table import TaskTable
-from tuikit import replay_app, run_pilot, run_replay, wait_for
+from tuikit import replay_app, run_live, run_pilot, run_replay, wait_for
 
 
 def test_first_frame_renders_every_task_of_the_replay():
@@ -261,12 +261,7 @@ def test_too_small_terminal_shows_a_message_then_recovers():
 
 
 def test_pause_freezes_the_view_while_live_collection_continues():
-    from schedtop.collect.live import LiveSource
-
-    src = LiveSource(use_bpf=False, use_debugfs=False)
-    app = SchedtopApp(src, delay=0.2)
-
-    async def body(pilot):
+    async def body(app, pilot):
         await wait_for(pilot, lambda: app.history.frames >= 2)
         await pilot.press("space")
         frozen, frames = app.snapshot, app.history.frames
@@ -276,59 +271,40 @@ def test_pause_freezes_the_view_while_live_collection_continues():
         await pilot.press("space")
         assert app.snapshot is app.latest and app.mode_text() == "live"
 
-    try:
-        run_pilot(app, body)
-    finally:
-        src.close()
+    run_live(body)
 
 
 def test_detail_gets_proc_sched_fields_through_the_collector():
-    from schedtop.collect.live import LiveSource
-
     me = os.getpid()
-    src = LiveSource(pids=(me,), use_bpf=False, use_debugfs=False)
-    app = SchedtopApp(src, delay=0.2, pids=(me,))
 
-    async def body(pilot):
-        await wait_for(pilot, lambda: app.history.frames >= 2)
+    async def body(app, pilot):
         app.query_one(TaskTable).select_tid(me)
         await pilot.press("enter")
         assert isinstance(app.screen, DetailScreen) and app.screen.tid == me
-        assert src.detail_tid == me
+        assert app.source.detail_tid == me
         await wait_for(pilot, lambda: "se.vruntime" in str(app.screen.query_one("#detail-fields-text").render()))
         await wait_for(pilot, lambda: len(app.history.trail(me).wait_ns_per_s) >= 3)
         await pilot.press("escape")
-        assert src.detail_tid is None
+        assert app.source.detail_tid is None
 
-    try:
-        run_pilot(app, body)
-    finally:
-        src.close()
+    run_live(body, pids=(me,))
 
 
 def test_wide_side_pane_follows_the_cursor_with_proc_fields():
     """At 200 columns the selected task sits beside the table; the collector reads its /proc sched."""
-    from schedtop.collect.live import LiveSource
     from schedtop.ui.widgets.task_pane import TaskPane
 
     me = os.getpid()
-    src = LiveSource(pids=(me,), use_bpf=False, use_debugfs=False)
-    app = SchedtopApp(src, delay=0.2, pids=(me,))
 
-    async def body(pilot):
-        await wait_for(pilot, lambda: app.history.frames >= 1)
+    async def body(app, pilot):
         pane = app.query_one(TaskPane)
         assert pane.display
-        table = app.query_one(TaskTable)
-        table.select_tid(me)
-        assert src.detail_tid == me
+        app.query_one(TaskTable).select_tid(me)
+        assert app.source.detail_tid == me
         await wait_for(pilot, lambda: "se.vruntime" in str(pane.query_one("#pane-fields").render()))
         assert f"pid {me}" in str(pane.query_one("#pane-summary").render())
         await pilot.resize_terminal(120, 40)
         await pilot.pause(0.2)
-        assert not pane.display and src.detail_tid is None
+        assert not pane.display and app.source.detail_tid is None
 
-    try:
-        run_pilot(app, body, size=(200, 60))
-    finally:
-        src.close()
+    run_live(body, size=(200, 60), pids=(me,))

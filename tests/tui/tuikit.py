@@ -67,3 +67,22 @@ def run_replay(body: Callable[[Any, Any], Awaitable[None]], size: tuple[int, int
 
     run_pilot(app, main, size)
     return app
+
+
+def run_live(body: Callable[[Any, Any], Awaitable[None]], size: tuple[int, int] = (120, 40),
+             pids: tuple[int, ...] = (), delay: float = 0.2) -> None:
+    """The app on the live machine (procfs only, no root parts), then `body(app, pilot)`."""
+    from schedtop.collect.live import LiveSource
+    from schedtop.ui.app import SchedtopApp
+
+    src = LiveSource(pids=pids, use_bpf=False, use_debugfs=False)
+    app = SchedtopApp(src, delay=delay, pids=pids)
+
+    async def main(pilot) -> None:
+        await wait_for(pilot, lambda: app.history.frames >= 1)
+        await body(app, pilot)
+
+    try:
+        run_pilot(app, main, size)
+    finally:
+        src.close()
