@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from schedtop.bpf.libbpf import BpfObject, find_libbpf
-from schedtop.lab import kernel
+from schedtop.bpf.libbpf import find_libbpf
+from schedtop.lab import kernel, minimal
 from schedtop.lab.minimal import OBJECT as MINIMAL
-from schedtop.lab.minimal import Counters, sched_ext_state, wait_state
+from schedtop.lab.minimal import sched_ext_state, wait_state
 
 pytestmark = pytest.mark.kernel
 
@@ -41,26 +41,21 @@ def test_sched_ext_is_disabled_at_boot() -> None:
 
 
 def test_minimal_scheduler_loads_schedules_a_workload_and_unloads() -> None:
+    """Through schedtop's binding: open_file -> load -> attach struct_ops -> (block) -> link destroy."""
     assert MINIMAL.is_file(), "build it with `make bpf`"
     assert wait_state("disabled") == "disabled"
-    with BpfObject.open(MINIMAL) as obj:
-        obj.load()
-        link = obj.map("minimal_ops").attach_struct_ops()
-        try:
-            assert wait_state("enabled") == "enabled"
-            assert (SCX / "root" / "ops").read_text().strip() == "schedtop_min"
-            # A CPU-bound and a wake/sleep-heavy load, both must finish under our scheduler.
-            hogs = subprocess.Popen(["stress-ng", "--cpu", "2", "--timeout", "3", "--quiet"])
-            loop = subprocess.run(["sh", "-c", "i=0; while [ $i -lt 200 ]; do i=$((i+1)); sleep 0.001; done; echo $i"],
-                                  capture_output=True, text=True, timeout=120)
-            assert hogs.wait(timeout=120) == 0
-            assert loop.returncode == 0 and loop.stdout.strip() == "200"
-            assert sched_ext_state() == "enabled", "the scheduler was ejected while the workload ran"
-            counters = obj.bss(Counters)
-            assert counters.nr_local + counters.nr_global > 100, (counters.nr_local, counters.nr_global)
-        finally:
-            link.destroy()
-        assert wait_state("disabled") == "disabled"
+    with minimal.loaded(MINIMAL) as counters:
+        assert sched_ext_state() == "enabled"
+        assert (SCX / "root" / "ops").read_text().strip() == "schedtop_min"
+        # A CPU-bound and a wake/sleep-heavy load, both must finish under our scheduler.
+        hogs = subprocess.Popen(["stress-ng", "--cpu", "2", "--timeout", "3", "--quiet"])
+        loop = subprocess.run(["sh", "-c", "i=0; while [ $i -lt 200 ]; do i=$((i+1)); sleep 0.001; done; echo $i"],
+                              capture_output=True, text=True, timeout=120)
+        assert hogs.wait(timeout=120) == 0
+        assert loop.returncode == 0 and loop.stdout.strip() == "200"
+        assert sched_ext_state() == "enabled", "the scheduler was ejected while the workload ran"
+        assert counters.nr_local + counters.nr_global > 100, (counters.nr_local, counters.nr_global)
+    assert wait_state("disabled") == "disabled"
 
 
 def test_guest_environment_for_other_guest_tests(tmp_path: Path) -> None:
