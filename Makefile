@@ -28,8 +28,8 @@ run: deps venv libbpf bpf
 
 # The whole suite: host tests, then the guest tests in one boot of the sched_ext kernel.
 check: deps venv libbpf bpf kernel
-	$(MAKE) test-host
-	$(MAKE) test-guest
+	@rc=0; $(MAKE) test-host || rc=1; $(MAKE) test-guest || rc=1; \
+	if [ $$rc = 0 ]; then echo "make check: host and guest suites passed"; else echo "make check: FAILED (see above)"; fi; exit $$rc
 
 deps:
 	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \

@@ -41,6 +41,21 @@ def _row(snap, tid):
     return next(t for t in snap.tasks if t.tid == tid)
 
 
+def _wait_asleep(pid: int) -> None:
+    """Wait until the child is in its final sleep: on a loaded machine the interpreter's
+    start-up can take well over a second, and its stat bytes move until it is done."""
+    deadline = time.monotonic() + 20
+    last = b""
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            now = f.read()
+        if now == last and now.rsplit(b")", 1)[1].split()[0] == b"S":
+            return
+        last = now
+        time.sleep(0.25)
+    raise AssertionError("child never settled into its sleep")
+
+
 def _wait_threads(pid: int, n: int) -> None:
     deadline = time.monotonic() + 10
     while len(os.listdir(f"/proc/{pid}/task")) < n:
@@ -231,7 +246,7 @@ def test_procfs_change_detector(spawn):
     from schedtop.collect.live import REFRESH_EVERY
 
     p = spawn(SLEEPER)
-    time.sleep(0.3)
+    _wait_asleep(p.pid)
     src = LiveSource(pids=[p.pid], use_bpf=False, use_debugfs=False)
     src.collect()
     rows = [_row(src.collect(), p.pid) for _ in range(3)]
