@@ -1,30 +1,24 @@
 """The schedtop TUI: a timer wakes a collector thread, the thread posts Snapshots, widgets render them.
 
-Data flow (memray/dolphie style): `_arm()` sets a one-shot timer; the timer
-starts a thread worker that calls `source.collect()` (blocking I/O, never on
-the UI thread) and posts `SnapshotReady`; when the worker ends, the next timer
-is armed, so polls never overlap. `SnapshotReady.can_replace` lets a burst
-collapse to the newest frame if the UI falls behind. The app applies a frame
-inside `batch_update()`; widgets only render what they are given.
+The collection loop and the replay transport live in poller.py (mixed in);
+this module lays out the widgets, applies each SnapshotReady inside
+`batch_update()` (widgets only render what they are given), and holds the
+view's keys. Other areas' keys come from the four *_actions mixins.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import threading
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import on, work
+from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input
-from textual.worker import Worker, WorkerState, get_current_worker
 
 from schedtop.model import Snapshot, Task
 from schedtop.ui import bpf_actions, ext_actions, scx_actions, steer_actions
@@ -33,6 +27,7 @@ from schedtop.ui.config import Config, ConfigError
 from schedtop.ui.ext_actions import ExtActions
 from schedtop.ui.history import History
 from schedtop.ui.palette import ActionsProvider
+from schedtop.ui.poller import Poller, SnapshotReady
 from schedtop.ui.screens.detail import DetailScreen
 from schedtop.ui.screens.help import HelpScreen, help_rows
 from schedtop.ui.screens.queue import QueueScreen
@@ -49,22 +44,8 @@ from schedtop.ui.widgets.task_pane import TaskPane
 from schedtop.ui.widgets.task_table import COLUMNS, TaskTable
 
 SORT_KEYS = [c.key for c in COLUMNS]
-SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 LATENCY_MIN_WIDTH = 110  # below this the histogram would squeeze the CPU bars
 PANE_MIN_WIDTH = 180  # the task table needs ~135 columns; the side pane takes the rest
-
-
-class SnapshotReady(Message):
-    """Posted from the collector thread; a newer one replaces an unhandled older one."""
-
-    def __init__(self, snapshot: Snapshot | None, error: str | None = None, elapsed: float = 0.0) -> None:
-        super().__init__()
-        self.snapshot = snapshot
-        self.error = error
-        self.elapsed = elapsed
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, SnapshotReady) and message.error is None
 
 
 def _b(key: str, action: str, description: str, ident: str, tooltip: str, show: bool = True, **kw: Any) -> Binding:
@@ -112,7 +93,7 @@ class MainScreen(Screen[None]):
         self.app._layout_pane()
 
 
-class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
+class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
     TITLE = "schedtop"
     CSS_PATH = Path(__file__).with_name("schedtop.tcss")  # absolute: subclasses live elsewhere
     COMMANDS = App.COMMANDS | {ActionsProvider}
@@ -152,9 +133,7 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
         self.follow_pid: int | None = None
         self.error: str | None = None
         self.collect_ms: float = 0.0
-        self._polling = False
-        self._timer = None
-        self._record_lock = threading.Lock()
+        self.poller_init()
         self._hooks_done = False
         self._warned: set[str] = set()  # warnings already shown as a banner
         if self.config.theme:
@@ -257,59 +236,6 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
             return
         with self._record_lock:
             self.recorder.action(action)
-
-    # --- collection (the only place the source is called) --------------------
-
-    def _poll(self) -> None:
-        self._timer = None
-        if self._polling:
-            return
-        if self.replay and getattr(self.source, "at_end", False):
-            self._render_state()
-            return
-        self._polling = True
-        self._collect()
-
-    @work(thread=True, exclusive=False, group="collect", exit_on_error=False)
-    def _collect(self) -> None:
-        worker = get_current_worker()
-        t0 = time.perf_counter()
-        try:
-            snap = self.source.collect()
-        except Exception as exc:  # a collector bug must not take the UI down
-            if not worker.is_cancelled:
-                self.post_message(SnapshotReady(None, f"collector: {type(exc).__name__}: {exc}"))
-            return
-        elapsed = time.perf_counter() - t0
-        if self.recorder is not None and not self.replay:
-            with self._record_lock:
-                self.recorder.snapshot(snap)
-        if not worker.is_cancelled:
-            self.post_message(SnapshotReady(snap, None, elapsed))
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.group != "collect":
-            return
-        if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
-            self._polling = False
-            if event.state == WorkerState.ERROR:
-                self.error = f"collector: {event.worker.error}"
-            self._arm()
-
-    def _arm(self) -> None:
-        if self._timer is not None or self._exit_requested():
-            return
-        if self.replay:
-            if self.paused or getattr(self.source, "at_end", False):
-                return
-            interval = self.latest.interval_s if self.latest is not None and self.latest.interval_s > 0 else self.delay
-            wait = interval / max(float(getattr(self.source, "speed", 1.0)), 0.01)
-        else:
-            wait = max(0.05, self.delay - self.collect_ms / 1000)
-        self._timer = self.set_timer(wait, self._poll)
-
-    def _exit_requested(self) -> bool:
-        return self._hooks_done
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         if message.error is not None:
@@ -518,39 +444,6 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
     def _sorted(self) -> None:
         self._render_state()
 
-    def action_step(self, delta: int) -> None:
-        """Replay only: pause and move one frame. The replay is in memory, so no worker is needed."""
-        src = self.source
-        self.paused = True
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
-        if delta > 0 and src.at_end:
-            self.notify("end of the recording")
-            self._render_state()
-            return
-        if delta < 0 and src.pos <= 0:
-            self.notify("start of the recording")
-            self._render_state()
-            return
-        snap = src.step(delta)
-        if delta > 0:
-            self.history.update(snap)
-        self.latest = snap
-        self.pending = 0
-        self.show(snap)
-
-    def action_speed(self, delta: int) -> None:
-        src = self.source
-        cur = float(getattr(src, "speed", 1.0))
-        i = min(range(len(SPEEDS)), key=lambda k: abs(SPEEDS[k] - cur))
-        src.speed = SPEEDS[max(0, min(len(SPEEDS) - 1, i + delta))]
-        if self._timer is not None:  # re-arm at the new pace
-            self._timer.stop()
-            self._timer = None
-            self._arm()
-        self._render_state()
-
     # --- exit ---------------------------------------------------------------
 
     def run_exit_hooks(self) -> None:
@@ -558,8 +451,7 @@ class SchedtopApp(SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
         if self._hooks_done:
             return
         self._hooks_done = True
-        if self._timer is not None:
-            self._timer.stop()
+        self.poller_stop()
         for hook in (self.bpf_unmount, self.ext_unmount, self.scx_unmount, self.steer_unmount):
             try:
                 hook()

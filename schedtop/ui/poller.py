@@ -1,0 +1,139 @@
+"""The collection loop and the replay transport, mixed into SchedtopApp.
+
+A one-shot timer wakes a thread worker that calls `source.collect()` (blocking
+I/O, never on the UI thread), records the snapshot if --record is on, and
+posts `SnapshotReady`; when the worker ends the next timer is armed, so polls
+never overlap (dolphie). `SnapshotReady.can_replace` lets a burst collapse to
+the newest frame if the UI falls behind (toolong). Replays are paced by their
+recorded intervals divided by `source.speed`; stepping is in memory.
+
+The host app provides: source, replay, paused, pending, latest, delay,
+collect_ms, recorder, error, history, show(snapshot), _render_state().
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from textual import work
+from textual.message import Message
+from textual.timer import Timer
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from schedtop.model import Snapshot
+
+SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+class SnapshotReady(Message):
+    """Posted from the collector thread; a newer one replaces an unhandled older one."""
+
+    def __init__(self, snapshot: Snapshot | None, error: str | None = None, elapsed: float = 0.0) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+        self.error = error
+        self.elapsed = elapsed
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SnapshotReady) and message.error is None
+
+
+
+class Poller:
+    _timer: Timer | None = None
+    _polling = False
+    _stopped = False  # set on exit: arm nothing more
+
+    def poller_init(self) -> None:
+        self._timer = None
+        self._polling = False
+        self._stopped = False
+        self._record_lock = threading.Lock()  # the worker records snapshots, the UI actions
+
+    def poller_stop(self) -> None:
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+
+    def _poll(self) -> None:
+        self._timer = None
+        if self._polling:
+            return
+        if self.replay and getattr(self.source, "at_end", False):
+            self._render_state()
+            return
+        self._polling = True
+        self._collect()
+
+    @work(thread=True, exclusive=False, group="collect", exit_on_error=False)
+    def _collect(self) -> None:
+        worker = get_current_worker()
+        t0 = time.perf_counter()
+        try:
+            snap = self.source.collect()
+        except Exception as exc:  # a collector bug must not take the UI down
+            if not worker.is_cancelled:
+                self.post_message(SnapshotReady(None, f"collector: {type(exc).__name__}: {exc}"))
+            return
+        elapsed = time.perf_counter() - t0
+        if self.recorder is not None and not self.replay:
+            with self._record_lock:
+                self.recorder.snapshot(snap)
+        if not worker.is_cancelled:
+            self.post_message(SnapshotReady(snap, None, elapsed))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "collect":
+            return
+        if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            self._polling = False
+            if event.state == WorkerState.ERROR:
+                self.error = f"collector: {event.worker.error}"
+            self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None or self._stopped:
+            return
+        if self.replay:
+            if self.paused or getattr(self.source, "at_end", False):
+                return
+            interval = self.latest.interval_s if self.latest is not None and self.latest.interval_s > 0 else self.delay
+            wait = interval / max(float(getattr(self.source, "speed", 1.0)), 0.01)
+        else:
+            wait = max(0.05, self.delay - self.collect_ms / 1000)
+        self._timer = self.set_timer(wait, self._poll)
+
+    def action_step(self, delta: int) -> None:
+        """Replay only: pause and move one frame. The replay is in memory, so no worker is needed."""
+        src = self.source
+        self.paused = True
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        if delta > 0 and src.at_end:
+            self.notify("end of the recording")
+            self._render_state()
+            return
+        if delta < 0 and src.pos <= 0:
+            self.notify("start of the recording")
+            self._render_state()
+            return
+        snap = src.step(delta)
+        if delta > 0:
+            self.history.update(snap)
+        self.latest = snap
+        self.pending = 0
+        self.show(snap)
+
+    def action_speed(self, delta: int) -> None:
+        src = self.source
+        cur = float(getattr(src, "speed", 1.0))
+        i = min(range(len(SPEEDS)), key=lambda k: abs(SPEEDS[k] - cur))
+        src.speed = SPEEDS[max(0, min(len(SPEEDS) - 1, i + delta))]
+        if self._timer is not None:  # re-arm at the new pace
+            self._timer.stop()
+            self._timer = None
+            self._arm()
+        self._render_state()
