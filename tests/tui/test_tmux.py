@@ -169,3 +169,24 @@ def test_bad_replay_file_is_one_line_and_exit_2(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert str(bad) in r.stderr
 
+
+
+def test_replay_in_a_real_terminal(tmp_path):
+    """--replay drives the same TUI with no live source: it plays, pauses, steps and quits."""
+    session = ROOT / "tests" / "fixtures" / "session.jsonl"
+    t = Tmux(f"{SCHEDTOP} --replay {session}", tmp_path / "rc")
+    try:
+        t.wait_text("REPLAY 1/6")
+        t.wait_text("hog-pinned0")
+        t.keys("Space")
+        t.wait(lambda s: "paused" in s, "paused")
+        frame = int(t.screen().split("REPLAY ")[1].split("/")[0])
+        after = min(frame + 1, 6)
+        t.keys(".")
+        t.wait_text(f"REPLAY {after}/6")
+        t.keys(",")
+        t.wait_text(f"REPLAY {after - 1}/6")
+        t.keys("q")
+        assert t.wait_exit() == 0
+    finally:
+        t.close()
