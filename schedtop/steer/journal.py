@@ -148,7 +148,7 @@ class Journal:
                 pid, st = int(pid), int(st)
             except ValueError:
                 continue
-            out.append((p, pid, st, starttime_of(pid, pid) == st))
+            out.append((p, pid, st, _alive(pid, st)))
         return out
 
     @staticmethod
@@ -308,6 +308,17 @@ class Journal:
 
     def __len__(self) -> int:
         return len({(e.ref.tid, e.ref.starttime) for s in self.steps for e in s.entries})
+
+
+def _alive(pid: int, starttime: int) -> bool:
+    """The same process, and not a zombie: a just-killed owner lingers as Z until reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+        fields = data[data.rindex(")") + 2:].split()
+        return int(fields[19]) == starttime and fields[0] not in ("Z", "X")
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def _restore_one(e: Entry) -> Outcome:

@@ -57,6 +57,7 @@ class Tui:
         subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "120", "-y", "40", cmd], check=True)
         subprocess.run(["tmux", "set-option", "-t", self.name, "remain-on-exit", "on"], check=True)
         self.pid = int(wait_for(lambda: self.pidfile.exists() and self.pidfile.read_text().strip(), "tui pid"))
+        self.start = _stat(self.pid)[19]  # pids wrap fast on a busy box: know ours by start time
 
     def screen(self, history: bool = False) -> str:
         extra = ["-S", "-500"] if history else []  # after exit the message may have scrolled
@@ -75,13 +76,13 @@ class Tui:
 
     def alive(self) -> bool:
         try:
-            os.kill(self.pid, 0)
-            return _stat(self.pid)[0] != "Z"
-        except (ProcessLookupError, FileNotFoundError):
+            st = _stat(self.pid)
+        except (FileNotFoundError, ProcessLookupError):
             return False
+        return st[19] == self.start and st[0] not in "ZX"
 
     def close(self) -> None:
-        if self.alive():
+        if self.alive():  # never a reused pid
             os.kill(self.pid, signal.SIGKILL)
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
 
@@ -117,7 +118,12 @@ def test_pin_boost_rt_undo_quit_with_proc_checked(child, state):
     try:
         tui.keys("a")
         tui.wait_text("online CPUs")
-        tui.keys("1", "Enter")
+        tui.keys("7", "Enter")  # no such CPU: refused in the chooser, which stays open
+        tui.wait_text("not online")
+        assert params(child)["cpus"] == "0-1"
+        for key in ("BSpace", "1", "Enter"):  # one at a time: DEL+text in one read was dropped
+            tui.keys(key)
+            time.sleep(0.3)
         wait_for(lambda: params(child)["cpus"] == "1", "pin to CPU 1")
         assert {k: params(child)[k] for k in ("policy", "nice")} == {"policy": 0, "nice": 0}
 
@@ -132,8 +138,8 @@ def test_pin_boost_rt_undo_quit_with_proc_checked(child, state):
         wait_for(lambda: (params(child)["policy"], params(child)["rtprio"]) == (1, 88), "FIFO 88")
 
         tui.keys("c")
-        screen = tui.wait_text("Active changes")
-        assert "pin 1 + boost + RT boost" in screen
+        tui.wait_text("Active changes")
+        tui.wait_text("pin 1 + boost + RT boost")  # the row, once the table has filled
         tui.keys("Escape")
         # ESC followed at once by z would read as Alt+z: wait until the pane is closed
         wait_for(lambda: "Active changes" not in tui.screen(), "changes pane closed")
