@@ -155,7 +155,9 @@ def test_vanished_task_is_dropped_and_others_restored(state):
         a.kill()
         r = schedtop("restore")
         assert r.returncode == 0, r.stderr
-        assert f"stt-va[{a.pid}]: gone (exited)" in r.stdout and "1 restored, 1 gone" in r.stdout
+        # (on a busy box the pid may already be reused: then it is left alone, never touched)
+        assert (f"stt-va[{a.pid}]: gone (exited)" in r.stdout and "1 restored, 1 gone" in r.stdout) or \
+            (f"stt-va[{a.pid}]: pid reused by another task: left alone" in r.stdout)
         assert sp.nice(b.pid) == 0
     finally:
         b.kill()
