@@ -9,7 +9,9 @@ view's keys. Other areas' keys come from the four *_actions mixins.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -46,6 +48,7 @@ from schedtop.ui.widgets.task_table import COLUMNS, TaskTable
 SORT_KEYS = [c.key for c in COLUMNS]
 LATENCY_MIN_WIDTH = 110  # below this the histogram would squeeze the CPU bars
 PANE_MIN_WIDTH = 180  # the task table needs ~135 columns; the side pane takes the rest
+EXIT_GRACE_S = 3.0  # after a signal, how long Textual may take to restore the terminal
 
 
 def _b(key: str, action: str, description: str, ident: str, tooltip: str, show: bool = True, **kw: Any) -> Binding:
@@ -181,6 +184,13 @@ class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[
         self._check_size()
 
     def _on_signal(self, sig: int) -> None:
+        # Restore first: the journal must never wait on the terminal.
+        self.run_exit_hooks()
+        # When the terminal hung up (tmux kill-session, a closed ssh), Textual's shutdown blocks
+        # for ever writing to the dead pty. Everything that matters is done; leave in any case.
+        watchdog = threading.Timer(EXIT_GRACE_S, os._exit, (128 + sig,))
+        watchdog.daemon = True
+        watchdog.start()
         self.exit(128 + sig)
 
     def get_default_screen(self) -> Screen:
