@@ -168,8 +168,9 @@ def test_signal_or_closed_terminal_restores(child, state, how):
             subprocess.run(["tmux", "kill-session", "-t", tui.name], check=True)
         else:
             os.kill(tui.pid, getattr(signal, how))
-        wait_for(lambda: not tui.alive(), f"exit on {how}")
-        assert params(child) == orig
+        # The restore comes first (the exit hooks run on the signal); the exit may take longer.
+        wait_for(lambda: params(child) == orig, f"restore on {how}")
+        wait_for(lambda: not tui.alive(), f"exit on {how}", 40)
         assert not list(state.glob("session-*.json"))
     finally:
         tui.close()
