@@ -50,10 +50,10 @@ def wait_for(cond, what: str, timeout: float = 15.0):
 
 
 class Tui:
-    def __init__(self, child: int, state: Path) -> None:
+    def __init__(self, child: int, state: Path, extra: str = "") -> None:
         self.name = f"stt-{uuid.uuid4().hex[:8]}"
         self.pidfile = state.parent / f"{self.name}.pid"
-        cmd = (f"echo $$ > {self.pidfile}; exec env SCHEDTOP_STATE_DIR={state} {SCHEDTOP} -p {child} --no-bpf")
+        cmd = (f"echo $$ > {self.pidfile}; exec env SCHEDTOP_STATE_DIR={state} {SCHEDTOP} -p {child} --no-bpf {extra}")
         subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "120", "-y", "40", cmd], check=True)
         subprocess.run(["tmux", "set-option", "-t", self.name, "remain-on-exit", "on"], check=True)
         self.pid = int(wait_for(lambda: self.pidfile.exists() and self.pidfile.read_text().strip(), "tui pid"))
@@ -292,3 +292,22 @@ def test_scope_key_pins_every_thread_of_the_process(tmp_path, state):
         tui.close()
         kid.kill()
         kid.wait()
+
+
+def test_keep_leaves_changes_for_schedtop_restore(child, state):
+    orig = params(child)
+    tui = Tui(child, state, "--keep")
+    try:
+        wait_for(lambda: re.search(rf"\b{child}\s+{child}\s+sleep\b", tui.screen()), "the child's row", 30)
+        tui.keys("b")
+        wait_for(lambda: params(child)["nice"] == -10, "boost")
+        tui.keys("q")
+        wait_for(lambda: not tui.alive(), "quit")
+        assert params(child)["nice"] == -10  # kept
+        wait_for(lambda: "kept changes on 1 thread(s)" in tui.screen(history=True), "exit report")
+    finally:
+        tui.close()
+    r = subprocess.run([str(SCHEDTOP), "restore"], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "SCHEDTOP_STATE_DIR": str(state)})
+    assert r.returncode == 0 and "1 restored" in r.stdout
+    assert params(child) == orig
