@@ -80,7 +80,12 @@ extern bool bpf_cpumask_test_cpu(u32 cpu, const struct cpumask *cpumask) __ksym;
 const volatile u32 own_tgid;			/* the scheduler's process */
 const volatile u64 default_slice_ns = 5000000;
 const volatile u64 heartbeat_ns = 100000000;	/* 100 ms */
-const volatile bool loop_preempt = true;	/* a woken loop preempts its CPU */
+/*
+ * A woken loop preempts its CPU (opt-in): lowest round-trip latency, but every
+ * wake-up chops someone's slice. Off by default, as in rustland: the loop goes
+ * first to an idle CPU, else first when any CPU's slice ends (SELF_DSQ).
+ */
+const volatile bool loop_preempt = false;
 
 /* Live knobs, written by Python through the mmap of .bss. */
 struct {
@@ -93,6 +98,14 @@ struct scx_counters counters;
 u64 lat_hist[SCHEDTOP_LAT_BUCKETS];	/* enqueue -> user dispatch, log2(us) buckets */
 struct scx_exit_rec exit_rec;
 static u32 nr_cpu_ids;
+/* Set when we preempt a CPU for the loop or a boosted task; its victim is requeued. */
+static u32 cpu_preempted[SCHEDTOP_MAX_CPUS];
+
+static __always_inline void mark_preempt(s32 cpu)
+{
+	if (cpu >= 0 && cpu < SCHEDTOP_MAX_CPUS)
+		cpu_preempted[cpu] = 1;
+}
 /* Keep the record types in BTF: the Python mirrors are checked against them. */
 struct scx_queued *_btf_queued __attribute__((unused));
 struct scx_dispatched *_btf_dispatched __attribute__((unused));
@@ -122,6 +135,8 @@ struct task_ctx {
 	u64 vtime;		/* weighted runtime */
 	u64 deadline;		/* last key user space gave it */
 	u64 enq_ns;		/* when it was last sent to user space */
+	u64 slice_start;	/* slice it had when it last got a CPU */
+	u64 last_used;		/* ns it ran in that stint */
 };
 
 struct {
@@ -279,6 +294,35 @@ static void queue_to_user(struct task_struct *p, u64 enq_flags)
 	__sync_fetch_and_add(&counters.nr_queued, 1);
 }
 
+/*
+ * The task we just preempted for the loop (or a boosted task) goes back to its
+ * CPU with the rest of its slice, without a round trip: otherwise every loop
+ * wake-up would send its victim to user space, which wakes the loop again.
+ * The policy sees it again when its slice is used up.
+ */
+static __always_inline bool requeue_preempted(struct task_struct *p, struct scx_task_knob *k, s32 cpu,
+					      u64 enq_flags)
+{
+	struct task_ctx *tctx;
+	u64 left;
+
+	if ((enq_flags & SCX_ENQ_WAKEUP) || cpu < 0 || cpu >= SCHEDTOP_MAX_CPUS || !cpu_preempted[cpu])
+		return false;
+	cpu_preempted[cpu] = 0;	/* one victim per preemption */
+	tctx = ctx_of(p);
+	if (!tctx || !tctx->slice_start || tctx->last_used >= tctx->slice_start)
+		return false;
+	if (k && (k->flags & SCHEDTOP_KF_PINNED) && k->cpu != cpu)
+		return false;
+	if (!local_ok(p, cpu))
+		return false;
+	left = tctx->slice_start - tctx->last_used;
+	tctx->slice_start = 0;	/* once per stint */
+	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, left, enq_flags);
+	__sync_fetch_and_add(&counters.nr_kernel_dispatches, 1);
+	return true;
+}
+
 SEC("struct_ops/schedtop_enqueue")
 void BPF_PROG(schedtop_enqueue, struct task_struct *p, u64 enq_flags)
 {
@@ -294,6 +338,7 @@ void BPF_PROG(schedtop_enqueue, struct task_struct *p, u64 enq_flags)
 		 * SELF_DSQ so ops.dispatch first drains the decisions it just made.
 		 */
 		if (is_loop(p) && loop_preempt && (enq_flags & SCX_ENQ_WAKEUP) && local_ok(p, cpu)) {
+			mark_preempt(cpu);
 			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice_now(),
 					   enq_flags | SCX_ENQ_HEAD | SCX_ENQ_PREEMPT);
 			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
@@ -316,11 +361,14 @@ void BPF_PROG(schedtop_enqueue, struct task_struct *p, u64 enq_flags)
 	}
 
 	k = knob_of(p);
+	if (requeue_preempted(p, k, cpu, enq_flags))
+		return;
 	if (k && (k->flags & SCHEDTOP_KF_LATCRIT)) {
 		/* Boosted from the TUI/CLI: head of its CPU now, no round trip. */
 		if (k->flags & SCHEDTOP_KF_PINNED)
 			cpu = k->cpu;
 		if (local_ok(p, cpu)) {
+			mark_preempt(cpu);
 			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, knob_slice(k),
 					   enq_flags | SCX_ENQ_PREEMPT);
 			__sync_fetch_and_add(&counters.nr_kernel_dispatches, 1);
@@ -377,6 +425,7 @@ static long apply_decision(struct bpf_dynptr *dynptr, void *ctx)
 		if (cpu < 0)
 			cpu = scx_bpf_task_cpu(p);
 		if (local_ok(p, cpu)) {
+			mark_preempt(cpu);
 			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, d->slice_ns, SCX_ENQ_PREEMPT);
 			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 			__sync_fetch_and_add(&counters.nr_preempt, 1);
@@ -409,6 +458,13 @@ out:
 	return scx_bpf_dispatch_nr_slots() ? 0 : 1;
 }
 
+/* Tasks sent to user space and not decided yet (approximate: counters race). */
+static __always_inline bool user_has_work(void)
+{
+	return live.user_pending || bpf_ringbuf_query(&queued, BPF_RB_AVAIL_DATA) ||
+	       counters.nr_queued > counters.nr_scheduled + counters.nr_cancelled + counters.nr_failed;
+}
+
 SEC("struct_ops/schedtop_dispatch")
 void BPF_PROG(schedtop_dispatch, s32 cpu, struct task_struct *prev)
 {
@@ -421,8 +477,14 @@ void BPF_PROG(schedtop_dispatch, s32 cpu, struct task_struct *prev)
 		return;
 	if (scx_bpf_dsq_move_to_local(SHARED_DSQ))
 		return;
-	/* Nothing else wants this CPU: let the previous task go on. */
-	if (prev && (prev->scx.flags & SCX_TASK_QUEUED))
+	/*
+	 * Nothing else wants this CPU: let the previous task go on. Not the
+	 * scheduler's own threads: when the loop yields it is to let this
+	 * dispatch drain its decisions, not to be handed the CPU right back.
+	 * Nor while tasks wait for a decision: the slice is the policy's, and a
+	 * task that ran out of it takes its turn through the loop like the rest.
+	 */
+	if (prev && (prev->scx.flags & SCX_TASK_QUEUED) && !is_own(prev) && !user_has_work())
 		scx_bpf_task_set_slice(prev, slice_now());
 }
 
@@ -444,8 +506,10 @@ void BPF_PROG(schedtop_running, struct task_struct *p)
 	if (is_loop(p))
 		counters.loop_last_run_ns = now;
 	tctx = ctx_of(p);
-	if (tctx)
+	if (tctx) {
 		tctx->start_ns = now;
+		tctx->slice_start = p->scx.slice;
+	}
 }
 
 SEC("struct_ops/schedtop_stopping")
@@ -457,6 +521,11 @@ void BPF_PROG(schedtop_stopping, struct task_struct *p, bool runnable)
 	if (!tctx || !tctx->start_ns)
 		return;
 	delta = bpf_ktime_get_ns() - tctx->start_ns;
+	tctx->last_used = delta;
+	if (!is_own(p)) {
+		__sync_fetch_and_add(&counters.stint_ns, delta);
+		__sync_fetch_and_add(&counters.nr_stints, 1);
+	}
 	tctx->exec_runtime += delta;
 	tctx->run_ns += delta;
 	tctx->vtime += delta * 100 / (p->scx.weight ?: 100);

@@ -66,6 +66,8 @@ struct scx_counters {
 	__u64 nr_self;			/* own threads dispatched without the loop */
 	__u64 nr_preempt;		/* latency-critical preemptions */
 	__u64 loop_last_run_ns;	/* when the loop thread last got a CPU */
+	__u64 stint_ns;		/* CPU time of finished stints of scheduled tasks */
+	__u64 nr_stints;	/* their number: stint_ns / nr_stints is the observed timeslice */
 };
 
 /* ops.exit, copied to .bss for the loader: why the kernel let us go */

@@ -32,7 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=0.0, metavar="S", help="unload after S seconds (0: run until ^C)")
     parser.add_argument("--json", action="store_true", help="stats as JSON lines")
     parser.add_argument("--control", choices=["stdin"], help="read JSON-line commands on stdin (used by the TUI)")
-    parser.add_argument("--no-preempt", action="store_true", help="a woken loop waits for a free CPU instead of preempting")
+    parser.add_argument("--loop-preempt", action="store_true",
+                        help="a woken loop preempts its CPU (lower decision latency, chopped slices)")
     parser.add_argument("--stats-socket", default=None, metavar="PATH",
                         help="serve scx_stats here for scx tools and schedtop (default /var/run/scx/root/stats; "
                              "'none' to disable)")
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         policy = load_policy(args.policy, slice_ns=slice_ns, nr_cpus=nr_cpus)
         preflight()
         sched = Scheduler(LoadConfig(partial=args.partial, slice_ns=slice_ns, timeout_ms=args.timeout_ms,
-                                     loop_preempt=not args.no_preempt))
+                                     loop_preempt=args.loop_preempt))
     except (PolicyError, LoadError) as exc:
         return _fail(str(exc))
 

@@ -35,7 +35,7 @@ class LoadConfig:
     slice_ns: int = 5_000_000
     timeout_ms: int = 5_000
     heartbeat_ms: int = 100
-    loop_preempt: bool = True
+    loop_preempt: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,6 +132,7 @@ def _grow_stack(depth: int = 900) -> None:
 
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+PR_SET_THP_DISABLE = 41
 HEAP_RESERVE = 16 << 20  # the loop's steady state fits in far less (RSS is reported)
 
 
@@ -159,6 +160,9 @@ def harden() -> str | None:
     gc.freeze()
     gc.disable()
     libc = ctypes.CDLL(None, use_errno=True)
+    # No transparent huge pages: khugepaged collapsing the locked heap under the loop
+    # shows up as sporadic minor faults (and a fault is a wait we do not control).
+    libc.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)
     _reserve_heap(libc)
     if libc.mlockall(MCL_CURRENT | MCL_FUTURE) != 0:
         return f"mlockall failed: {os.strerror(ctypes.get_errno())} (page faults may stall the loop)"
@@ -363,6 +367,8 @@ class Loop:
         rates = {k: (counters[k] - prev_counters.get(k, 0)) / dt for k in counters if k.startswith("nr_")}
         cpu_pct = 100.0 * ((times.user - prev_times.user) + (times.system - prev_times.system)) / dt
         p50, p99 = self.core.latency_us()
+        stints = counters["nr_stints"] - prev_counters.get("nr_stints", 0)
+        stint_ms = (counters["stint_ns"] - prev_counters.get("stint_ns", 0)) / stints / 1e6 if stints else None
         hist = sched.latency_hist()
         faults = thread_faults()
         self._stats_prev = (counters, t, times)
@@ -374,6 +380,7 @@ class Loop:
             "counters": counters,
             "rates": rates,
             "user_queue": len(self.backlog),
+            "avg_timeslice_ms": stint_ms,  # CPU time per stint of scheduled tasks, last interval
             "decisions": self.core.decisions,
             "decide_p50_us": p50,
             "decide_p99_us": p99,
@@ -382,6 +389,7 @@ class Loop:
             "page_faults": faults,
             "page_faults_after_warmup": None if fault_base is None else faults - fault_base,
             "major_faults": thread_major_faults(),
+            "allocator": os.environ.get("PYTHONMALLOC", "pymalloc"),
             "cpu_pct": round(cpu_pct, 2),
             "rss_kb": _rss_kb(),
             "policy_stats": self.core.policy.stats(),

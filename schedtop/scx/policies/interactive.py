@@ -36,7 +36,7 @@ class InteractivePolicy(Policy):
     def __init__(self, slice_ns: int = 5_000_000, nr_cpus: int = 1) -> None:
         super().__init__(slice_ns, nr_cpus)
         self.clock = 0
-        # pid -> [vruntime, last seen, last wake, wake_hz, burst_ns, run_per_wake_ns]
+        # pid -> [vruntime, last seen, last wake, wake_hz, burst_ns, run_per_wake_ns, lat_crit]
         self.tasks: dict[int, list] = {}
         self.preempts = 0
 
@@ -49,7 +49,7 @@ class InteractivePolicy(Policy):
         s = self.tasks.get(task.pid)
         if s is None:
             # New task: no history, so neither favoured nor punished.
-            s = self.tasks[task.pid] = [self.clock, now_ns, 0, 0.0, 0, float(slice_ns)]
+            s = self.tasks[task.pid] = [self.clock, now_ns, 0, 0.0, 0, float(slice_ns), 0.0]
             vr = self.clock
         else:
             vr = s[0] + task.run_ns * WEIGHT_DEFAULT // weight
@@ -63,6 +63,7 @@ class InteractivePolicy(Policy):
             s[2] = task.enq_ns
             s[5] = EWMA_OLD * s[5] + (1 - EWMA_OLD) * s[4]
             s[4] = 0
+            s[6] = self.lat_crit(s[3], s[5])  # the averages only move on a wake-up
         floor = self.clock - slice_ns
         if vr < floor:
             vr = floor
@@ -70,7 +71,7 @@ class InteractivePolicy(Policy):
             self.clock = vr
         s[0] = vr
         s[1] = now_ns
-        lc = self.lat_crit(s[3], s[5])
+        lc = s[6]
         deadline = vr + int(slice_ns / (1.0 + lc))
         if lc >= 1.0:
             slice_ns = max(MIN_SLICE_NS, min(slice_ns, int(2 * s[5])))
