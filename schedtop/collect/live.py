@@ -46,7 +46,19 @@ class LiveSource:
         procfs_root: str = "/proc",
         use_debugfs: bool | None = None,
         sched_ext_root: str = SCHED_EXT,
+        bpf_wait: float | None = None,
     ) -> None:
+        """use_bpf opens the BPF tier in a background thread started here, so loading it
+        overlaps whatever the caller does next (the TUI imports Textual meanwhile).
+        bpf_wait: how long a collect() waits for that thread while it is still running;
+        None waits until it is done (the first snapshot carries BPF data), 0 never waits
+        (the TUI: a procfs frame now, BPF from the first collect after the tier is up;
+        `bpf_pending` says when to ask again).
+
+        pids only narrows the task rows. The BPF tier is never opened with a pid_filter:
+        the CPU panel's run-queue depth, current task and latency percentiles describe
+        the whole machine, and a filtered tier would measure latency for -p's tasks only.
+        """
         self.pids = tuple(pids)
         self.threads = threads  # thread rows, or processes with their threads folded in
         self.detail_tid: int | None = None  # if set, extras["sched_detail"] has its full /proc sched
@@ -56,7 +68,9 @@ class LiveSource:
         self._lock = threading.Lock()
         self._extras: dict[str, Callable[[], Mapping]] = {}
         self._tier: Any = None
-        self._tier_tried = False
+        self._bpf_wait = bpf_wait
+        self._tier_thread: threading.Thread | None = None
+        self._tier_warnings: list[str] = []  # from the opening thread; moved to _warnings by collect()
         self._warnings: list[str] = []  # standing ones, repeated in every snapshot
         self._prev_ts: float | None = None
         self._prev_cpu: list[tuple[float, float]] | None = None
@@ -83,12 +97,28 @@ class LiveSource:
                 self._warnings.append(str(exc))
             except Exception as exc:  # mount(8) missing, timeout: degrade, never crash
                 self._warnings.append(f"debugfs: {exc}")
+        if use_bpf:
+            self._tier_thread = threading.Thread(target=self._open_tier, name="schedtop-bpf-open", daemon=True)
+            self._tier_thread.start()
 
     # --- API ---------------------------------------------------------------
 
     @property
     def source(self) -> str:
         return "procfs+debugfs" if self._debugfs else "procfs"
+
+    @property
+    def bpf_tier(self) -> Any:
+        """The open BpfTier (sample rate, counters, event stream), or None: --no-bpf,
+        failed to open (the snapshot warnings say why), still opening, or closed."""
+        t = self._tier_thread
+        return None if t is not None and t.is_alive() else self._tier
+
+    @property
+    def bpf_pending(self) -> bool:
+        """True while the BPF tier is still being opened in the background."""
+        t = self._tier_thread
+        return t is not None and t.is_alive()
 
     def add_extra(self, name: str, fn: Callable[[], Mapping]) -> None:
         """Put fn()'s mapping into every Snapshot.extras[name]; its exceptions become warnings.
@@ -108,6 +138,9 @@ class LiveSource:
                 self._invalid.add(tid)
 
     def close(self) -> None:
+        t = self._tier_thread
+        if t is not None:
+            t.join()  # an attach in flight finishes, then the tier it made is closed below
         with self._lock:
             tier, self._tier = self._tier, None
         if tier is not None:
@@ -124,10 +157,15 @@ class LiveSource:
 
     def collect(self) -> Snapshot:
         with self._lock:
-            if self._use_bpf and not self._tier_tried:
-                self._open_tier()
+            t = self._tier_thread
+            if t is not None:
+                if t.is_alive():
+                    t.join(self._bpf_wait)
+                if not t.is_alive():
+                    self._tier_thread = None
+                    self._warnings.extend(self._tier_warnings)
             snap = self._collect()
-            if self._tier is not None:
+            if self._tier is not None and self._tier_thread is None:
                 t = time.thread_time()
                 try:
                     snap = self._tier.enrich(snap)
@@ -141,19 +179,20 @@ class LiveSource:
     # --- internals ---------------------------------------------------------
 
     def _open_tier(self) -> None:
-        # Lazily, in the worker thread: loading BPF objects takes a while.
-        self._tier_tried = True
+        # In its own thread (started by __init__): loading and attaching takes ~0.1 s,
+        # mostly in the kernel's verifier, so it runs alongside the caller's start-up.
+        # Only this thread writes _tier/_tier_warnings until collect() or close() joins it.
         try:
             from schedtop.collect.bpf import BpfUnavailable, open_tier
         except ImportError as exc:
-            self._warnings.append(f"BPF tier not available ({exc}); procfs only")
+            self._tier_warnings.append(f"BPF tier not available ({exc}); procfs only")
             return
         try:
             self._tier = open_tier()
         except BpfUnavailable as exc:
-            self._warnings.append(f"BPF tier off: {exc}")
+            self._tier_warnings.append(f"BPF tier off: {exc}")
         except Exception as exc:
-            self._warnings.append(f"BPF tier failed to open: {exc}")
+            self._tier_warnings.append(f"BPF tier failed to open: {exc}")
 
     def _collect(self) -> Snapshot:
         t_cpu = time.thread_time()

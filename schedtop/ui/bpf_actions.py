@@ -60,9 +60,7 @@ class BpfActions:
 
     def _bpf_tier(self) -> Any:
         src = getattr(self, "source", None)
-        tier = getattr(src, "bpf_tier", None)
-        if tier is None:
-            tier = getattr(src, "_tier", None)  # LiveSource's attribute until it grows a property
+        tier = getattr(src, "bpf_tier", None)  # LiveSource's; a replay has none
         return tier if hasattr(tier, "set_sample_rate") else None
 
     def _bpf_why_not(self) -> str:

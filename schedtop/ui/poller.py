@@ -103,6 +103,8 @@ class Poller:
             wait = interval / max(float(getattr(self.source, "speed", 1.0)), 0.01)
         else:
             wait = max(0.05, self.delay - self.collect_ms / 1000)
+            if getattr(self.source, "bpf_pending", False):
+                wait = min(wait, 0.1)  # the BPF tier is still loading: show its data as soon as it is up
         self._timer = self.set_timer(wait, self._poll)
 
     def action_step(self, delta: int) -> None:

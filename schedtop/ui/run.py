@@ -19,7 +19,10 @@ def build_source(args: Any) -> Any:
         return ReplaySource(load_replay(args.replay))
     from schedtop.collect.live import LiveSource
 
-    return LiveSource(pids=tuple(args.pid or ()), threads=True, use_bpf=not args.no_bpf)
+    # The BPF tier opens in the background from here on, alongside the Textual import and the
+    # app's start; the first frame never waits for it (bpf_wait=0). -p only narrows the rows:
+    # the tier always sees every task (see LiveSource).
+    return LiveSource(pids=tuple(args.pid or ()), threads=True, use_bpf=not args.no_bpf, bpf_wait=0)
 
 
 def run(args: Any) -> int:

@@ -51,3 +51,32 @@ def test_sample_rate_keys_drive_the_loaded_tier() -> None:
         asyncio.run(main())
     finally:
         src.close()
+
+
+def test_tier_opens_in_the_background_and_never_delays_a_collect() -> None:
+    """bpf_wait=0 (the TUI's): collect() answers from procfs while the tier loads in its
+    thread; once bpf_pending is False the next snapshot carries BPF data, and bpf_tier
+    is the tier itself. -p narrows the rows only: the tier still counts every task."""
+    import os
+
+    from schedtop.collect.live import LiveSource
+
+    src = LiveSource(pids=(os.getpid(),), use_debugfs=False, bpf_wait=0)
+    try:
+        t0 = time.monotonic()
+        first = src.collect()
+        assert first.tasks and {t.pid for t in first.tasks} == {os.getpid()}
+        if src.bpf_pending:  # still loading: the frame did not wait for it
+            assert first.source == "procfs" and src.bpf_tier is None
+        deadline = t0 + 20
+        while src.bpf_pending:
+            assert time.monotonic() < deadline, "BPF tier still opening after 20 s"
+            time.sleep(0.01)
+        snap = src.collect()
+        assert snap.source == "bpf", snap.warnings
+        tier = src.bpf_tier
+        assert tier is not None and tier.pid_filter is None  # whole machine
+        assert snap.extras["bpf"]["pid_filter"] is None
+    finally:
+        src.close()
+    assert src.bpf_tier is None
