@@ -115,3 +115,23 @@ class Policy:
         """Called when switching policy live: take over shared settings of the old one."""
         self.slice_ns = other.slice_ns
         self.nr_cpus = other.nr_cpus
+
+
+class VruntimeClock:
+    """The vruntime bookkeeping shared by the vtime policies: charge a task for the CPU
+    time it used (scaled by 100/weight), cap a sleeper's credit at one slice behind the
+    clock, and advance the clock (the largest vruntime handed out)."""
+
+    clock = 0
+
+    def charge(self, vr: int | None, run_ns: int, weight: int, slice_ns: int) -> int:
+        if vr is None:
+            vr = self.clock  # a new task starts at the clock: no credit, no debt
+        else:
+            vr += run_ns * WEIGHT_DEFAULT // weight
+        floor = self.clock - slice_ns
+        if vr < floor:
+            vr = floor
+        if vr > self.clock:
+            self.clock = vr
+        return vr

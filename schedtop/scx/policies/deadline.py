@@ -11,20 +11,20 @@ sorts before a CPU hog with the same vruntime. The slice scales with weight.
 
 from __future__ import annotations
 
-from schedtop.scx.policy import CPU_ANY, WEIGHT_DEFAULT, Decision, Policy, TaskIn, clamp_slice
+from schedtop.scx.policy import CPU_ANY, WEIGHT_DEFAULT, Decision, Policy, TaskIn, VruntimeClock, clamp_slice
 
 # Forget a task we have not seen for this long (it exited or sleeps for good);
 # if it comes back it starts at the clock, like a new task.
 FORGET_NS = 10_000_000_000
 
 
-class DeadlinePolicy(Policy):
+class DeadlinePolicy(VruntimeClock, Policy):
     name = "deadline"
     description = "vruntime + deadline, weight-scaled slice (rustland-style)"
 
     def __init__(self, slice_ns: int = 5_000_000, nr_cpus: int = 1) -> None:
         super().__init__(slice_ns, nr_cpus)
-        self.clock = 0  # the largest vruntime handed out so far
+        self.clock = 0
         self.tasks: dict[int, list[int]] = {}  # pid -> [vruntime, last seen ns]
 
     def decide(self, task: TaskIn, now_ns: int) -> Decision:
@@ -32,16 +32,8 @@ class DeadlinePolicy(Policy):
         weight = task.weight or WEIGHT_DEFAULT
         state = self.tasks.get(task.pid)
         if state is None:
-            vr = self.clock
-            self.tasks[task.pid] = state = [vr, now_ns]
-        else:
-            vr = state[0] + task.run_ns * WEIGHT_DEFAULT // weight
-        floor = self.clock - slice_ns
-        if vr < floor:
-            vr = floor
-        if vr > self.clock:
-            self.clock = vr
-        state[0] = vr
+            self.tasks[task.pid] = state = [None, now_ns]
+        state[0] = vr = self.charge(state[0], task.run_ns, weight, slice_ns)
         state[1] = now_ns
         cap = 100 * slice_ns
         run = task.exec_runtime if task.exec_runtime < cap else cap

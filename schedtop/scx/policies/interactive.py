@@ -21,7 +21,8 @@ from __future__ import annotations
 import math
 
 from schedtop.scx.policy import (
-    CPU_ANY, DF_PREEMPT, ENQ_WAKEUP, MIN_SLICE_NS, WEIGHT_DEFAULT, Decision, Policy, TaskIn, clamp_slice,
+    CPU_ANY, DF_PREEMPT, ENQ_WAKEUP, MIN_SLICE_NS, WEIGHT_DEFAULT, Decision, Policy, TaskIn, VruntimeClock,
+    clamp_slice,
 )
 
 FORGET_NS = 10_000_000_000
@@ -29,7 +30,7 @@ EWMA_OLD = 0.75  # weight of the history in each moving average
 PREEMPT_AT = 12.0  # e.g. 1 kHz wake-ups (≈10) x runs of 1/16 slice (≈4) = 40; a hog scores < 1
 
 
-class InteractivePolicy(Policy):
+class InteractivePolicy(VruntimeClock, Policy):
     name = "interactive"
     description = "latency-critical first: wake frequency x short runs (lavd-like)"
 
@@ -49,10 +50,8 @@ class InteractivePolicy(Policy):
         s = self.tasks.get(task.pid)
         if s is None:
             # New task: no history, so neither favoured nor punished.
-            s = self.tasks[task.pid] = [self.clock, now_ns, 0, 0.0, 0, float(slice_ns), 0.0]
-            vr = self.clock
-        else:
-            vr = s[0] + task.run_ns * WEIGHT_DEFAULT // weight
+            s = self.tasks[task.pid] = [None, now_ns, 0, 0.0, 0, float(slice_ns), 0.0]
+        s[0] = vr = self.charge(s[0], task.run_ns, weight, slice_ns)
         s[4] += task.run_ns
         woke = task.flags & ENQ_WAKEUP
         if woke:
@@ -64,12 +63,6 @@ class InteractivePolicy(Policy):
             s[5] = EWMA_OLD * s[5] + (1 - EWMA_OLD) * s[4]
             s[4] = 0
             s[6] = self.lat_crit(s[3], s[5])  # the averages only move on a wake-up
-        floor = self.clock - slice_ns
-        if vr < floor:
-            vr = floor
-        if vr > self.clock:
-            self.clock = vr
-        s[0] = vr
         s[1] = now_ns
         lc = s[6]
         deadline = vr + int(slice_ns / (1.0 + lc))
