@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 
 from schedtop.steer import units
-from schedtop.steer.actions import TaskRef, Tuning, starttime_of
+from schedtop.steer.actions import TaskRef, Tuning
 from schedtop.steer.change import ChangeReport, change
 from schedtop.steer.journal import Journal
 
@@ -233,6 +233,16 @@ def _read(path: str) -> str:
         return ""
 
 
+def _comm_and_start(pid: int, tid: int) -> tuple[str, int] | None:
+    """The thread's name and start time, both from its stat line."""
+    data = _read(f"/proc/{pid}/task/{tid}/stat")
+    try:
+        close = data.rindex(")")
+        return data[data.index("(") + 1:close], int(data[close + 2:].split()[19])
+    except (ValueError, IndexError):
+        return None
+
+
 def _exe(pid: int) -> str:
     try:
         return os.readlink(f"/proc/{pid}/exe")
@@ -285,12 +295,12 @@ class ProfileRunner:
                 continue
             for t in tids:
                 tid = int(t)
-                st = starttime_of(pid, tid)
-                if st is None:
+                got = _comm_and_start(pid, tid)  # one read per thread per poll
+                if got is None:
                     continue
+                comm, st = got
                 key = (tid, st)
                 alive.add(key)
-                comm = _read(f"/proc/{pid}/task/{tid}/comm").rstrip("\n")
                 if self.seen.get(key) == comm:
                     continue
                 self.seen[key] = comm
