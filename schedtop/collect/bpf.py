@@ -273,8 +273,11 @@ class BpfTier:
     # --- reading -----------------------------------------------------------------------
 
     def counters(self) -> dict[str, int]:
+        """events/dropped/untracked: the kernel side's (dropped = ring buffer full);
+        lost_user: events read from the ring but lost when the tier's own backlog overflowed."""
         b = self._bss
-        return {"events": int(b.events), "dropped": int(b.dropped), "untracked": int(b.untracked)}
+        return {"events": int(b.events), "dropped": int(b.dropped), "untracked": int(b.untracked),
+                "lost_user": self._lost_user}
 
     def nr_running_counters(self) -> list[int]:
         """The in-kernel per-CPU counters (maintained on every event; raw_tp mode's answer)."""
@@ -406,7 +409,7 @@ class BpfTier:
             "events": counters["events"],
             "dropped": counters["dropped"],
             "untracked": counters["untracked"],
-            "lost_user": self._lost_user,
+            "lost_user": counters["lost_user"],
             "backlog": len(self._backlog),
             "pid_filter": self.pid_filter,
             "programs": dict(self.programs),

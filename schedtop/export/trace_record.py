@@ -78,7 +78,7 @@ def tier_counters(tier: Any) -> tuple[int, int]:
     overflowing in user space, so nothing that went missing is left out of the file.
     """
     c = tier.counters()
-    return int(c["events"]), int(c["dropped"]) + int(c.get("lost_user", getattr(tier, "_lost_user", 0)))
+    return int(c["events"]), int(c["dropped"]) + int(c.get("lost_user", 0))
 
 
 @dataclass(frozen=True, slots=True)

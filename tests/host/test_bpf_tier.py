@@ -199,6 +199,28 @@ def test_dropped_events_are_counted() -> None:
         t.close()
 
 
+def test_backlog_overflow_is_counted_as_lost_user(monkeypatch) -> None:
+    """A small backlog (the real one holds 200k) that enrich() overfills while nobody calls
+    events(): counters() and the trace exporter's tier_counters() both report the loss."""
+    import schedtop.collect.bpf as bpf_mod
+    from schedtop.collect.live import LiveSource
+    from schedtop.export.trace_record import tier_counters
+
+    monkeypatch.setattr(bpf_mod, "EVENT_BACKLOG", 50)
+    t = open_tier(sample_rate=1)
+    try:
+        snap = LiveSource(use_bpf=False, use_debugfs=False).collect()
+        with hogs(2, busy_cpu()):
+            time.sleep(0.3)
+            out = t.enrich(snap)
+        c = t.counters()
+        assert c["lost_user"] > 0 and out.extras["bpf"]["lost_user"] == c["lost_user"]
+        events, dropped = tier_counters(t)
+        assert dropped >= c["lost_user"] + c["dropped"] and events == c["events"]
+    finally:
+        t.close()
+
+
 def test_pid_filter_limits_latency_to_one_process() -> None:
     cpu = busy_cpu()
     s = Sleeper(cpu)
