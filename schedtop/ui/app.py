@@ -22,6 +22,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input
 
+from schedtop.collect.fold import fold_processes
 from schedtop.model import Snapshot, Task
 from schedtop.ui import bpf_actions, ext_actions, scx_actions, steer_actions
 from schedtop.ui.bpf_actions import BpfActions
@@ -38,7 +39,6 @@ from schedtop.ui.scx_actions import ScxActions
 from schedtop.ui.steer_actions import SteerActions
 from schedtop.ui.widgets.cpu_panel import CpuPanel
 from schedtop.ui.widgets.filter_box import FilterBox
-from schedtop.ui.widgets.format import fold_processes
 from schedtop.ui.widgets.header import SchedHeader
 from schedtop.ui.widgets.latency import LatencyPanel
 from schedtop.ui.widgets.status import StatusBar

@@ -14,7 +14,8 @@ from schedtop.collect.replay import load_replay
 from schedtop.model import Histogram
 from schedtop.ui.config import Config, ConfigError, check_keymap, load_config
 from schedtop.ui.run import known_binding_ids, run
-from schedtop.ui.widgets.format import bar, compact_cpus, fmt_ns, fold_processes, matches
+from schedtop.collect.fold import fold_processes
+from schedtop.ui.widgets.format import bar, compact_cpus, fmt_ns, matches
 from schedtop.ui.widgets.latency import histogram_columns
 from schedtop.ui.widgets.task_table import COLUMNS, layout_columns
 

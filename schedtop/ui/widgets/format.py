@@ -92,44 +92,6 @@ def matches(task: Task, query: str) -> bool:
     return q.lower() in task.comm.lower()
 
 
-def fold_processes(tasks: Sequence[Task]) -> tuple[Task, ...]:
-    """Fold threads into one row per process (for sources that only recorded threads).
-
-    Rates and times add up; identity fields come from the thread group leader
-    (or the first thread seen when the leader is absent)."""
-    groups: dict[int, list[Task]] = {}
-    for t in tasks:
-        groups.setdefault(t.pid, []).append(t)
-    out: list[Task] = []
-    for pid, ts in groups.items():
-        if len(ts) == 1 and ts[0].nr_threads > 1:
-            out.append(ts[0])  # already a folded row
-            continue
-        lead = next((t for t in ts if t.tid == pid), ts[0])
-        state = "R" if any(t.state == "R" for t in ts) else lead.state
-        lat = [t for t in ts if t.lat_max_us is not None]
-        out.append(
-            Task(
-                pid=pid, tid=pid, comm=lead.comm, state=state, policy=lead.policy,
-                nice=lead.nice, prio=lead.prio, rt_priority=lead.rt_priority, cpu=lead.cpu,
-                affinity=lead.affinity, vruntime_ns=lead.vruntime_ns, slice_ns=lead.slice_ns,
-                cpu_pct=sum(t.cpu_pct for t in ts),
-                runtime_ns=sum(t.runtime_ns for t in ts),
-                wait_ns=sum(t.wait_ns for t in ts),
-                timeslices=sum(t.timeslices for t in ts),
-                wait_ns_per_s=sum(t.wait_ns_per_s for t in ts),
-                vol_cs_per_s=sum(t.vol_cs_per_s for t in ts),
-                invol_cs_per_s=sum(t.invol_cs_per_s for t in ts),
-                nr_threads=sum(t.nr_threads for t in ts),
-                lat_p50_us=max((t.lat_p50_us or 0.0 for t in lat), default=None),
-                lat_p99_us=max((t.lat_p99_us or 0.0 for t in lat), default=None),
-                lat_max_us=max((t.lat_max_us or 0.0 for t in lat), default=None),
-                ext_enabled=lead.ext_enabled, starttime=lead.starttime,
-            )
-        )
-    return tuple(out)
-
-
 SPARK = "▁▂▃▄▅▆▇█"
 
 
