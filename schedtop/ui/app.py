@@ -232,7 +232,8 @@ class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[
     def _layout_latency(self) -> None:
         lat = self.query_one("#latency", LatencyPanel)
         snap = self.snapshot
-        lat.display = bool(snap is not None and snap.latency is not None and self.size.width >= LATENCY_MIN_WIDTH)
+        lat.display = bool(self.latency_wanted and snap is not None and snap.latency is not None
+                           and self.size.width >= LATENCY_MIN_WIDTH)
 
     # --- what mixins use ----------------------------------------------------
 

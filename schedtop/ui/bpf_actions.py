@@ -10,7 +10,7 @@ What the host app provides to mixins:
   self.record_action(action: dict)    journal the action into --record output
   self.source                          the live or replay source (LiveSource.add_extra exists on live)
 
-Keys (scxtop's): `[` samples fewer scheduling events (1 in 2N), `]` samples more (1 in N/2,
+Keys: `H` shows/hides the latency panel. scxtop's: `[` samples fewer scheduling events (1 in 2N), `]` samples more (1 in N/2,
 down to every event); `ctrl+b` shows the tier's status. The rate is the live `.data` knob of the
 loaded BPF object: no reload, effective on the next event.
 """
@@ -33,6 +33,8 @@ BINDINGS: list[Binding] = [
        "BPF event stream: sample half as many scheduling events (1 in 2N)"),
     _b("right_square_bracket", "bpf_sample(0.5)", "Sample more", "sample_more",
        "BPF event stream: sample twice as many scheduling events (1 in N/2, down to all)"),
+    _b("H", "bpf_histogram", "Histogram", "histogram",
+       "Show or hide the run-queue latency panel (histogram + p99 trail; needs the BPF tier)"),
     _b("ctrl+b", "bpf_status", "BPF status", "status",
        "BPF tier: mode, attached programs, sampling rate, events and drops"),
 ]
@@ -51,6 +53,8 @@ def next_rate(rate: int, factor: float) -> int:
 
 
 class BpfActions:
+    latency_wanted = True  # `H`: the user's choice; the panel also needs data and width
+
     def bpf_mount(self) -> None:
         """Called once the app is mounted."""
 
@@ -78,6 +82,16 @@ class BpfActions:
             "BPF samples every scheduling event" if rate == 1 else f"BPF samples 1 event in {rate}")
         self.notify(text)  # type: ignore[attr-defined]
         self.record_action({"action": "bpf_sample_rate", "rate": rate})  # type: ignore[attr-defined]
+
+    def action_bpf_histogram(self) -> None:
+        app: Any = self
+        self.latency_wanted = not self.latency_wanted
+        snap = getattr(self, "snapshot", None)
+        if self.latency_wanted and (snap is None or snap.latency is None):
+            app.notify(f"no latency histogram to show: {self._bpf_why_not()}", severity="warning")
+        app._layout_latency()
+        if snap is not None and app.query_one("#latency").display:
+            app.show(snap)  # the panel was not kept up to date while hidden
 
     def action_bpf_status(self) -> None:
         snap = getattr(self, "snapshot", None)

@@ -46,6 +46,15 @@ def test_sample_rate_keys_drive_the_loaded_tier() -> None:
             await _wait(pilot, lambda: app.snapshot.extras["bpf"]["sample_rate"] == 256)
             await pilot.press("ctrl+b")
             await pilot.pause(0.1)
+            # H hides the latency panel and brings it back, filled from the newest snapshot
+            lat = app.query_one("#latency")
+            await _wait(pilot, lambda: lat.display)
+            await pilot.press("H")
+            assert not lat.display
+            await pilot.pause(0.5)  # a collect while hidden does not bring it back
+            assert not lat.display
+            await pilot.press("H")
+            assert lat.display
 
     try:
         asyncio.run(main())
@@ -80,3 +89,13 @@ def test_tier_opens_in_the_background_and_never_delays_a_collect() -> None:
     finally:
         src.close()
     assert src.bpf_tier is None
+
+
+def test_histogram_key_collides_with_no_other_binding() -> None:
+    """`H` is free on the main screen, and every binding id is unique."""
+    from schedtop.ui.app import SchedtopApp
+
+    ids = [b.id for b in SchedtopApp.BINDINGS]
+    assert len(ids) == len(set(ids)) and "schedtop.bpf.histogram" in ids
+    keys = [k.strip() for b in SchedtopApp.BINDINGS for k in b.key.split(",")]
+    assert keys.count("H") == 1 and len(keys) == len(set(keys))
