@@ -152,14 +152,14 @@ def test_live_slice_and_pin_knobs(scx_proc, policy):
     assert seen == {1}, seen  # the pin: only CPU 1's DSQ, every time
     assert stats["slice_ns"] == 2_000_000 and stats["last_error"] is None
     assert stats["knobs"][str(pinned.pid)][1] == 1
-    # Observed timeslices: CPU time per stint as the BPF side measures it (running ->
-    # stopping of every scheduled task) and schedstat's per-task view.
-    before_ms, after_ms = min(bpf_long), max(bpf_short)
-    if not after_ms < before_ms / 3:
-        # Known gap (see BENCHMARKS.md, embedded scheduler): under TCG on a loaded host the
-        # stints do not follow the slice yet; the knob itself reaches BPF (asserted above).
-        pytest.xfail(f"timeslices did not follow the slice: BPF stints {bpf_long} -> {bpf_short} ms; "
-                     f"schedstat {long_ms:.1f} -> {short_ms:.1f} ms")
+    # Observed timeslices of the hogs (schedstat: CPU time / times switched in). The
+    # kernel checks slices at its tick (4 ms at HZ=250), so 2 ms shows as about 4 ms.
+    why = f"schedstat {long_ms:.1f} -> {short_ms:.1f} ms; BPF stints {bpf_long} -> {bpf_short} ms"
+    if long_ms < 10:
+        # Precondition, not the claim: a 20 ms slice must be observable at all. Under TCG on an
+        # overloaded host the vCPUs stall for longer than that and no slice can be measured.
+        pytest.xfail(f"this guest cannot observe a 20 ms slice right now: {why}")
+    assert short_ms < long_ms / 2.5, why
 
 
 def test_a_raising_user_policy_unloads_cleanly(tmp_path, scx_proc):

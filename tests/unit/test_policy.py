@@ -192,3 +192,16 @@ def test_unknown_policy_names():
         load_policy("cfs")
     with pytest.raises(PolicyError, match="not found"):
         load_policy("/nonexistent/p.py")
+
+
+def test_interactive_score_falls_when_a_chatty_task_turns_hog():
+    policy = load_policy("interactive")
+    now = 0
+    for i in range(100):  # chatty: wakes every ms, runs 50 µs
+        now += 1_000_000
+        d = policy.decide(task(pid=9, flags=ENQ_WAKEUP, run_ns=50_000, gen=i, enq_ns=now), now)
+    assert d.slice_ns < SLICE
+    for i in range(100, 120):  # then spins: whole slices, never sleeps
+        now += SLICE
+        d = policy.decide(task(pid=9, run_ns=SLICE, exec_runtime=SLICE * (i - 99), gen=i, enq_ns=now), now)
+    assert d.slice_ns == SLICE and not d.flags & DF_PREEMPT

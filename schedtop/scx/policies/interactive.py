@@ -62,7 +62,12 @@ class InteractivePolicy(VruntimeClock, Policy):
             s[2] = task.enq_ns
             s[5] = EWMA_OLD * s[5] + (1 - EWMA_OLD) * s[4]
             s[4] = 0
-            s[6] = self.lat_crit(s[3], s[5])  # the averages only move on a wake-up
+            s[6] = self.lat_crit(s[3], s[5])
+        elif s[4] > s[5]:
+            # Still running since its last wake-up, longer than it used to: it is turning
+            # into a hog, so let the score fall now rather than at a wake-up that may not come.
+            s[5] = EWMA_OLD * s[5] + (1 - EWMA_OLD) * s[4]
+            s[6] = self.lat_crit(s[3], s[5])
         s[1] = now_ns
         lc = s[6]
         deadline = vr + int(slice_ns / (1.0 + lc))
