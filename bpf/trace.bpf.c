@@ -396,6 +396,39 @@ static __always_inline int on_migrate(struct task_struct *p, int dest_cpu, const
 	return 0;
 }
 
+/* sched_waking: stream only (Perfetto's wakeup arrows start here); no counter moves, so
+ * with the stream off (targ_events false) its programs are not even loaded. */
+static __always_inline int on_waking(struct task_struct *p)
+{
+	struct event *e;
+
+	if (!sample() || !tracked(BPF_CORE_READ(p, tgid)))
+		return 0;
+	e = event_reserve();
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->type = EV_WAKING;
+	e->cpu = bpf_get_smp_processor_id();
+	e->target_cpu = task_cpu(p);
+	fill_task(e, p);
+	event_submit(e);
+	return 0;
+}
+
+SEC("tp_btf/sched_waking")
+int BPF_PROG(handle_waking, struct task_struct *p)
+{
+	return on_waking(p);
+}
+
+SEC("raw_tp/sched_waking")
+int BPF_PROG(handle_raw_waking, struct task_struct *p)
+{
+	return on_waking(p);
+}
+
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(handle_wakeup, struct task_struct *p)
 {

@@ -21,6 +21,7 @@ enum event_type {
 	EV_WAKEUP = 2,
 	EV_WAKEUP_NEW = 3,
 	EV_MIGRATE = 4,
+	EV_WAKING = 5,		/* sched_waking: the wakeup starts (on the waker's CPU) */
 };
 
 /* One sampled scheduling event (ring buffer "events"). */

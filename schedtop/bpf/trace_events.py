@@ -23,8 +23,9 @@ CPU_SLOTS = (LAT_MAX_MSB - CPU_SUB_BITS + 2) << CPU_SUB_BITS
 TASK_SUB_BITS = 2
 TASK_SLOTS = (LAT_MAX_MSB - TASK_SUB_BITS + 2) << TASK_SUB_BITS
 
-EV_SWITCH, EV_WAKEUP, EV_WAKEUP_NEW, EV_MIGRATE = 1, 2, 3, 4
-EVENT_NAMES = {EV_SWITCH: "switch", EV_WAKEUP: "wakeup", EV_WAKEUP_NEW: "wakeup_new", EV_MIGRATE: "migrate"}
+EV_SWITCH, EV_WAKEUP, EV_WAKEUP_NEW, EV_MIGRATE, EV_WAKING = 1, 2, 3, 4, 5
+EVENT_NAMES = {EV_SWITCH: "switch", EV_WAKEUP: "wakeup", EV_WAKEUP_NEW: "wakeup_new", EV_MIGRATE: "migrate",
+               EV_WAKING: "waking"}
 
 
 class Event(ctypes.Structure):

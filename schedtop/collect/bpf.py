@@ -37,9 +37,11 @@ log = logging.getLogger(__name__)
 DEFAULT_SAMPLE_RATE = 128  # 1 event in 128, like scxtop
 MAX_SAMPLE_RATE = 1 << 20
 OBJECT = Path(__file__).resolve().parents[1] / "bpf" / "obj" / "trace.bpf.o"
-TRACEPOINTS = ("sched_wakeup", "sched_wakeup_new", "sched_switch", "sched_migrate_task")
-BTF_PROGS = ("handle_wakeup", "handle_wakeup_new", "handle_switch", "handle_migrate")
-RAW_PROGS = ("handle_raw_wakeup", "handle_raw_wakeup_new", "handle_raw_switch", "handle_raw_migrate")
+TRACEPOINTS = ("sched_wakeup", "sched_wakeup_new", "sched_switch", "sched_migrate_task", "sched_waking")
+BTF_PROGS = ("handle_wakeup", "handle_wakeup_new", "handle_switch", "handle_migrate", "handle_waking")
+RAW_PROGS = ("handle_raw_wakeup", "handle_raw_wakeup_new", "handle_raw_switch", "handle_raw_migrate",
+             "handle_raw_waking")
+WAKING_PROGS = ("handle_waking", "handle_raw_waking")  # stream only: not loaded without events
 ESSENTIAL = ("handle_switch", "handle_raw_switch")  # without switch there is no latency/depth
 EVENT_BACKLOG = 200_000  # sampled events kept for events() between drains
 
@@ -203,6 +205,9 @@ class BpfTier:
         unused = RAW_PROGS if use_btf else BTF_PROGS
         for name in unused:
             obj.program(name).autoload = False
+        if not events:
+            for name in WAKING_PROGS:
+                obj.program(name).autoload = False
         if not use_btf:
             obj.program("dump_tasks").autoload = False  # iterators need BTF
             obj.map("task_store").set_autocreate(False)
@@ -235,6 +240,8 @@ class BpfTier:
         # switch first: a task is then learned when it runs, and a wakeup seen before the
         # switch handler existed cannot leave a count behind.
         order = ("handle_switch", "handle_migrate", "handle_wakeup", "handle_wakeup_new")
+        if events:
+            order += ("handle_waking",)
         links, errors = {}, {}
         for base in order:
             name = base if use_btf else base.replace("handle_", "handle_raw_")

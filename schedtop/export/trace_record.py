@@ -17,12 +17,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from schedtop.bpf.trace_events import EVENT_NAMES as BPF_KINDS  # struct event type -> kind
 from schedtop.export.perfetto import PerfettoWriter, SchedEvent, TraceSummary
 
 log = logging.getLogger(__name__)
 
 # enum event_type in bpf/trace.h
-BPF_KINDS = {1: "switch", 2: "wakeup", 3: "wakeup_new", 4: "migrate"}
 
 
 class EventTier(Protocol):

@@ -174,7 +174,9 @@ def test_live_sample_rate_and_events() -> None:
             s.stop()
             evs = t.events()
             kinds = {e.kind for e in evs}
-            assert {"switch", "wakeup"} <= kinds
+            assert {"switch", "wakeup", "waking"} <= kinds
+            waking = [e for e in evs if e.kind == "waking" and e.pid == s.pid]
+            assert len(waking) >= 20 and t.programs["handle_waking" if t.mode == "tp_btf" else "handle_raw_waking"] == "attached"
             mine = [e for e in evs if e.kind == "wakeup" and e.pid == s.pid]
             assert len(mine) >= 20 and all(e.comm == "python" or e.comm.startswith("python") for e in mine)
             ts = [e.ts_ns for e in evs]

@@ -95,6 +95,7 @@ def test_trace_matches_bpf_counters_and_names_every_pid(tmp_path: Path) -> None:
     assert written == rec.bpf_events > 0
     assert c.dropped == rec.bpf_dropped
     assert c.counts["switch"] > 50 and c.counts["wakeup"] > 10
+    assert c.counts["waking"] >= c.counts["wakeup"] // 2  # sched_waking precedes each wakeup
     # Every pid in a switch is named in the ProcessTree (as a process or a thread).
     named = c.process_pids | c.thread_tids
     assert c.switch_pids <= named, sorted(c.switch_pids - named)[:10]
