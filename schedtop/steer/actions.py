@@ -118,6 +118,9 @@ class Tuning:
     nice: int | None = None
     slice_ns: int | None = None
     affinity: tuple[int, ...] | None = None
+    # Also give the nice to the task's session autogroup (every task of that session), so it
+    # counts against other sessions' load; see autogroup.py. Only with nice set.
+    group: bool = False
 
     def describe(self) -> str:
         parts = []
@@ -125,7 +128,7 @@ class Tuning:
             p = POLICY_NAME.get(self.policy, str(self.policy))
             parts.append(f"{p} {self.rt_priority}" if self.policy in RT_POLICIES else p)
         if self.nice is not None:
-            parts.append(f"nice {self.nice:+d}")
+            parts.append(f"nice {self.nice:+d}" + (" (+ session group)" if self.group else ""))
         if self.slice_ns is not None:
             parts.append("slice default" if self.slice_ns == 0 else f"slice {format_ns(self.slice_ns)}")
         if self.affinity is not None:
@@ -452,4 +455,4 @@ def autogroup_note(pid: int) -> str | None:
     except (OSError, IndexError):
         return None
     return (f"note: autogroup is on: nice ranks pid {pid} only against tasks of its own session ({group}); "
-            "against other sessions' load use FIFO/RR")
+            "against other sessions' load add --group (sets the session's nice) or use FIFO/RR")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schedtop.steer import autogroup
 from schedtop.steer.actions import (
     SteerError,
     TaskGone,
@@ -18,7 +19,25 @@ from schedtop.steer.actions import (
     check_tuning,
     read_params,
 )
+from schedtop.steer.autogroup import GroupEntry
 from schedtop.steer.journal import Journal
+
+
+@dataclass(frozen=True, slots=True)
+class GroupResult:
+    """A session autogroup's nice: changed (ok), or why not (error, or a note when skipped)."""
+
+    entry: GroupEntry
+    ok: bool
+    after: int | None = None
+    error: str = ""
+    errno: int = 0
+
+    def line(self) -> str:
+        e = self.entry
+        if self.ok:
+            return f"{e.label()}: nice {e.nice} -> {self.after} (every task of that session)"
+        return f"{e.label()}: {self.error}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +56,20 @@ class ChangeReport:
     label: str
     results: tuple[Result, ...]
     step_id: int | None
+    groups: tuple[GroupResult, ...] = ()
+    notes: tuple[str, ...] = ()  # why a requested group nice was not applied (autogroup off, cgroup)
 
     @property
     def ok(self) -> bool:
-        return bool(self.results) and all(r.ok or r.gone for r in self.results) and any(r.ok for r in self.results)
+        return (bool(self.results) and all(r.ok or r.gone for r in self.results) and any(r.ok for r in self.results)
+                and all(g.ok for g in self.groups))
 
     @property
     def changed(self) -> int:
         return sum(1 for r in self.results if r.ok)
 
-    def errors(self) -> list[Result]:
-        return [r for r in self.results if not r.ok and not r.gone]
+    def errors(self) -> list[Result | GroupResult]:
+        return [r for r in self.results if not r.ok and not r.gone] + [g for g in self.groups if not g.ok]
 
     def summary(self) -> str:
         n, errs = self.changed, self.errors()
@@ -55,8 +77,14 @@ class ChangeReport:
         gone = sum(1 for r in self.results if r.gone)
         if gone:
             text += f", {gone} gone"
+        for g in self.groups:
+            if g.ok:
+                text += (f"; session {g.entry.label().split(' ')[0]} nice {g.entry.nice} -> {g.after}: "
+                         "applies to every task of that session")
         if errs:
             text += f", {len(errs)} failed: {errs[0].error}"
+        for note in self.notes:
+            text += f"; no group nice: {note}"
         return text
 
 
@@ -72,7 +100,8 @@ def change(refs: list[TaskRef], tuning: Tuning, journal: Journal, label: str | N
             results.append(Result(ref, False, error=str(exc), errno=exc.errno, gone=isinstance(exc, TaskGone)))
     if not befores:
         return ChangeReport(label, tuple(results), None)
-    step = journal.record(label, befores)  # durable before the first syscall
+    groups, notes = _groups(befores, tuning)
+    step = journal.record(label, befores, groups)  # durable before the first syscall
     failed: list[TaskRef] = []
     for ref, before in befores:
         try:
@@ -83,9 +112,40 @@ def change(refs: list[TaskRef], tuning: Tuning, journal: Journal, label: str | N
                 failed.append(ref)
             results.append(Result(ref, False, before=before, error=str(exc), errno=exc.errno,
                                   gone=isinstance(exc, TaskGone)))
-    if failed:
-        journal.forget(step, failed)
-    return ChangeReport(label, tuple(results), step)
+    g_results: list[GroupResult] = []
+    g_failed: list[int] = []
+    for g in groups:
+        # After the threads: a refused thread nice (EPERM) is refused for the group as well.
+        try:
+            autogroup.set_nice(g.member.pid, tuning.nice)
+            now = autogroup.read(g.member.pid)
+            g_results.append(GroupResult(g, True, after=now.nice if now else None))
+        except SteerError as exc:
+            now = autogroup.read(g.member.pid)
+            if now is None or now.nice == g.nice:
+                g_failed.append(g.group)
+            g_results.append(GroupResult(g, False, error=str(exc), errno=exc.errno))
+    if failed or g_failed:
+        journal.forget(step, failed, g_failed)
+    return ChangeReport(label, tuple(results), step, tuple(g_results), tuple(notes))
+
+
+def _groups(befores: list[tuple[TaskRef, TaskParams]], tuning: Tuning) -> tuple[list[GroupEntry], list[str]]:
+    """The distinct session groups of the targets, each with one member to reach it by."""
+    if not tuning.group or tuning.nice is None:
+        return [], []
+    seen: dict[int, GroupEntry] = {}
+    notes: list[str] = []
+    for ref, _ in befores:
+        why = autogroup.why_not(ref.pid)
+        if why is not None:
+            if why not in notes:
+                notes.append(why)
+            continue
+        g = autogroup.read(ref.pid)
+        if g is not None and g.id not in seen:
+            seen[g.id] = GroupEntry(g.id, g.nice, ref)
+    return list(seen.values()), notes
 
 
 def _unchanged(ref: TaskRef, before: TaskParams) -> bool:

@@ -48,6 +48,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pin", "--cpus", dest="pin", type=_type(units.parse_cpulist, "cpus"), metavar="LIST",
                    help="CPU affinity, e.g. 0, 0-1, 0,2 or all")
     p.add_argument("--nice", type=_int_in(-20, 19, "nice"), metavar="N", help="nice value -20..19")
+    p.add_argument("--group", action="store_true",
+                   help="with --nice: also set the nice of the task's session autogroup, which ranks the "
+                        "whole session against other sessions (affects EVERY task of that session; "
+                        "journaled and restored like the rest)")
     pol = p.add_mutually_exclusive_group()
     pol.add_argument("--fifo", type=_int_in(1, 99, "priority"), metavar="PRIO", help="SCHED_FIFO at PRIO (1..99)")
     pol.add_argument("--rr", type=_int_in(1, 99, "priority"), metavar="PRIO", help="SCHED_RR at PRIO (1..99)")
@@ -74,7 +78,8 @@ def tuning_from(args: argparse.Namespace) -> Tuning:
         policy = units.SCHED_IDLE
     elif args.other:
         policy = units.SCHED_OTHER
-    return Tuning(policy=policy, rt_priority=prio, nice=args.nice, slice_ns=args.slice, affinity=args.pin)
+    return Tuning(policy=policy, rt_priority=prio, nice=args.nice, slice_ns=args.slice, affinity=args.pin,
+                  group=args.group)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
         if args.pid is None and args.name is None:
             return rc
     tuning = tuning_from(args)
+    if tuning.group and tuning.nice is None:
+        err("--group needs --nice N (it sets the session group's nice)")
+        return 2
     try:
         refs = resolve(args.pid, threads=args.threads, tree=args.tree, name=args.name)
     except SteerError as exc:
@@ -119,9 +127,18 @@ def run(args: argparse.Namespace) -> int:
                 print(f"pid {r.ref.tid} ({r.ref.comm}): gone, skipped")
         elif not r.ok:
             err(r.error)
+    for g in report.groups:
+        if g.ok and not args.quiet:
+            print(g.line())
+        elif not g.ok:
+            err(g.line())
+    for note in report.notes:
+        if not args.quiet:
+            print(f"no group nice: {note}")
     if report.errors() or not report.changed:
         rc = 1
-    if report.changed and tuning.nice is not None and tuning.nice < 0 and not args.quiet:
+    if (report.changed and not tuning.group and tuning.nice is not None and tuning.nice < 0
+            and not args.quiet):
         note = autogroup_note(report.results[0].ref.pid)
         if note:
             print(note)

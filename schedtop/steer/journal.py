@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from schedtop.steer import autogroup
 from schedtop.steer.actions import SteerError, TaskParams, TaskRef, set_params, starttime_of
+from schedtop.steer.autogroup import GroupEntry
 
 JOURNAL_VERSION = 1
 
@@ -76,6 +78,7 @@ class Step:
     ts: float
     label: str
     entries: tuple[Entry, ...]
+    groups: tuple[GroupEntry, ...] = ()  # session autogroups whose nice this step changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +86,17 @@ class Outcome:
     ref: TaskRef
     status: str  # restored, gone, reused, failed
     message: str = ""
+    group: GroupEntry | None = None  # set when this is a session group's nice, not a thread
 
     def line(self) -> str:
         text = {"restored": "restored", "gone": "gone (exited)", "reused": "pid reused by another task: left alone",
                 "failed": "FAILED"}[self.status]
-        return f"{self.ref.label()}: {text}" + (f": {self.message}" if self.message else "")
+        if self.group is not None:
+            who = f"{self.group.label()} nice {self.group.nice}"
+            text = "gone (no member left)" if self.status == "gone" else text
+        else:
+            who = self.ref.label()
+        return f"{who}: {text}" + (f": {self.message}" if self.message else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +176,8 @@ class Journal:
             self.steps = [
                 Step(id=int(s["id"]), ts=float(s["ts"]), label=str(s["label"]),
                      entries=tuple(Entry(_ref_from(e["task"]), TaskParams.from_json(e["before"]))
-                                   for e in s["entries"]))
+                                   for e in s["entries"]),
+                     groups=tuple(GroupEntry.from_json(g) for g in s.get("groups", ())))
                 for s in data["steps"]
             ]
         except FileNotFoundError:
@@ -181,7 +191,8 @@ class Journal:
             "owner": None if self.owner is None else {"pid": self.owner[0], "starttime": self.owner[1]},
             "steps": [
                 {"id": s.id, "ts": s.ts, "label": s.label,
-                 "entries": [{"task": _ref_json(e.ref), "before": e.before.to_json()} for e in s.entries]}
+                 "entries": [{"task": _ref_json(e.ref), "before": e.before.to_json()} for e in s.entries],
+                 **({"groups": [g.to_json() for g in s.groups]} if s.groups else {})}
                 for s in self.steps
             ],
         }
@@ -225,35 +236,50 @@ class Journal:
 
     # --- changes -------------------------------------------------------------------------
 
-    def record(self, label: str, entries: list[tuple[TaskRef, TaskParams]]) -> int:
+    def record(self, label: str, entries: list[tuple[TaskRef, TaskParams]],
+               groups: list[GroupEntry] | None = None) -> int:
         """Write the originals down (durably) before the caller changes anything."""
         with self._locked():
             sid = max((s.id for s in self.steps), default=0) + 1
-            self.steps.append(Step(sid, time.time(), label, tuple(Entry(r, b) for r, b in entries)))
+            self.steps.append(Step(sid, time.time(), label, tuple(Entry(r, b) for r, b in entries),
+                                   tuple(groups or ())))
         return sid
 
-    def forget(self, step_id: int, refs: list[TaskRef]) -> None:
-        """Drop threads from a step whose change did not happen (the syscall failed)."""
+    def forget(self, step_id: int, refs: list[TaskRef], groups: list[int] = ()) -> None:
+        """Drop threads (and group ids) from a step whose change did not happen (it failed)."""
         drop = {(r.tid, r.starttime) for r in refs}
         with self._locked():
-            self._filter(lambda s, e: not (s.id == step_id and (e.ref.tid, e.ref.starttime) in drop))
+            self._filter(lambda s, e: not (s.id == step_id and (e.ref.tid, e.ref.starttime) in drop),
+                         lambda s, g: not (s.id == step_id and g.group in groups))
 
-    def _filter(self, keep) -> None:
+    def _filter(self, keep, keep_group=lambda s, g: True) -> None:
         steps = []
         for s in self.steps:
             entries = tuple(e for e in s.entries if keep(s, e))
-            if entries:
-                steps.append(Step(s.id, s.ts, s.label, entries))
+            groups = tuple(g for g in s.groups if keep_group(s, g))
+            if entries or groups:
+                steps.append(Step(s.id, s.ts, s.label, entries, groups))
         self.steps = steps
 
     def prune(self) -> int:
-        """Drop threads that exited or whose pid now names another task. Returns how many."""
+        """Drop threads that exited or whose pid now names another task, and session groups
+        with no member left. Returns how many."""
         n = 0
         with self._locked():
-            before = sum(len(s.entries) for s in self.steps)
-            self._filter(lambda s, e: starttime_of(e.ref.pid, e.ref.tid) == e.ref.starttime)
-            n = before - sum(len(s.entries) for s in self.steps)
+            before = sum(len(s.entries) + len(s.groups) for s in self.steps)
+            self._filter(lambda s, e: starttime_of(e.ref.pid, e.ref.tid) == e.ref.starttime,
+                         lambda s, g: autogroup.reach(g) is not None)
+            n = before - sum(len(s.entries) + len(s.groups) for s in self.steps)
         return n
+
+    def active_groups(self) -> list[tuple[GroupEntry, tuple[str, ...]]]:
+        """Per session group: its original nice (first step) and the labels that changed it."""
+        by_id: dict[int, tuple[GroupEntry, tuple[str, ...]]] = {}
+        for s in self.steps:
+            for g in s.groups:
+                first, labels = by_id.get(g.group, (g, ()))
+                by_id[g.group] = (first, labels + (s.label,))
+        return list(by_id.values())
 
     def active(self) -> list[ActiveChange]:
         """Per thread: its original parameters and the labels of the steps that changed it."""
@@ -276,11 +302,25 @@ class Journal:
             step = self.steps[-1]
             outcomes = [_restore_one(e) for e in step.entries]
             failed = {(o.ref.tid, o.ref.starttime) for o in outcomes if o.status == "failed"}
+            g_out = [_restore_group(g) for g in step.groups]
+            g_failed = {o.group.group for o in g_out if o.status == "failed"}
             self.steps.pop()
-            if failed:  # keep what could not be undone, so restore can try again
+            if failed or g_failed:  # keep what could not be undone, so restore can try again
                 self.steps.append(Step(step.id, step.ts, step.label,
-                                       tuple(e for e in step.entries if (e.ref.tid, e.ref.starttime) in failed)))
-        return step.label, outcomes
+                                       tuple(e for e in step.entries if (e.ref.tid, e.ref.starttime) in failed),
+                                       tuple(g for g in step.groups if g.group in g_failed)))
+        return step.label, outcomes + g_out
+
+    def undo_group(self, group: int) -> Outcome | None:
+        """Put one session group's nice back (the changes pane's per-row undo)."""
+        with self._locked():
+            first = next((g for s in self.steps for g in s.groups if g.group == group), None)
+            if first is None:
+                return None
+            out = _restore_group(first)
+            if out.status != "failed":
+                self._filter(lambda s, e: True, lambda s, g: g.group != group)
+        return out
 
     def undo_task(self, ref: TaskRef) -> Outcome | None:
         """Put one thread back to its original state (the changes pane's per-row undo)."""
@@ -303,11 +343,19 @@ class Journal:
                     firsts.setdefault((e.ref.tid, e.ref.starttime), e)
             outcomes = [_restore_one(e) for e in firsts.values()]
             failed = {(o.ref.tid, o.ref.starttime) for o in outcomes if o.status == "failed"}
-            self._filter(lambda s, e: (e.ref.tid, e.ref.starttime) in failed)
-        return outcomes
+            gfirst: dict[int, GroupEntry] = {}
+            for s in self.steps:
+                for g in s.groups:
+                    gfirst.setdefault(g.group, g)
+            g_out = [_restore_group(g) for g in gfirst.values()]
+            g_failed = {o.group.group for o in g_out if o.status == "failed"}
+            self._filter(lambda s, e: (e.ref.tid, e.ref.starttime) in failed,
+                         lambda s, g: g.group in g_failed)
+        return outcomes + g_out
 
     def __len__(self) -> int:
-        return len({(e.ref.tid, e.ref.starttime) for s in self.steps for e in s.entries})
+        return (len({(e.ref.tid, e.ref.starttime) for s in self.steps for e in s.entries})
+                + len({g.group for s in self.steps for g in s.groups}))
 
 
 def _alive(pid: int, starttime: int) -> bool:
@@ -336,6 +384,11 @@ def _restore_one(e: Entry) -> Outcome:
     return Outcome(e.ref, "restored")
 
 
+def _restore_group(g: GroupEntry) -> Outcome:
+    status, message = autogroup.restore(g)
+    return Outcome(g.member, status, message, group=g)
+
+
 def summarize(outcomes: list[Outcome]) -> str:
     counts: dict[str, int] = {}
     for o in outcomes:
@@ -355,5 +408,6 @@ def hand_over(session: Journal, shared: Journal | None = None) -> int:
         return 0
     with shared._locked():
         base = max((s.id for s in shared.steps), default=0)
-        shared.steps.extend(Step(base + i + 1, s.ts, s.label, s.entries) for i, s in enumerate(steps))
-    return len({(e.ref.tid, e.ref.starttime) for s in steps for e in s.entries})
+        shared.steps.extend(Step(base + i + 1, s.ts, s.label, s.entries, s.groups) for i, s in enumerate(steps))
+    return (len({(e.ref.tid, e.ref.starttime) for s in steps for e in s.entries})
+            + len({g.group for s in steps for g in s.groups}))

@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         if args.list:
             for a in j.active():
                 print(f"{who}: {a.ref.label()}: {' + '.join(a.labels)} (was {a.before.describe()})")
+            for g, labels in j.active_groups():
+                print(f"{who}: {g.label()}: {' + '.join(labels)} (was session nice {g.nice})")
             continue
         try:
             outcomes = j.restore_all()

@@ -11,7 +11,8 @@ What the host app provides to mixins:
   self.source                          the live or replay source (LiveSource.add_extra exists on live)
 
 Keys (htop where htop has one): S slice step, a pin (CPU chooser), A thread/process scope,
-F7/F8 nice -/+, b boost (nice -10 + 1 ms slice), B RT boost (FIFO 88, asks first),
+F7/F8 nice -/+, b boost (nice -10 + 1 ms slice, and nice -10 for its session autogroup
+when autogroup is on: that reaches every task of the session, the notification says so), B RT boost (FIFO 88, asks first),
 d BATCH, D IDLE, Y policy chooser, z undo, c changes pane. Every change goes through the
 session journal first; quitting restores it (unless --keep), a crash leaves it for the next
 start or `schedtop restore`.
@@ -28,13 +29,16 @@ from textual import work
 from textual.binding import Binding
 
 from schedtop.steer import units
-from schedtop.steer.actions import SteerError, TaskParams, TaskRef, Tuning, autogroup_note, read_params, ref_for
+from schedtop.steer import autogroup
+from schedtop.steer.actions import SteerError, TaskParams, TaskRef, Tuning, is_alive, read_params, ref_for
 from schedtop.steer.change import ChangeReport, change
 from schedtop.steer.journal import Journal, JournalError, hand_over, summarize
 from schedtop.steer.targets import thread_refs
 
 SLICE_STEPS = (500_000, 1_000_000, 3_000_000, 6_000_000, 0)  # 0 = the kernel default
-BOOST = Tuning(nice=-10, slice_ns=1_000_000)
+# Boost also sets the session autogroup's nice: with autogroup on, task nice alone buys nothing
+# against another session's hogs (bench/audio.py). The notification says it hits the whole session.
+BOOST = Tuning(nice=-10, slice_ns=1_000_000, group=True)
 RT_BOOST_PRIO = 88  # PipeWire's rt.prio
 
 
@@ -48,7 +52,7 @@ BINDINGS: list[Binding] = [
     _b("A", "steer_scope", "Scope", "scope", "Steer the selected thread only, or every thread of its process"),
     _b("f7", "steer_nice(-1)", "Nice -", "nice_down", "Lower nice by 1: more CPU share (like htop's F7)"),
     _b("f8", "steer_nice(1)", "Nice +", "nice_up", "Raise nice by 1: less CPU share (like htop's F8)"),
-    _b("b", "steer_boost", "Boost", "boost", "Fair-class boost: nice -10 and a 1 ms slice", show=True),
+    _b("b", "steer_boost", "Boost", "boost", "Fair-class boost: nice -10 and a 1 ms slice (+ its session autogroup's nice -10)", show=True),
     _b("B", "steer_rt_boost", "RT boost", "rt_boost", "SCHED_FIFO 88 like PipeWire (asks first)"),
     _b("d", "steer_demote('batch')", "Batch", "batch", "Demote to SCHED_BATCH: a hog that never preempts"),
     _b("D", "steer_demote('idle')", "Idle", "idle", "Demote to SCHED_IDLE: runs only when the CPU is free"),
@@ -185,7 +189,9 @@ class SteerActions:
 
     def _steer_report(self, report: ChangeReport) -> None:
         errs = report.errors()
-        self.notify(report.summary(), severity="error" if errs else "information", timeout=8 if errs else 4)
+        # A session group change hits other tasks too: leave it on screen longer.
+        self.notify(report.summary(), severity="error" if errs else "information",
+                    timeout=8 if errs or report.groups else 4)
         self.record_action({
             "type": "steer", "label": report.label,
             "tids": [r.ref.tid for r in report.results if r.ok],
@@ -254,12 +260,10 @@ class SteerActions:
         refs, have = sel
         if have.policy in units.RT_POLICIES:
             # Boost is the fair-class answer: bring an RT task back to OTHER for it.
-            self._steer_apply(Tuning(policy=units.SCHED_OTHER, nice=-10, slice_ns=1_000_000), "boost", refs)
+            self._steer_apply(Tuning(policy=units.SCHED_OTHER, nice=-10, slice_ns=1_000_000, group=True),
+                              "boost", refs)
         else:
             self._steer_apply(BOOST, "boost", refs)
-        note = autogroup_note(refs[0].pid)
-        if note:
-            self.notify(note, severity="warning", timeout=6)
 
     def action_steer_rt_boost(self) -> None:
         refs = self._steer_targets()
@@ -338,9 +342,18 @@ class SteerActions:
                 now = "gone"
             rows.append(ChangeRow(f"{a.ref.tid}:{a.ref.starttime}", a.ref.label(),
                                   " + ".join(lbl.split(": ")[0] for lbl in a.labels), a.before.describe(), now))
+        for g, labels in j.active_groups():
+            cur = autogroup.read(g.member.pid) if is_alive(g.member) else None
+            rows.append(ChangeRow(f"group:{g.group}", g.label(),
+                                  " + ".join(lbl.split(": ")[0] for lbl in labels),
+                                  f"session nice {g.nice}", f"session nice {cur.nice}" if cur else "?"))
         return rows
 
     def _steer_undo_row(self, key: str) -> str:
+        if key.startswith("group:"):
+            out = self._steer_journal.undo_group(int(key.split(":")[1]))
+            self.record_action({"type": "steer.undo_group", "group": int(key.split(":")[1])})
+            return out.line() if out else "nothing to undo"
         tid, st = (int(x) for x in key.split(":"))
         for a in self._steer_journal.active():
             if (a.ref.tid, a.ref.starttime) == (tid, st):

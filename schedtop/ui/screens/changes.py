@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Static
 
 @dataclass(frozen=True, slots=True)
 class ChangeRow:
-    key: str  # "tid:starttime"
+    key: str  # "tid:starttime", or "group:ID" for a session autogroup's nice
     task: str
     what: str
     before: str
