@@ -14,6 +14,11 @@ Phases, one after the other under the same load:
   schedtop audio  `schedtop profile apply audio --watch` (the shipped profile: FIFO 88)
   renice -10      peer: util-linux `renice -n -10` on every thread
   schedtop boost  `schedtop set --name ... --threads --nice -10 --slice 1ms` (fair class only)
+  schedtop boost+group  the same plus `--group`: the probe's session autogroup gets nice -10 too
+Sessions (--sessions): "shared" (default, the first runs) puts the hogs and the probes in the
+bench's own session, i.e. one autogroup; "own" starts the hogs and each probe in a session of
+its own (setsid), as on a desktop where the audio app and a build run from different sessions.
+With autogroup on, only in "own" can a group nice rank the probe above the hogs.
 Reported: p50, p99, p99.9 of wake-up latency and missed periods (not max: hypervisor jitter
 makes max meaningless here), and each tuned p99 as a ratio of the untuned p99 in the same run.
 
@@ -158,7 +163,7 @@ def run(cmd: list[str], env=None) -> subprocess.CompletedProcess:
     return r
 
 
-def phase(name: str, tune, seconds: float, warmup: float, env: dict, workdir: Path) -> dict:
+def phase(name: str, tune, seconds: float, warmup: float, env: dict, workdir: Path, own: bool = False) -> dict:
     """Run cyclictest, then the probe, each tuned the same way. Not together: two tasks at the
     same FIFO priority (or nice) would queue behind each other and measure each other.
     Each runs until `warmup` after its tuning landed plus `seconds`, then gets SIGINT; only the
@@ -173,7 +178,7 @@ def phase(name: str, tune, seconds: float, warmup: float, env: dict, workdir: Pa
             # No -p/--policy: cyclictest's default is SCHED_OTHER ("--policy=other -p 0" gives FIFO 2 in 2.4).
             # stdbuf -oL: each sample reaches the file at once, so the warm-up is cut by count.
             cyc = subprocess.Popen(["stdbuf", "-oL", "cyclictest", "-t1", "-i1000", "-h", "20000", "-v", "-q"],
-                                   stdout=f, stderr=subprocess.DEVNULL)
+                                   stdout=f, stderr=subprocess.DEVNULL, start_new_session=own)
         t0 = time.monotonic()
         # Its measuring thread sets its own policy when it starts: tune only once it is sleeping
         # in its loop (on a loaded box a new thread can wait long before it first runs).
@@ -181,7 +186,7 @@ def phase(name: str, tune, seconds: float, warmup: float, env: dict, workdir: Pa
         assert all(_policy(cyc.pid, t) == 0 for t in threads_of(cyc.pid)), "cyclictest must start as SCHED_OTHER"
         skip.append(_measure(cyc, tune, t0, warmup, seconds, cyc_out))
 
-        prb = subprocess.Popen([sys.executable, __file__, "--probe", "3600", str(probe_out)])
+        prb = subprocess.Popen([sys.executable, __file__, "--probe", "3600", str(probe_out)], start_new_session=own)
         t0 = time.monotonic()
         wait_comm(prb.pid, "data-loop.0")
         skip.append(_measure(prb, tune, t0, warmup, seconds))
@@ -206,8 +211,12 @@ def _measure(proc: subprocess.Popen, tune, t0: float, warmup: float, seconds: fl
     if lines is not None:
         skip = len(_samples(lines.read_text()))
     held = [(_policy(proc.pid, t), _nice(proc.pid, t)) for t in threads_of(proc.pid)]
+    try:
+        group = Path(f"/proc/{proc.pid}/autogroup").read_text().strip() or "root group"
+    except OSError:
+        group = "?"
     print(f"    {'cyclictest' if 'cyclictest' in proc.args else 'probe'}: "
-          f"(policy, nice) per thread while measured: {sorted(set(held))}", flush=True)
+          f"(policy, nice) per thread while measured: {sorted(set(held))}; {group}", flush=True)
     time.sleep(seconds)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
@@ -267,8 +276,14 @@ def tuners(env: dict):
         if when == "after":
             run([SCHEDTOP, "set", str(pid), "--threads", "--nice", "-10", "--slice", "1ms", "-q"], env=env)
 
+    def schedtop_boost_group(when, pid):
+        if when == "after":  # the TUI's `b` key does the same (group on by default)
+            run([SCHEDTOP, "set", str(pid), "--threads", "--nice", "-10", "--slice", "1ms", "--group", "-q"],
+                env=env)
+
     return [("untuned", None), ("chrt FIFO 88", chrt_fifo), ("schedtop audio", schedtop_audio),
-            ("renice -10", renice), ("schedtop boost", schedtop_boost)]
+            ("renice -10", renice), ("schedtop boost", schedtop_boost),
+            ("schedtop boost+group", schedtop_boost_group)]
 
 
 def _nice(pid: int, tid: int) -> int:
@@ -292,6 +307,8 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=15.0, help="measured seconds per phase (10-30)")
     ap.add_argument("--warmup", type=float, default=2.0, help="seconds discarded while the tuning lands")
     ap.add_argument("--hogs", type=int, default=8, help="stress-ng --cpu N (default 8: 4 per CPU on 2 cores)")
+    ap.add_argument("--sessions", choices=("shared", "own"), default="shared",
+                    help="shared: hogs and probes in the bench's session; own: each in a session of its own")
     ap.add_argument("--only", help="comma-separated phase names to run (untuned always runs)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--probe", nargs=2, metavar=("SECONDS", "OUT"), help=argparse.SUPPRESS)
@@ -313,24 +330,26 @@ def main() -> int:
     ag = autogroup.read_text().strip() if autogroup.exists() else "n/a"
     print(f"load: stress-ng --cpu {a.hogs} on {ncpu} CPUs; {a.duration:g}s measured per phase "
           f"after {a.warmup:g}s warm-up; kernel {os.uname().release}; autogroup {ag}; "
-          f"loadavg before {os.getloadavg()[0]:.1f}")
+          f"loadavg before {os.getloadavg()[0]:.1f}; sessions {a.sessions}")
     # Same session as the probes on purpose: with sched_autogroup_enabled=1 every session is its own
     # group, nice only ranks tasks inside their group, and hogs in another session would be a
     # different contest than "a task on a busy desktop".
+    own = a.sessions == "own"
     stress = subprocess.Popen(["stress-ng", "--cpu", str(a.hogs), "--timeout", "0", "-q"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=own)
     results = []
     try:
         time.sleep(1.0)
         for name, tune in tuners(env):
             if a.only and name != "untuned" and name not in a.only.split(","):
                 continue
-            r = phase(name, tune, a.duration, a.warmup, env, workdir)
+            r = phase(name, tune, a.duration, a.warmup, env, workdir, own)
+            r["loadavg"] = round(os.getloadavg()[0], 1)
             results.append(r)
             c, p = r["cyclictest"], r["probe"]
-            print(f"{name:<15} cyclictest p50 {c['p50_us']:>7.0f} p99 {c['p99_us']:>7.0f} p99.9 {c['p999_us']:>7.0f} "
+            print(f"{name:<20} cyclictest p50 {c['p50_us']:>7.0f} p99 {c['p99_us']:>7.0f} p99.9 {c['p999_us']:>7.0f} "
                   f"missed {c['missed']:>5} | probe p99 {p['p99_us']:>7.0f} p99.9 {p['p999_us']:>7.0f} "
-                  f"missed {p['missed']:>4}/{p['n']}", flush=True)
+                  f"missed {p['missed']:>4}/{p['n']} | loadavg {r['loadavg']}", flush=True)
     finally:
         stress.send_signal(signal.SIGINT)  # stress-ng stops its workers on SIGINT
         try:
@@ -345,14 +364,16 @@ def main() -> int:
         rc = r["cyclictest"]["p99_us"] / base["cyclictest"]["p99_us"]
         rp = r["probe"]["p99_us"] / base["probe"]["p99_us"]
         r["ratio_cyclictest_p99"], r["ratio_probe_p99"] = rc, rp
-        print(f"  {r['phase']:<15} cyclictest {rc:.3f}  probe {rp:.3f}")
+        print(f"  {r['phase']:<20} cyclictest {rc:.3f}  probe {rp:.3f}")
     by = {r["phase"]: r for r in results}
-    for ours, peer in (("schedtop audio", "chrt FIFO 88"), ("schedtop boost", "renice -10")):
+    for ours, peer in (("schedtop audio", "chrt FIFO 88"), ("schedtop boost", "renice -10"),
+                       ("schedtop boost+group", "renice -10")):
         if ours in by and peer in by:
             print(f"  {ours} vs {peer}: cyclictest p99 {by[ours]['cyclictest']['p99_us']:.0f} vs "
                   f"{by[peer]['cyclictest']['p99_us']:.0f} us")
     if a.json:
         Path(a.json).write_text(json.dumps({"duration_s": a.duration, "warmup_s": a.warmup, "hogs": a.hogs,
+                                            "sessions": a.sessions,
                                             "results": results}, indent=1))
     shutil.rmtree(workdir, ignore_errors=True)
     return 0

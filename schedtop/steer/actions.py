@@ -342,16 +342,24 @@ def _setpriority(tid: int, nice: int) -> None:
                          exc.errno) from None
 
 
-def _cpuset_of(pid: int) -> str | None:
-    """The cpuset's effective CPUs (cgroup v2 or v1), to explain an EINVAL."""
+def cgroups_of(pid: int) -> list[tuple[str, list[str], str]]:
+    """/proc/PID/cgroup as (hierarchy id, controllers, path); [] when the task is gone."""
     try:
         with open(f"/proc/{pid}/cgroup") as f:
             lines = f.read().splitlines()
     except OSError:
-        return None
+        return []
+    out = []
     for line in lines:
         hid, ctrls, path = line.split(":", 2)
-        if "cpuset" in ctrls.split(","):
+        out.append((hid, ctrls.split(","), path))
+    return out
+
+
+def _cpuset_of(pid: int) -> str | None:
+    """The cpuset's effective CPUs (cgroup v2 or v1), to explain an EINVAL."""
+    for hid, ctrls, path in cgroups_of(pid):
+        if "cpuset" in ctrls:
             candidates = [f"/sys/fs/cgroup/cpuset{path}/cpuset.effective_cpus"]
         elif hid == "0":
             candidates = [f"/sys/fs/cgroup{path}/cpuset.cpus.effective",

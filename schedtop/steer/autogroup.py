@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from schedtop.steer.actions import SteerError, TaskGone, TaskRef, is_alive
+from schedtop.steer.actions import SteerError, TaskGone, TaskRef, cgroups_of, is_alive
 
 ENABLED_PATH = "/proc/sys/kernel/sched_autogroup_enabled"
 _LINE = re.compile(r"^/autogroup-(\d+) nice (-?\d+)$")
@@ -83,17 +83,11 @@ def cpu_cgroup(pid: int) -> str | None:
 
     v1: the cpu controller's path. v2: the deepest ancestor (or the cgroup itself) with the
     cpu controller enabled, which is where cpu.weight exists."""
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        hid, ctrls, path = line.split(":", 2)
-        if "cpu" in ctrls.split(","):
+    groups = cgroups_of(pid)
+    for hid, ctrls, path in groups:
+        if "cpu" in ctrls:
             return None if path == "/" else path
-    for line in lines:
-        hid, _, path = line.split(":", 2)
+    for hid, _, path in groups:
         if hid != "0":
             continue
         parts = [p for p in path.split("/") if p]

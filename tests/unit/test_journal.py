@@ -131,3 +131,31 @@ def test_corrupt_journal_names_the_file(tmp_path):
     (d / "cli.json").write_text("{not json")
     with pytest.raises(JournalError, match=r"cli\.json: unreadable journal"):
         Journal.shared(d)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="kernel without autogroup")
+def test_group_entries_are_written_before_the_change_and_read_back(tmp_path):
+    """A step's session group (id, original nice, member) is on disk before the group's nice is
+    written; a journal without the key (older files) still loads."""
+    from schedtop.steer import autogroup
+    from schedtop.steer.autogroup import GroupEntry
+
+    kid = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        j = Journal.session(ensure_dir(tmp_path / "st"))
+        ref = ref_for(kid.pid)
+        g = autogroup.read(kid.pid)
+        assert g is not None and g.nice == 0
+        j.record("group", [(ref, read_params(ref))], [GroupEntry(g.id, g.nice, ref)])
+        data = json.loads(j.path.read_text())
+        assert data["steps"][0]["groups"] == [{"group": g.id, "nice": 0, "member": {
+            "pid": ref.pid, "tid": ref.tid, "starttime": ref.starttime, "comm": ref.comm}}]
+        assert autogroup.read(kid.pid).nice == 0  # recorded, nothing changed yet
+        again = Journal(j.path, j.owner)
+        assert again.steps[0].groups == (GroupEntry(g.id, 0, ref),) and len(again) == 2
+        del data["steps"][0]["groups"]
+        j.path.write_text(json.dumps(data))
+        assert Journal(j.path, j.owner).steps[0].groups == ()
+    finally:
+        kid.kill()
+        kid.wait()
