@@ -155,9 +155,10 @@ def test_live_slice_and_pin_knobs(scx_proc, policy):
     # Observed timeslices of the hogs (schedstat: CPU time / times switched in). The
     # kernel checks slices at its tick (4 ms at HZ=250), so 2 ms shows as about 4 ms.
     why = f"schedstat {long_ms:.1f} -> {short_ms:.1f} ms; BPF stints {bpf_long} -> {bpf_short} ms"
-    if long_ms < 10:
-        # Precondition, not the claim: a 20 ms slice must be observable at all. Under TCG on an
-        # overloaded host the vCPUs stall for longer than that and no slice can be measured.
+    if long_ms < 15:
+        # Precondition, not the claim: a 20 ms slice must be observable at all (>= 15 ms
+        # stints). Under TCG on a loaded host the vCPUs stall and stints get cut short at
+        # random; measured: 23 -> 4 ms on a quiet host, 12 -> 10 ms at load average 10.
         pytest.xfail(f"this guest cannot observe a 20 ms slice right now: {why}")
     assert short_ms < long_ms / 2.5, why
 
