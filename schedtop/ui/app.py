@@ -280,7 +280,9 @@ class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[
             self._layout_latency()
             lat = self.query_one(LatencyPanel)
             if lat.display:
-                lat.show(snap.latency, self.history.p99_us)
+                ext = snap.extras.get("sched_ext")
+                changes = ext.get("changes") or () if isinstance(ext, dict) else ()
+                lat.show(snap.latency, self.history.p99_us, self.history.p99_ts, changes)
             self.query_one(TaskTable).set_tasks(
                 tasks,
                 thread_mode=self.thread_mode,

@@ -29,6 +29,7 @@ class History:
         self.depth = depth
         self.snaps: deque[Snapshot] = deque(maxlen=depth)
         self.p99_us: deque[float] = deque(maxlen=depth)
+        self.p99_ts: deque[float] = deque(maxlen=depth)  # Snapshot.ts of each p99_us sample
         self.frames = 0
         self._by_tid: dict[int, dict[int, Task]] = {}  # id(snapshot) -> {tid: task}, built on demand
 
@@ -39,6 +40,7 @@ class History:
         self.snaps.append(snap)
         if snap.latency is not None and snap.latency.p99_us is not None:
             self.p99_us.append(snap.latency.p99_us)
+            self.p99_ts.append(snap.ts)
 
     def _index(self, snap: Snapshot) -> dict[int, Task]:
         idx = self._by_tid.get(id(snap))

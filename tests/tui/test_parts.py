@@ -211,3 +211,43 @@ def test_every_binding_has_an_id_and_a_tooltip():
     known = known_binding_ids(SchedtopApp)
     assert set(ids) <= known
     assert any(i.startswith("queue.") for i in known) and "filter.clear" in known
+
+
+def test_latency_sparkline_marks_scheduler_changes():
+    """The main view's p99 trail gets the `x` screen's load/unload marks, under the sample
+    the change was seen at; without changes the marks row stays hidden."""
+    import asyncio
+    from pathlib import Path
+
+    from textual.app import App
+
+    from schedtop.ui.history import History
+    from schedtop.ui.widgets.latency import LatencyPanel
+
+    snaps = load_replay(Path(__file__).with_name("session-bpf.jsonl")).snapshots
+    hist = History()
+    for s in snaps:
+        hist.update(s)
+    assert len(hist.p99_ts) == len(hist.p99_us) >= 4
+    changes = [{"ts": hist.p99_ts[1] + 0.01, "kind": "load"}, {"ts": hist.p99_ts[-1], "kind": "unload"}]
+
+    class One(App):
+        def compose(self):
+            yield LatencyPanel(id="latency")
+
+    async def main():
+        app = One()
+        async with app.run_test(size=(60, 12)) as pilot:
+            panel = app.query_one(LatencyPanel)
+            panel.show(snaps[-1].latency, hist.p99_us, hist.p99_ts, ())
+            await pilot.pause()
+            assert not app.query_one("#lat-marks-row").display
+            panel.show(snaps[-1].latency, hist.p99_us, hist.p99_ts, changes)
+            await pilot.pause()
+            assert app.query_one("#lat-marks-row").display
+            text = str(app.query_one("#lat-marks").render())
+            n = len(hist.p99_us)
+            assert len(text) == n and text[1] == "▲" and text[-1] == "▼"
+            assert text.replace("▲", "").replace("▼", "").strip() == ""
+
+    asyncio.run(main())

@@ -6,7 +6,7 @@ sits beside the CPU bars instead of pushing the task table down.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -63,9 +63,28 @@ class LatencyPanel(Vertical):
         with Horizontal(id="lat-spark-row"):
             yield Static("p99 ", id="lat-spark-label")
             yield Static("", id="lat-p99", classes="spark")
+        with Horizontal(id="lat-marks-row"):
+            yield Static("", id="lat-marks-label")
+            yield Static("", id="lat-marks")
         yield Static(id="lat-hist")
 
-    def show(self, h: Histogram | None, p99_history: Sequence[float]) -> None:
+    def show(self, h: Histogram | None, p99_history: Sequence[float], stamps: Sequence[float] = (),
+             changes: Iterable[Mapping[str, Any]] = ()) -> None:
+        """stamps: Snapshot.ts of each p99 sample; changes: sched_ext load/unload/eject records
+        (extras["sched_ext"]["changes"]), marked under the sparkline as on the `x` screen."""
         set_text(self.query_one("#lat-summary", Static), summary_markup(h))
         set_text(self.query_one("#lat-hist", Static), "\n".join(histogram_columns(h)) if h is not None else "")
-        show_spark(self.query_one("#lat-p99", Static), list(p99_history))
+        spark_w = self.query_one("#lat-p99", Static)
+        show_spark(spark_w, list(p99_history))
+        changes = list(changes)
+        marks = ""
+        if changes and stamps:
+            from schedtop.ui.screens.sched_ext import marker_row  # only once a scheduler came or went
+
+            width = spark_w.content_size.width or 40
+            n = min(len(stamps), len(p99_history), width)
+            marks = marker_row(list(stamps)[-n:], changes, n) if n else ""
+        row = self.query_one("#lat-marks-row")
+        row.display = bool(marks.strip())
+        if row.display:
+            set_text(self.query_one("#lat-marks", Static), marks)
