@@ -474,6 +474,7 @@ class StatsServer:
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = -1, -1
         self._stop = threading.Event()
+        self._bound: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket we bound
         parse_meta(self.meta)  # fail at construction, not on the first client
 
     def __enter__(self) -> StatsServer:
@@ -522,6 +523,8 @@ class StatsServer:
         finally:
             os.umask(old_umask)
         os.chmod(self.path, 0o600)
+        st = self.path.lstat()
+        self._bound = (st.st_dev, st.st_ino)  # stop() removes this socket only, never a successor's
         listener.listen(16)
         listener.setblocking(False)
         self._listener = listener
@@ -547,11 +550,15 @@ class StatsServer:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        # Once our listener is closed, a new server may already have taken the path over (it sees
+        # ours as stale): unlinking by name would delete *its* socket, so check it is still ours.
         try:
-            if stat.S_ISSOCK(self.path.lstat().st_mode):
+            st = self.path.lstat()
+            if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == self._bound:
                 self.path.unlink()
         except FileNotFoundError:
             pass
+        self._bound = None
 
     def _serve(self) -> None:
         sel = selectors.DefaultSelector()

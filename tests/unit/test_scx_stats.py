@@ -148,6 +148,18 @@ def test_stale_socket_is_replaced_live_one_is_not(sockdir: Path) -> None:
         assert read_once(srv.path).ok  # the live one was left alone
 
 
+def test_a_stopping_server_leaves_its_successors_socket(sockdir: Path) -> None:
+    """A restarted scheduler's new server may take the path over while the old one is still stopping
+    (it sees the old socket as stale and replaces it); the old stop() must not delete the new one."""
+    old = StatsServer(sockdir / "stats", Counter(), META).start()
+    (sockdir / "stats").unlink()  # what the successor's start() does to a socket nobody answers on
+    with StatsServer(sockdir / "stats", Counter(), META) as new:
+        old.stop()
+        assert stat.S_ISSOCK((sockdir / "stats").lstat().st_mode)
+        assert read_once(new.path).ok
+    assert not (sockdir / "stats").exists()  # and the successor still removes its own
+
+
 def test_bad_meta_fails_at_construction(tmp_path: Path) -> None:
     with pytest.raises(StatsError):
         StatsServer(tmp_path / "s", Counter(), {"X": {"fields": {"a": {"datum": "u128"}}}})
