@@ -94,7 +94,7 @@ class Attached:
 
 # Program names as bpftool shows them (BPF_OBJ_NAME_LEN is 16: names are cut at 15).
 PROGRAMS = {
-    "schedtop": ("handle_switch", "handle_wakeup", "handle_wakeup_n", "handle_migrate"),
+    "schedtop": ("handle_switch", "handle_wakeup", "handle_wakeup_n", "handle_migrate", "handle_waking"),
     "runqlat": ("sched_switch", "sched_wakeup", "sched_wakeup_new"),
 }
 STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
