@@ -81,10 +81,12 @@ def cyclictest_p99(seconds: float, boost: Scx | None) -> tuple[float, float, int
     # right after start, so the fair class / sched_ext schedules it (checked below).
     ct = subprocess.Popen(["cyclictest", "-q", "-m", "-p", "0", "-i", "1000", "-l", str(loops),
                            "-h", "100000"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    time.sleep(0.3)
-    for tid in os.listdir(f"/proc/{ct.pid}/task"):
-        if int(tid) == ct.pid:
-            continue
+    t0 = time.monotonic()  # the measuring thread appears only after cyclictest's set-up (mlockall)
+    while len(os.listdir(f"/proc/{ct.pid}/task")) < 2 and time.monotonic() - t0 < 30:
+        time.sleep(0.01)
+    threads = [t for t in os.listdir(f"/proc/{ct.pid}/task") if int(t) != ct.pid]
+    assert threads, "cyclictest started no measuring thread"
+    for tid in threads:
         os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
         stat = Path(f"/proc/{ct.pid}/task/{tid}/stat").read_text()
         policy = int(stat[stat.rindex(")") + 2 :].split()[38])
