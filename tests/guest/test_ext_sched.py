@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from schedtop.bpf.libbpf import BpfObject
 from schedtop.collect.ext_watch import ExtWatch
 from schedtop.collect.live import LiveSource
 from schedtop.collect.sched_ext import read_scheduler_info
 from schedtop.collect.scx_events import KmsgReader, ScxEventTracker
-
-from ext_kit import MINIMAL, wait_state
+from schedtop.lab.minimal import loaded, wait_state
 
 pytestmark = pytest.mark.kernel
 
@@ -34,14 +32,6 @@ def settle(tracker: ScxEventTracker, want: int, timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-def load_minimal():
-    obj = BpfObject.open(MINIMAL)
-    obj.load()
-    link = obj.map("minimal_ops").attach_struct_ops()
-    assert wait_state("enabled") == "enabled"
-    return obj, link
-
-
 def test_scheduler_info_events_and_exit_reasons() -> None:
     assert wait_state("disabled") == "disabled"
     tracker = ScxEventTracker(KmsgReader())
@@ -50,8 +40,8 @@ def test_scheduler_info_events_and_exit_reasons() -> None:
     tracker.update(before)
     assert before.ext_state == "disabled" and before.kind == "eevdf"
 
-    obj, link = load_minimal()
-    try:
+    with loaded():
+        assert wait_state("enabled", 0) == "enabled"
         info = read_scheduler_info()
         assert (info.kind, info.ext_state, info.ops_name) == ("sched_ext", "enabled", "schedtop_min")
         assert info.switch_all is True
@@ -66,9 +56,6 @@ def test_scheduler_info_events_and_exit_reasons() -> None:
         tracker.update(later)
         assert set(tracker.rates) == {k for k in later.events if k in info.events}
         assert all(r >= 0 for r in tracker.rates.values())
-    finally:
-        link.destroy()
-        obj.close()
     assert wait_state("disabled") == "disabled"
     settle(tracker, 2)
     load, unload = list(tracker.events)[-2:]
@@ -78,15 +65,11 @@ def test_scheduler_info_events_and_exit_reasons() -> None:
 
     # SysRq-S ejects whatever BPF scheduler runs: the kernel's safety net, seen as an ejection.
     Path("/proc/sys/kernel/sysrq").write_text("1\n")
-    obj, link = load_minimal()
-    try:
+    with loaded():  # leaving the block detaches the (already ejected) link
         settle(tracker, 3)
         Path("/proc/sysrq-trigger").write_text("S")
         assert wait_state("disabled") == "disabled"
         settle(tracker, 4)
-    finally:
-        link.destroy()
-        obj.close()
     ev = tracker.events[-1]
     assert (ev.kind, ev.ops_name, ev.reason) == ("eject", "schedtop_min", "disabled by sysrq-S"), ev
     assert "EJECTED" in ev.label
@@ -105,9 +88,8 @@ def test_ext_enabled_per_task_and_the_snapshot_extras() -> None:
         assert task.ext_enabled is False
         assert snap.extras["sched_ext"]["state"] == "disabled"
         assert snap.extras["scx_stats"]["ok"] is False  # nobody serves stats yet
-        obj, link = load_minimal()
-        try:
-            time.sleep(0.2)
+        with loaded():
+            assert wait_state("enabled", 0) == "enabled"
             src.collect()  # sees the load
             snap = src.collect()
             task = next(t for t in snap.tasks if t.tid == sleeper.pid)
@@ -117,9 +99,6 @@ def test_ext_enabled_per_task_and_the_snapshot_extras() -> None:
             assert [c["kind"] for c in ext["changes"]][-1:] == ["load"]
             assert ext["events"], "root/events fields missing from the extra"
             assert snap.scheduler.ops_name == "schedtop_min"
-        finally:
-            link.destroy()
-            obj.close()
         assert wait_state("disabled") == "disabled"
         snap = src.collect()  # sees the unload, so the next collect re-reads every task
         assert [c["kind"] for c in snap.extras["sched_ext"]["changes"]][-1:] == ["unload"]
@@ -159,16 +138,21 @@ def test_sched_ext_screen_marks_a_real_load_and_unload() -> None:
             await until(pilot, lambda: app.snapshot is not None and "sched_ext" in app.snapshot.extras)
             await pilot.press("x")
             assert isinstance(app.screen, SchedExtScreen)
-            obj, link = load_minimal()
-            try:
+            with loaded():
+                assert wait_state("enabled", 0) == "enabled"
                 await until(pilot, lambda: "schedtop_min" in text("#ext-sysfs") and "▲" in marks())
                 await until(pilot, lambda: "SCX_EV_" in text("#ext-events"))
                 assert "loaded schedtop_min" in text("#ext-changes")
-            finally:
-                link.destroy()
-                obj.close()
             await until(pilot, lambda: "▼" in marks() and "unloaded schedtop_min" in text("#ext-changes"))
             await until(pilot, lambda: "unregistered from user space" in text("#ext-changes"))
             assert marks().index("▲") < marks().index("▼")
+            # Quit the way a user does, and wait for the app's message loop to end. Leaving run_test
+            # with the app running prunes the screens under a live loop: a collection finishing
+            # meanwhile (likely under TCG) renders into removed widgets (NoMatches: CpuPanel).
+            app.exit(0)  # stops the poller; a snapshot in flight is handled before the loop ends
+            deadline = time.monotonic() + 30
+            while app.is_running:
+                assert time.monotonic() < deadline, "the app did not stop"
+                await asyncio.sleep(0.02)  # not pilot.pause: it waits on the (stopping) screen
 
     asyncio.run(main())

@@ -11,8 +11,10 @@ schedtop's scx_stats client against schedtop's own scheduler's stats server.
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -24,10 +26,11 @@ from schedtop.collect.sched_ext import read_scheduler_info
 from schedtop.export.perfetto import read_trace, summarize
 from schedtop.export.scx_stats import DEFAULT_PATH, StatsPoller, read_once
 from schedtop.export.trace_record import TraceRecorder
-
-from ext_kit import ROOT, minimal_loaded, wait_state
+from schedtop.lab.minimal import loaded, wait_state
 
 pytestmark = pytest.mark.kernel
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def record(path: Path, seconds: float, **kw) -> tuple[TraceRecorder, object]:
@@ -55,9 +58,12 @@ def check_trace(path: Path, rec: TraceRecorder) -> object:
 
 
 def test_trace_under_a_loaded_sched_ext_scheduler(tmp_path: Path) -> None:
-    with minimal_loaded():
+    assert wait_state("disabled") == "disabled"
+    with loaded():
+        assert wait_state("enabled", 0) == "enabled"
         rec, _ = record(tmp_path / "min.perfetto-trace", 1.5)
         assert wait_state("enabled", 0.1) == "enabled", "ejected while tracing"
+    assert wait_state("disabled") == "disabled"
     c = check_trace(tmp_path / "min.perfetto-trace", rec)
     assert c.cpus <= {0, 1}
 
@@ -137,23 +143,42 @@ def test_client_against_schedtops_own_scheduler_server(tmp_path: Path) -> None:
 
 def test_schedtop_scx_serves_scx_stats_for_other_tools() -> None:
     """`schedtop scx` (the process the TUI supervises) serves its stats at the scx convention."""
-    import sys
-
     assert wait_state("disabled") == "disabled"
-    proc = subprocess.Popen([sys.executable, "-m", "schedtop", "scx", "--duration", "6", "--json"],
+    # It runs until we interrupt it (^C unloads), not for a fixed --duration: a wall-clock lifetime
+    # races its own start-up (a re-exec and ~20 s of imports under TCG on a loaded host), and the
+    # client then finds the socket already removed by a scheduler that has finished.
+    proc = subprocess.Popen([sys.executable, "-m", "schedtop", "scx", "--json"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+    said: list[str] = []
+
+    def output() -> str:
+        """Stop it (^C) and return what it printed on stderr."""
+        if not said:
+            proc.send_signal(signal.SIGINT)
+            try:
+                said.append(proc.communicate(timeout=60)[1])
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                said.append(proc.communicate()[1] + "\n(killed: no exit 60 s after SIGINT)")
+        return said[0]
+
     try:
-        assert wait_state("enabled", 60) == "enabled", proc.poll() is not None and proc.stderr.read()
+        # The server binds before the scheduler attaches, so "enabled" means the socket is there;
+        # the deadlines only bound a hang, and an early exit ends the wait at once.
+        deadline = time.monotonic() + 60
+        while wait_state("enabled", 0.2) != "enabled":
+            assert proc.poll() is None and time.monotonic() < deadline, f"schedtop scx never loaded: {output()}"
         deadline = time.monotonic() + 10
         reading = read_once()
-        while time.monotonic() < deadline and not (reading.ok and "user_queue" in {m.path for m in reading.metrics}):
+        while not (reading.ok and "user_queue" in {m.path for m in reading.metrics}):
+            assert proc.poll() is None and time.monotonic() < deadline, f"{reading.error}; schedtop scx: {output()}"
             time.sleep(0.2)
             reading = read_once()
-        assert reading.ok, reading.error
         assert reading.top == "SchedtopStats"
         m = {x.path: x.value for x in reading.metrics}
         assert m["policy"] and m["counters.nr_queued"] >= 0
     finally:
-        proc.wait(60)
-    assert proc.returncode == 0, proc.stderr.read()
+        err = output()
+    assert proc.returncode == 0, err
     assert not os.path.exists(DEFAULT_PATH), "the socket outlived the scheduler"
