@@ -55,6 +55,9 @@ class Timespec(ctypes.Structure):
 def probe(seconds: float, out: str) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(15, b"data-loop.0", 0, 0, 0)
+    # A bench started as a background job inherits SIGINT ignored, and Python then installs no
+    # handler: the parent's SIGINT would not end the run.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     gc.disable()  # a GC pause is not the scheduler's fault
     now = time.monotonic_ns
     cpu = time.thread_time_ns

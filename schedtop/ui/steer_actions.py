@@ -184,7 +184,7 @@ class SteerActions:
     def _steer_scx_reset(self, outcomes) -> None:
         if getattr(self, "scx_running", False):
             for o in outcomes:
-                if o.status == "restored":
+                if o.status == "restored" and o.group is None:  # a session group has no scx knob
                     self.scx_steer("reset", o.ref.tid)
 
     def _steer_report(self, report: ChangeReport) -> None:
