@@ -390,11 +390,18 @@ def _restore_group(g: GroupEntry) -> Outcome:
 
 
 def summarize(outcomes: list[Outcome]) -> str:
-    counts: dict[str, int] = {}
-    for o in outcomes:
-        counts[o.status] = counts.get(o.status, 0) + 1
+    """Threads first ("3 restored, 1 gone"), then session groups apart: they are not threads."""
     order = ("restored", "gone", "reused", "failed")
-    return ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k)) or "nothing to restore"
+    parts = []
+    for groups in (False, True):
+        counts: dict[str, int] = {}
+        for o in outcomes:
+            if (o.group is not None) == groups:
+                counts[o.status] = counts.get(o.status, 0) + 1
+        text = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
+        if text:
+            parts.append(f"session groups: {text}" if groups else text)
+    return "; ".join(parts) or "nothing to restore"
 
 
 def hand_over(session: Journal, shared: Journal | None = None) -> int:
@@ -409,5 +416,4 @@ def hand_over(session: Journal, shared: Journal | None = None) -> int:
     with shared._locked():
         base = max((s.id for s in shared.steps), default=0)
         shared.steps.extend(Step(base + i + 1, s.ts, s.label, s.entries, s.groups) for i, s in enumerate(steps))
-    return (len({(e.ref.tid, e.ref.starttime) for s in steps for e in s.entries})
-            + len({g.group for s in steps for g in s.groups}))
+    return len({(e.ref.tid, e.ref.starttime) for s in steps for e in s.entries})  # threads, as callers say

@@ -22,7 +22,7 @@ import steer_procs as sp
 from schedtop.steer import autogroup
 from schedtop.steer.actions import Tuning, ref_for
 from schedtop.steer.change import change
-from schedtop.steer.journal import Journal
+from schedtop.steer.journal import Journal, summarize
 from steer_procs import schedtop, spawn, state  # noqa: F401 (autouse fixture)
 
 pytestmark = [pytest.mark.root,
@@ -73,6 +73,7 @@ def test_boost_sets_session_nice_and_undo_puts_it_back(own_session, state):
     assert [g.group for g, _ in j.active_groups()] == [gid]
     label, outs = j.undo_last()
     assert {o.status for o in outs} == {"restored"} and any(o.group for o in outs)
+    assert summarize(outs) == "1 restored; session groups: 1 restored"
     assert group_of(pid) == (gid, 0) and sp.nice(pid) == 0
     assert not j.path.exists()
 

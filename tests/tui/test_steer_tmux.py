@@ -38,6 +38,14 @@ def params(pid: int) -> dict:
     return {"policy": int(st[38]), "rtprio": int(st[37]), "nice": int(st[16]), "slice": sl, "cpus": aff}
 
 
+def _group_nice(pid: int) -> int | None:
+    """The session autogroup's nice, None when autogroup is off or the task has none."""
+    if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
+        return None
+    m = re.fullmatch(r"/autogroup-\d+ nice (-?\d+)\n", Path(f"/proc/{pid}/autogroup").read_text())
+    return int(m.group(1)) if m else None
+
+
 def wait_for(cond, what: str, timeout: float = 15.0):
     end = time.monotonic() + timeout
     last = None
@@ -89,7 +97,9 @@ class Tui:
 
 @pytest.fixture
 def child():
-    p = subprocess.Popen(["sleep", "600"])
+    # Its own session, as an app started elsewhere: `b` also sets that session's autogroup nice,
+    # and must not touch the test runner's session.
+    p = subprocess.Popen(["sleep", "600"], start_new_session=True)
     yield p.pid
     p.kill()
     p.wait()
@@ -127,9 +137,13 @@ def test_pin_boost_rt_undo_quit_with_proc_checked(child, state):
         wait_for(lambda: params(child)["cpus"] == "1", "pin to CPU 1")
         assert {k: params(child)[k] for k in ("policy", "nice")} == {"policy": 0, "nice": 0}
 
+        group0 = _group_nice(child)
         tui.keys("b")
         wait_for(lambda: params(child)["nice"] == -10 and params(child)["slice"] == 1_000_000, "boost")
         assert params(child)["cpus"] == "1"
+        if group0 is not None:  # autogroup on: the session's nice too, and the TUI says so
+            wait_for(lambda: _group_nice(child) == -10, "session group nice")
+            tui.wait_text("applies to every task")
 
         tui.keys("B")
         tui.wait_text("SCHED_FIFO 88?")
@@ -151,7 +165,7 @@ def test_pin_boost_rt_undo_quit_with_proc_checked(child, state):
         tui.keys("q")
         wait_for(lambda: not tui.alive(), "quit")
         wait_for(lambda: "schedtop: restored on exit: 1 restored" in tui.screen(history=True), "exit report")
-        assert params(child) == orig
+        assert params(child) == orig and _group_nice(child) == group0
         assert not list(state.glob("session-*.json"))
     finally:
         tui.close()
