@@ -57,6 +57,10 @@ def check_trace(path: Path, rec: TraceRecorder) -> object:
     return c
 
 
+def queued(reading) -> int:
+    return next((x.value for x in reading.metrics if x.path == "counters.nr_queued"), 0)
+
+
 def test_trace_under_a_loaded_sched_ext_scheduler(tmp_path: Path) -> None:
     assert wait_state("disabled") == "disabled"
     with loaded():
@@ -94,8 +98,12 @@ def test_client_against_schedtops_own_scheduler_server(tmp_path: Path) -> None:
         st = os.lstat(DEFAULT_PATH)
         assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0
         work = subprocess.Popen(["stress-ng", "--cpu", "2", "--timeout", "2", "--quiet"])
-        time.sleep(0.6)
-        reading = read_once()  # the default path: what any scx tool would ask
+        # the default path: what any scx tool would ask; until the loop's stats show the load queued
+        deadline = time.monotonic() + 10
+        reading = read_once()
+        while time.monotonic() < deadline and not (reading.ok and queued(reading) > 0):
+            time.sleep(0.1)
+            reading = read_once()
         assert reading.ok, reading.error
         m = {x.path: x for x in reading.metrics}
         assert reading.top == "SchedtopStats"
