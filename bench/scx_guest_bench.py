@@ -87,7 +87,12 @@ def cyclictest_p99(seconds: float, boost: Scx | None) -> tuple[float, float, int
     threads = [t for t in os.listdir(f"/proc/{ct.pid}/task") if int(t) != ct.pid]
     assert threads, "cyclictest started no measuring thread"
     for tid in threads:
+        # The thread makes itself SCHED_FIFO once it runs: wait for that, or it undoes
+        # our SCHED_OTHER and the probe measures an RT thread (seen: policy 1 after the switch).
+        while os.sched_getscheduler(int(tid)) == os.SCHED_OTHER and time.monotonic() - t0 < 30:
+            time.sleep(0.001)
         os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
+        time.sleep(0.05)
         stat = Path(f"/proc/{ct.pid}/task/{tid}/stat").read_text()
         policy = int(stat[stat.rindex(")") + 2 :].split()[38])
         assert policy == 0, f"cyclictest thread runs with policy {policy}, not SCHED_OTHER"

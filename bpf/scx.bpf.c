@@ -369,10 +369,12 @@ void BPF_PROG(schedtop_enqueue, struct task_struct *p, u64 enq_flags)
 			cpu = k->cpu;
 		if (local_ok(p, cpu)) {
 			mark_preempt(cpu);
+			/* HEAD: the preempted CPU must pick this task, not what already waits there. */
 			scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, knob_slice(k),
-					   enq_flags | SCX_ENQ_PREEMPT);
+					   enq_flags | SCX_ENQ_HEAD | SCX_ENQ_PREEMPT);
 			__sync_fetch_and_add(&counters.nr_kernel_dispatches, 1);
 			__sync_fetch_and_add(&counters.nr_preempt, 1);
+			__sync_fetch_and_add(&counters.nr_latcrit, 1);
 			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 			return;
 		}

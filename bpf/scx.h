@@ -68,6 +68,7 @@ struct scx_counters {
 	__u64 loop_last_run_ns;	/* when the loop thread last got a CPU */
 	__u64 stint_ns;		/* CPU time of finished stints of scheduled tasks */
 	__u64 nr_stints;	/* their number: stint_ns / nr_stints is the observed timeslice */
+	__u64 nr_latcrit;	/* boosted (KF_LATCRIT) tasks put at the head of their CPU by BPF */
 };
 
 /* ops.exit, copied to .bss for the loader: why the kernel let us go */

@@ -49,6 +49,7 @@ class ScxCounters(ctypes.Structure):
         ("nr_kernel_dispatches", u64), ("nr_cancelled", u64), ("nr_bounced", u64),
         ("nr_failed", u64), ("nr_congested", u64), ("nr_heartbeats", u64), ("nr_self", u64),
         ("nr_preempt", u64), ("loop_last_run_ns", u64), ("stint_ns", u64), ("nr_stints", u64),
+        ("nr_latcrit", u64),
     ]
 
 

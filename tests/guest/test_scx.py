@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -184,3 +185,41 @@ def test_a_raising_user_policy_unloads_cleanly(tmp_path, scx_proc):
     assert "ZeroDivisionError: policy bug on purpose" in event["text"] and "broken.py" in event["text"]
     wait_state("disabled", 5)
     assert load.wait(timeout=60) == 0
+
+
+def sleeper_cmd() -> list[str]:
+    """Wakes every ~1 ms and runs briefly: the shape of an interactive task."""
+    return [sys.executable, "-c", "import time\nwhile True: time.sleep(0.001)\n"]
+
+
+def test_boost_takes_the_latency_critical_path_only_for_the_boosted_task(scx_proc):
+    """`boost` (weight + latency-critical flag) must reach BPF's latency-critical path
+    (head of its CPU, preempt), counted in nr_latcrit; unboosted tasks never take it."""
+    scx = scx_proc("--policy", "deadline")
+    hogs = [subprocess.Popen(spinner_cmd(30)) for _ in range(2)]  # every CPU busy: wake-ups must enqueue
+    sleepers = [subprocess.Popen(sleeper_cmd()) for _ in range(2)]
+    boosted = sleepers[0]
+
+    def latcrit_during(seconds: float) -> int:
+        c0 = scx.next_stats()["counters"]["nr_latcrit"]
+        time.sleep(seconds)
+        return scx.next_stats()["counters"]["nr_latcrit"] - c0
+
+    try:
+        time.sleep(1.0)
+        unboosted = latcrit_during(1.5)
+        scx.send(cmd="boost", pid=boosted.pid)
+        time.sleep(0.5)
+        during = latcrit_during(2.0)
+        stats = scx.stats
+        scx.send(cmd="reset", pid=boosted.pid)
+        time.sleep(0.5)
+        after_reset = latcrit_during(1.5)
+    finally:
+        for p in hogs + sleepers:
+            p.kill()
+            p.wait()
+    assert stats["knobs"][str(boosted.pid)][2:] == [1000, True] and stats["last_error"] is None
+    assert unboosted == 0, f"{unboosted} latency-critical hits before any boost"
+    assert during >= 20, f"only {during} latency-critical hits in 2 s for a task waking every ms"
+    assert after_reset == 0, f"{after_reset} latency-critical hits after the boost was reset"
