@@ -375,7 +375,7 @@ void BPF_PROG(schedtop_enqueue, struct task_struct *p, u64 enq_flags)
 			__sync_fetch_and_add(&counters.nr_kernel_dispatches, 1);
 			__sync_fetch_and_add(&counters.nr_preempt, 1);
 			__sync_fetch_and_add(&counters.nr_latcrit, 1);
-			scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
+			scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
 			return;
 		}
 	}
