@@ -1059,6 +1059,23 @@ class UserRingBuffer:
             ctypes.memmove(sample, record, size)
         self.submit(sample)
 
+    def push_from(self, records: collections.deque[bytes], size: int) -> int:
+        """Move records of exactly ``size`` bytes from the left of ``records`` into the ring until
+        it is full (BPF has not drained yet); returns how many went, the rest stay in order.
+        The hot path of a user-space scheduler: the libbpf calls themselves, one memmove per
+        record, no ctypes array per record as ``reserve`` builds (about 3x cheaper)."""
+        lib, ptr = load_libbpf(), self._require()
+        reserve, submit, memmove = lib.user_ring_buffer__reserve, lib.user_ring_buffer__submit, ctypes.memmove
+        n = 0
+        while records:
+            addr = reserve(ptr, size)
+            if not addr:
+                break
+            memmove(addr, records.popleft(), size)
+            submit(ptr, addr)
+            n += 1
+        return n
+
     def free(self) -> None:
         if self._ptr is not None:
             ptr, self._ptr = self._ptr, None

@@ -49,7 +49,6 @@ WARMUP_DECISIONS = 1000
 POLL_MS = 100
 
 MCL_CURRENT, MCL_FUTURE = 1, 2
-SCHED_OTHER, SCHED_EXT = 0, 7
 
 
 class PolicyFailed(Exception):
@@ -230,17 +229,13 @@ class Loop:
     # --- the loop --------------------------------------------------------------------------
 
     def run(self, attach: bool = True, harden_memory: bool = True) -> Outcome:
-        from schedtop.bpf.libbpf import RingReader, UserRingBuffer, load_libbpf
+        from schedtop.bpf.libbpf import RingReader, UserRingBuffer
 
         self.tid = threading.get_native_id()
         sched = self.sched
         reader = RingReader(sched.queued_map)
         urb = UserRingBuffer(sched.dispatched_map)
-        # The libbpf calls themselves, not the wrapper: reserve returns the slot address
-        # (or NULL when full) and a decision is one memmove; ~3x cheaper than reserve().
-        lib = load_libbpf()
-        reserve, submit, urb_ptr = lib.user_ring_buffer__reserve, lib.user_ring_buffer__submit, urb._require()
-        memmove, size = ctypes.memmove, DISPATCHED.size
+        push, size = urb.push_from, DISPATCHED.size  # one memmove per decision
         read_fixed, wait = reader.read_fixed, reader.wait
         core, backlog, commands = self.core, self.backlog, self.commands
         monotonic_ns = time.monotonic_ns
@@ -277,12 +272,8 @@ class Loop:
                     core.handle(recs, now, out)
                     backlog.extend(out)
                     out.clear()
-                while backlog:
-                    addr = reserve(urb_ptr, size)
-                    if not addr:  # full: BPF has not drained yet; keep order, retry
-                        break
-                    memmove(addr, backlog.popleft(), size)
-                    submit(urb_ptr, addr)
+                if backlog:
+                    push(backlog, size)  # stops when full: BPF has not drained yet; order kept
                 sched.live.user_pending = len(backlog)
                 if backlog:
                     os.sched_yield()  # let this CPU run ops.dispatch and drain
@@ -349,10 +340,6 @@ class Loop:
                 sched.put_knob(pid, None, None, False)
             else:
                 sched.put_knob(pid, knob.slice_ns, knob.cpu, knob.latcrit)
-        elif what == "ext":
-            # Partial mode: schedtop schedules only SCHED_EXT tasks; this moves one in or out.
-            pid = int(cmd["pid"])
-            os.sched_setscheduler(pid, SCHED_EXT if cmd.get("on", True) else SCHED_OTHER, os.sched_param(0))
         elif what == "stop":
             self._stop.set()
         else:

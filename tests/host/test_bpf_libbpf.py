@@ -3,6 +3,7 @@ next to this file) driven through BPF_PROG_TEST_RUN and a real tracepoint."""
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import errno
 import logging
@@ -129,6 +130,23 @@ def test_user_ring_buffer_to_bpf(obj: BpfObject) -> None:
         assert obj.program("drain").test_run() == 11
     assert bss_u64(obj, "drained_n") == 11
     assert bss_u64(obj, "drained_sum") == 155
+
+
+def test_user_ring_buffer_push_from_stops_when_full_and_keeps_order(obj: BpfObject) -> None:
+    # 64 KiB ring, 8-byte records with an 8-byte header each: at most 4096 fit before a drain.
+    records = collections.deque(struct.pack("<Q", i) for i in range(1, 6001))
+    with UserRingBuffer(obj.map("urb")) as urb:
+        first = urb.push_from(records, 8)
+        assert 0 < first < 6000 and len(records) == 6000 - first
+        assert records[0] == struct.pack("<Q", first + 1)  # the rest waits, in order
+        assert urb.push_from(records, 8) == 0  # still full: nothing lost, nothing reordered
+        assert obj.program("drain").test_run() == first
+        assert bss_u64(obj, "drained_sum") == first * (first + 1) // 2
+        while records:
+            assert urb.push_from(records, 8) > 0
+            obj.program("drain").test_run()
+    assert bss_u64(obj, "drained_n") == 6000
+    assert bss_u64(obj, "drained_sum") == 6000 * 6001 // 2
 
 
 def test_maps_lookup_update_delete_iterate(obj: BpfObject) -> None:
