@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 
+from schedtop.steer.exec_watch import open_watch
 from schedtop.steer.journal import Journal, JournalError, hand_over, summarize
 from schedtop.steer.profiles import ProfileError, ProfileRunner, builtin_names, builtin_path, load
 
@@ -29,6 +30,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     a.add_argument("--keep", action="store_true", help="with --watch: keep the changes on exit")
     a.add_argument("--interval", type=float, default=None, metavar="S", help="poll interval (default: the profile's)")
     a.add_argument("--duration", type=float, default=None, metavar="S", help="with --watch: stop after S seconds")
+    a.add_argument("--no-exec-hook", action="store_true",
+                   help="with --watch: find new tasks by polling only (no BPF exec/rename hook)")
     a.add_argument("-q", "--quiet", action="store_true")
     sub.add_parser("list", help="list the shipped profiles")
 
@@ -72,16 +75,33 @@ def run(args: argparse.Namespace) -> int:
         say(f"profile {prof.name}: {runner.applied} thread(s) tuned; undo with `schedtop restore`")
         return 1 if runner.errors else 0
     interval = args.interval or prof.poll_s
+    hook, why = (None, "--no-exec-hook") if args.no_exec_hook else open_watch()
+    say(f"profile {prof.name}: new programs and renamed threads tuned at once (BPF {hook.mode})" if hook
+        else f"profile {prof.name}: polling every {interval:g}s ({why})")
     old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     deadline = time.monotonic() + args.duration if args.duration else None
     try:
+        next_poll = 0.0
         while deadline is None or time.monotonic() < deadline:
-            for rep in runner.poll():
-                say(rep.summary())
-            time.sleep(interval)
+            now = time.monotonic()
+            if now >= next_poll:
+                for rep in runner.poll():
+                    say(rep.summary())
+                next_poll = now + interval
+            wait_s = max(0.0, min(next_poll, deadline or next_poll) - time.monotonic())
+            if hook is None:
+                time.sleep(wait_s)
+                continue
+            # Between polls: tune what the exec hook reports as soon as it happens.
+            hits = hook.wait(int(wait_s * 1000))
+            if hits:
+                for rep in runner.poll_pids(e.tgid for e in hits):
+                    say(rep.summary())
     except (_Stop, KeyboardInterrupt):
         pass
     finally:
+        if hook is not None:
+            hook.close()
         # No more signals while we restore: a second Ctrl-C must not leave things half done.
         for s in old:
             signal.signal(s, signal.SIG_IGN)

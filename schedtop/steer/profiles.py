@@ -27,6 +27,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Iterable
 
 from schedtop.steer import units
 from schedtop.steer.actions import TaskRef, Tuning
@@ -280,10 +281,20 @@ class ProfileRunner:
         return None
 
     def poll(self) -> list[ChangeReport]:
+        """Every process on the machine: tasks not judged yet (new, or renamed) get the first
+        matching rule; tasks gone since the last poll are forgotten."""
+        return self._scan(None)
+
+    def poll_pids(self, pids: Iterable[int]) -> list[ChangeReport]:
+        """Only these processes, at once: the exec hook's path (exec_watch.py) between polls."""
+        return self._scan(sorted(set(pids)))
+
+    def _scan(self, only: list[int] | None) -> list[ChangeReport]:
         me = os.getpid()
         groups: dict[int, list[TaskRef]] = {}
         alive: set[tuple[int, int]] = set()
-        for name in os.listdir("/proc"):
+        names = os.listdir("/proc") if only is None else [str(p) for p in only]
+        for name in names:
             if not name.isdigit() or int(name) == me:
                 continue
             pid = int(name)
@@ -310,7 +321,7 @@ class ProfileRunner:
                 rule = self.match(proc_comm, comm, exe, cg or "")
                 if rule is not None:
                     groups.setdefault(rule.index, []).append(TaskRef(pid, tid, st, comm))
-        gone = [key for key in self.seen if key not in alive]
+        gone = [key for key in self.seen if key not in alive] if only is None else []
         for key in gone:
             del self.seen[key]
         if gone and len(self.journal):

@@ -73,6 +73,8 @@ class SteerActions:
         self._steer_runner = None
         self._steer_timer = None
         self._steer_stopped = False
+        self._steer_exec = None  # the profile's BPF exec hook, when one runs
+        self._steer_exec_why: str | None = None
         if self._steer_replaying():
             return
         try:
@@ -410,6 +412,36 @@ class SteerActions:
         self.notify(f"profile {prof.name}: applying live ({len(prof.rules)} rules)")
         self._steer_profile_poll()
         self._steer_timer = self.set_interval(prof.poll_s, self._steer_profile_poll)
+        if not getattr(getattr(self, "args", None), "no_bpf", False):
+            self._steer_exec_hook()
+
+    @work(thread=True, group="steer-exec", exclusive=True, exit_on_error=False)
+    def _steer_exec_hook(self) -> None:
+        """Between polls, tune what the BPF exec/rename hook reports as soon as it happens
+        (the interval poll stays: it catches whatever the hook dropped or cannot see)."""
+        from schedtop.steer.exec_watch import open_watch
+
+        hook, why = open_watch()
+        self._steer_exec = hook
+        self._steer_exec_why = why
+        if hook is None:
+            return
+        try:
+            while not self._steer_stopped:
+                hits = hook.wait(200)
+                if not hits or self._steer_stopped:
+                    continue
+                with self._steer_lock:
+                    if self._steer_stopped:
+                        return
+                    reports = self._steer_runner.poll_pids(e.tgid for e in hits)
+                for rep in reports:
+                    try:
+                        self.call_from_thread(self._steer_report, rep)
+                    except RuntimeError:  # shutting down; the journal already has it
+                        return
+        finally:
+            hook.close()
 
     @work(thread=True, group="steer-profile", exclusive=True, exit_on_error=False)
     def _steer_profile_poll(self) -> None:
@@ -429,5 +461,7 @@ class SteerActions:
     def steer_status(self) -> dict[str, Any]:
         """For the status bar or tests: what steering is doing right now."""
         j = getattr(self, "_steer_journal", None)
+        hook = getattr(self, "_steer_exec", None)
         return {"changed": len(j) if j else 0, "all_threads": getattr(self, "_steer_all_threads", False),
-                "profile": self._steer_runner.profile.name if getattr(self, "_steer_runner", None) else None}
+                "profile": self._steer_runner.profile.name if getattr(self, "_steer_runner", None) else None,
+                "exec_hook": hook.mode if hook is not None else getattr(self, "_steer_exec_why", None)}
