@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from schedtop.steer.units import (
-    FAIR_POLICIES,
+    NICE_POLICIES,
     POLICY_NAME,
     RT_POLICIES,
+    SCHED_EXT,
     format_cpulist,
     format_ns,
     online_cpus,
@@ -32,6 +33,8 @@ SYS_sched_getattr = 315
 SCHED_FLAG_RESET_ON_FORK = 0x01
 
 BASE_SLICE_PATH = "/sys/kernel/debug/sched/base_slice_ns"
+SCHED_EXT_SYSFS = "/sys/kernel/sched_ext"
+NO_SCHED_EXT = "this kernel has no sched_ext (CONFIG_SCHED_CLASS_EXT): SCHED_EXT is not available"
 
 
 class SchedAttr(ctypes.Structure):
@@ -260,6 +263,8 @@ def _rlimit(tid: int, which: int) -> int | None:
 
 def _why(e: int, tid: int, attr: SchedAttr) -> str:
     """Say which limit stood in the way, so EPERM is not a mystery."""
+    if e == errno.EINVAL and attr.sched_policy == SCHED_EXT and sched_ext_available() is not True:
+        return f" ({NO_SCHED_EXT})"  # the kernel's valid_policy() knows 7 only with the class built in
     if e != errno.EPERM:
         return ""
     if attr.sched_policy in RT_POLICIES:
@@ -307,7 +312,7 @@ def set_params(ref: TaskRef, want: TaskParams, have: TaskParams | None = None) -
     have = have or read_params(ref)
     sched_changed = (want.policy, want.rt_priority, want.reset_on_fork) != (
         have.policy, have.rt_priority, have.reset_on_fork)
-    if want.policy in FAIR_POLICIES:
+    if want.policy in NICE_POLICIES:
         sched_changed = (sched_changed or want.nice != have.nice
                          or _slice_arg(want.slice_ns) != _slice_arg(have.slice_ns))
     if sched_changed:
@@ -316,10 +321,10 @@ def set_params(ref: TaskRef, want: TaskParams, have: TaskParams | None = None) -
         attr.sched_flags = SCHED_FLAG_RESET_ON_FORK if want.reset_on_fork else 0
         attr.sched_nice = want.nice
         attr.sched_priority = want.rt_priority if want.policy in RT_POLICIES else 0
-        if want.policy in FAIR_POLICIES:
+        if want.policy in NICE_POLICIES:
             attr.sched_runtime = _slice_arg(want.slice_ns)
         _sched_setattr(ref.tid, attr)
-    if want.policy not in FAIR_POLICIES and want.nice != have.nice:
+    if want.policy not in NICE_POLICIES and want.nice != have.nice:
         # An RT task keeps a nice value for when it goes back to the fair class.
         _setpriority(ref.tid, want.nice)
     if want.affinity != have.affinity:
@@ -409,7 +414,18 @@ def target_params(have: TaskParams, tuning: Tuning) -> TaskParams:
     return want
 
 
+def sched_ext_available() -> bool | None:
+    """Whether the kernel has the sched_ext class: its sysfs directory exists exactly when
+    CONFIG_SCHED_CLASS_EXT is built in. None when sysfs is not mounted (let the kernel say)."""
+    if os.path.isdir(SCHED_EXT_SYSFS):
+        return True
+    return False if os.path.isdir("/sys/kernel") else None
+
+
 def check_tuning(tuning: Tuning) -> None:
+    # Before anything is journaled: without the class the kernel refuses policy 7 (EINVAL).
+    if tuning.policy == SCHED_EXT and sched_ext_available() is False:
+        raise SteerError(NO_SCHED_EXT, errno.EINVAL)
     if tuning.policy in RT_POLICIES and not tuning.rt_priority:
         raise SteerError("FIFO/RR needs a priority 1..99", errno.EINVAL)
     if tuning.slice_ns and tuning.policy in RT_POLICIES:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from schedtop.steer import units
+from schedtop.steer import ext, units
 from schedtop.steer.actions import SteerError, Tuning, autogroup_note, read_params, set_base_slice
 from schedtop.steer.change import change
 from schedtop.steer.journal import Journal, JournalError
@@ -40,7 +40,7 @@ def _int_in(lo: int, hi: int, what: str):
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.description = ("Retune threads: EEVDF slice, CPU pinning, nice, FIFO/RR, BATCH/IDLE. Every change "
+    p.description = ("Retune threads: EEVDF slice, CPU pinning, nice, FIFO/RR, BATCH/IDLE, SCHED_EXT. Every change "
                      "is journaled first; `schedtop restore` undoes it.")
     p.add_argument("pid", nargs="?", type=int, help="the pid/tid to change (one thread unless --threads/--tree)")
     p.add_argument("--slice", type=_type(units.parse_slice, "slice"), metavar="DUR",
@@ -58,6 +58,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     pol.add_argument("--batch", action="store_true", help="SCHED_BATCH")
     pol.add_argument("--idle", action="store_true", help="SCHED_IDLE")
     pol.add_argument("--other", action="store_true", help="SCHED_OTHER (back to normal)")
+    pol.add_argument("--ext", action="store_true",
+                     help="SCHED_EXT: run by the loaded sched_ext scheduler (in partial mode, e.g. "
+                          "`schedtop scx --partial`, only these tasks are); needs CONFIG_SCHED_CLASS_EXT. "
+                          "Nice and slice are kept; `schedtop restore` puts the old policy back")
     p.add_argument("-a", "--threads", action="store_true", help="all threads of the process (like chrt -a)")
     p.add_argument("--tree", action="store_true", help="the process and all its descendants, every thread")
     p.add_argument("--name", metavar="GLOB", help="every task whose name matches, e.g. 'pipewire*'")
@@ -78,6 +82,8 @@ def tuning_from(args: argparse.Namespace) -> Tuning:
         policy = units.SCHED_IDLE
     elif args.other:
         policy = units.SCHED_OTHER
+    elif args.ext:
+        policy = units.SCHED_EXT
     return Tuning(policy=policy, rt_priority=prio, nice=args.nice, slice_ns=args.slice, affinity=args.pin,
                   group=args.group)
 
@@ -137,6 +143,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"no group nice: {note}")
     if report.errors() or not report.changed:
         rc = 1
+    if report.changed and tuning.policy == units.SCHED_EXT and not args.quiet:
+        note = ext.note_after_move()
+        if note:
+            print(note)
     if (report.changed and not tuning.group and tuning.nice is not None and tuning.nice < 0
             and not args.quiet):
         note = autogroup_note(report.results[0].ref.pid)

@@ -15,6 +15,7 @@ SLICE_MAX_NS = 100_000_000
 SLICE_RANGE = "0.1ms..100ms"
 
 SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE = 0, 1, 2, 3, 5
+SCHED_EXT = 7  # run by the loaded sched_ext (BPF) scheduler; needs CONFIG_SCHED_CLASS_EXT
 POLICY_BY_NAME = {
     "other": SCHED_OTHER,
     "normal": SCHED_OTHER,
@@ -27,6 +28,10 @@ POLICY_NAME = {SCHED_OTHER: "OTHER", SCHED_FIFO: "FIFO", SCHED_RR: "RR", SCHED_B
                SCHED_IDLE: "IDLE", 6: "DEADLINE", 7: "EXT"}
 RT_POLICIES = (SCHED_FIFO, SCHED_RR)
 FAIR_POLICIES = (SCHED_OTHER, SCHED_BATCH, SCHED_IDLE)
+# Policies whose sched_setattr takes sched_nice and sched_runtime: the kernel's fair_policy()
+# counts SCHED_EXT as normal (kernel/sched/sched.h), so a move into EXT sets static_prio from
+# sched_nice (pass the current nice or it is reset to 0) and keeps the EEVDF slice for later.
+NICE_POLICIES = FAIR_POLICIES + (SCHED_EXT,)
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
