@@ -13,7 +13,8 @@ What the host app provides to mixins:
 The scheduler runs as a supervised child (schedtop.scx.supervisor): the app
 never waits on it and it never waits on the app. Keys: L load/unload (asks
 first), P next policy (live, no unload), { } global slice, E move the selected
-task in/out of SCHED_EXT (partial mode), g the scheduler panel. When the
+task in/out of SCHED_EXT (partial mode; a journaled steering change, undone by z,
+on quit and by `schedtop restore`), g the scheduler panel. When the
 kernel ejects the scheduler the reason is shown and a reload offered; the app
 goes on under EEVDF. The steering keys (slice, pin, boost, demote) can route
 to the scheduler's per-task knobs through ``scx_steer`` while it is loaded.
@@ -205,19 +206,47 @@ class ScxActions:
         self.notify(f"next load: {mode} mode{note}")
 
     def action_scx_ext(self) -> None:
+        """Move the selected thread (or process, with A) into SCHED_EXT, or an EXT one back out.
+
+        Both are ordinary steering changes (schedtop.steer.change through the session journal):
+        shown in the changes pane, reverted by z, on quit and by `schedtop restore`. Into EXT only
+        while schedtop's scheduler runs in partial mode (otherwise it would not be what schedules
+        the task); out of EXT always (the safe direction), back to the journaled policy."""
         if not self._scx_live_only():
             return
-        task = self.selected_task()
-        if task is None:
-            self.notify("no task selected", severity="warning")
+        from schedtop.steer import ext
+        from schedtop.steer.actions import SteerError, read_params
+        from schedtop.steer.units import SCHED_EXT
+
+        refs = self._steer_targets()  # the steering keys' targets: scope (A), pid reuse, journal
+        if not refs:
             return
-        if not (self.scx_running and self._scx_options.partial):
+        try:
+            on = read_params(refs[0]).policy != SCHED_EXT  # live, not the snapshot's
+        except SteerError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        if on and not (self.scx_running and self._scx_options.partial):
             self.notify("moving tasks into SCHED_EXT needs the scheduler loaded in partial mode", severity="warning")
             return
-        on = task.policy != "EXT"
-        self._scx_sup.send(cmd="ext", pid=task.tid, on=on)
-        self.record_action({"type": "scx.ext", "pid": task.tid, "on": on})
-        self.notify(f"{task.comm}[{task.tid}] {'into' if on else 'out of'} SCHED_EXT")
+        if on:
+            tuning, label = ext.INTO, ext.INTO_LABEL
+        else:
+            tuning, label = ext.out_tuning(refs[0], [self._steer_journal, *self._scx_shared_journal()]), ext.OUT_LABEL
+        report = self._steer_apply(tuning, label, refs)
+        if report is not None and report.changed:
+            self.record_action({"type": "scx.ext", "pid": refs[0].tid, "on": on, "label": report.label})
+
+    @staticmethod
+    def _scx_shared_journal() -> list[Any]:
+        """`schedtop set`'s journal, so E takes a task moved in by `schedtop set --ext` back out to
+        its old policy too (the shared journal keeps that step for `schedtop restore`)."""
+        from schedtop.steer.journal import Journal, JournalError
+
+        try:
+            return [Journal.shared()]
+        except JournalError:
+            return []
 
     def action_scx_panel(self) -> None:
         from schedtop.ui.screens.scx import ScxScreen
