@@ -75,7 +75,8 @@ def demo_script(scheduler: str, schedtop_args: list[str], stay_in_shell: bool, l
     sched = scheduler_command(scheduler, python)
     # The scheduler loads while schedtop starts (both take ~20 s of TCG); schedtop's
     # header shows the switch to sched_ext when it happens.
-    sched_line = f"{shlex.join(sched)} 2>{shlex.quote(str(log))} &\nSCHED=$!\n" if sched else "SCHED=\n"
+    # Its stdout (schedtop scx prints a stats line a second) would draw over the TUI: only errors are kept.
+    sched_line = f"{shlex.join(sched)} >/dev/null 2>{shlex.quote(str(log))} &\nSCHED=$!\n" if sched else "SCHED=\n"
     end = "exec /bin/bash -i" if stay_in_shell else "poweroff -f >/dev/null 2>&1"
     # Python starts slowly under TCG (~20 s for Textual over 9p); the workload starts
     # once schedtop is drawing, so the TUI is not starved on the way up.
@@ -135,7 +136,7 @@ def run_local(scheduler: str, schedtop_args: list[str]) -> int:
     procs = [subprocess.Popen(HOGS, start_new_session=True), subprocess.Popen(INTERACTIVE, start_new_session=True)]
     sched = scheduler_command(scheduler, str(venv_bin() / "python"))
     if sched:
-        procs.append(subprocess.Popen(sched, start_new_session=True))
+        procs.append(subprocess.Popen(sched, stdout=subprocess.DEVNULL, start_new_session=True))  # not over the TUI
     try:
         return subprocess.call([str(venv_bin() / "schedtop"), *schedtop_args])
     finally:

@@ -88,3 +88,24 @@ def test_demo_runs_schedtop_inside_the_guest_and_q_powers_it_off() -> None:
         wait_for(session, "DEMO-EXIT=0", 120)
     finally:
         tmux("kill-session", "-t", session)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(kernel.cached() is None, reason="no cached lab kernel (schedtop lab fetch)")
+@pytest.mark.skipif(sched_ext_state() is not None, reason="this kernel has sched_ext: the demo runs locally")
+def test_demo_scheduler_scx_loads_the_embedded_scheduler_in_the_guest() -> None:
+    """--scheduler scx: the header inside the guest names schedtop's own ops ("schedtop", all
+    tasks), and the scheduler's stats lines never draw over the TUI."""
+    session = f"schedtop-demo-scx-{os.getpid()}"
+    start(session, "--scheduler scx")
+    try:
+        wait_for(session, "booting the lab guest", 60)
+        screen = wait_for(session, "sched_ext: schedtop all", 240)
+        assert "q Quit" in screen or "q Quit" in wait_for(session, "q Quit", 60)
+        screen = wait_for(session, "sched_ext enabled", 30)
+        assert "slice=" not in screen and "queued=" not in screen, f"scheduler output over the TUI:\n{screen}"
+        tmux("send-keys", "-t", session, "q")
+        screen = wait_for(session, "DEMO-EXIT=0", 120)
+        assert "said:" not in screen, screen  # nothing on the scheduler's stderr
+    finally:
+        tmux("kill-session", "-t", session)
