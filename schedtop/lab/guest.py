@@ -36,6 +36,9 @@ from schedtop.lab.progress import console
 
 CPUS = 2
 MEMORY = "2G"
+# See vng_command. SCHEDTOP_LAB_TCG=multi brings back QEMU's multi-threaded TCG (faster, but
+# it panics on sched_ext load/unload now and then): for experiments, never for the test suite.
+QEMU_ACCEL = f"-accel tcg,thread={'multi' if os.environ.get('SCHEDTOP_LAB_TCG') == 'multi' else 'single'}"
 # tmpfs mounts virtme puts over host dirs: host paths under them are invisible unless exported.
 HIDDEN_IN_GUEST = ("/run", "/dev/shm", "/var/tmp", "/var/log", "/var/cache", "/var/lib/apt", "/var/lib/private")
 # Environment carried into the guest command (besides PATH/HOME/cwd, which are set explicitly).
@@ -128,8 +131,14 @@ def vng_command(kernel: Kernel, rwdir: Path, cwd: Path, exec_cmd: str | None) ->
     for path in {Path.home(), checkout_root()}:
         if not _under(path, ("/tmp", "/home", "/usr", "/var", "/etc", "/opt", "/srv", *HIDDEN_IN_GUEST)):
             cmd += ["--overlay-rwdir", str(path)]
+    # One host thread for both vCPUs. With multi-threaded TCG (QEMU's default) the guest
+    # panics with "Oops: int3" in update_rq_clock after 17-55 sched_ext load/unload cycles:
+    # each load flips static keys (text_poke_bp's int3), and the other vCPU still runs a
+    # stale translation with the int3 in it. Single-threaded TCG: 0 panics in 150 cycles,
+    # about 1.6x slower per cycle (tests/guest/test_lab.py, BENCHMARKS.md "Kernel lab").
+    cmd += [f"--qemu-opts={QEMU_ACCEL}"]
     if exec_cmd is not None:
-        cmd += ["--exec", exec_cmd]
+        cmd += ["--verbose", "--exec", exec_cmd]  # the console goes to vng.log: panics are shown
     return cmd
 
 
@@ -208,10 +217,19 @@ def _boot_and_stream(argv: list[str], rwdir: Path, timeout: float, out: BinaryIO
         how = f"vng killed by signal {-status}" if status is not None and status < 0 else f"vng exit {status}"
         console.print("[red]schedtop lab: the guest stopped before the command finished "
                       f"(boot failure or kernel panic; {how}); last lines of its log:[/]")
-        for line in tail:
+        for line in _crash_lines(log_path):
             console.print(f"  {line}", markup=False)
         return GuestResult(EXIT_NO_RESULT, boot_seconds, total, False, tail)
     return GuestResult(code, boot_seconds, total, False, tail)
+
+
+def _crash_lines(log_path: Path, most: int = 40) -> list[str]:
+    """The kernel's own account of a dead guest: from the first Oops/BUG/panic line on, else the tail."""
+    lines = log_path.read_text(errors="replace").splitlines()
+    for i, line in enumerate(lines):
+        if any(k in line for k in ("Oops:", "BUG:", "Kernel panic", "general protection fault")):
+            return lines[i:i + most]
+    return lines[-15:]
 
 
 def _pump(path: Path, offset: int, out: BinaryIO) -> int:

@@ -114,5 +114,8 @@ def test_vng_command_line(tmp_path: Path) -> None:
     assert argv[argv.index("--run") + 1] == str(k.vmlinuz)
     assert argv[argv.index("--rwdir") + 1] == str(tmp_path)
     assert argv[-2:] == ["--exec", "sh run.sh"]
+    # single-threaded TCG (multi-threaded TCG panics on sched_ext's static-key flips) and the
+    # guest console kept for the crash report
+    assert "--qemu-opts=-accel tcg,thread=single" in argv and "--verbose" in argv
     assert "--overlay-rwdir" in argv  # HOME / the checkout become writable in the guest
     assert "--exec" not in vng_command(k, tmp_path, Path("/work"), None)
