@@ -299,8 +299,9 @@ def test_wide_side_pane_follows_the_cursor_with_proc_fields():
     async def body(app, pilot):
         pane = app.query_one(TaskPane)
         assert pane.display
-        app.query_one(TaskTable).select_tid(me)
-        assert app.source.detail_tid == me
+        await wait_for(pilot, lambda: app.query_one(TaskTable).select_tid(me))
+        # the pane follows on the table's CursorMoved message, which is handled after this call
+        await wait_for(pilot, lambda: app.source.detail_tid == me)
         await wait_for(pilot, lambda: "se.vruntime" in str(pane.query_one("#pane-fields").render()))
         assert f"pid {me}" in str(pane.query_one("#pane-summary").render())
         await pilot.resize_terminal(120, 40)
