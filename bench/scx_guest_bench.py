@@ -7,20 +7,33 @@
 2. Interactive probe: cyclictest as SCHED_OTHER under `stress-ng --cpu 2`, EEVDF untuned
    versus schedtop with the probe's thread boosted (weight + latency-critical flag).
    Goal: p99 <= 0.5x EEVDF's.
+   --floor: the same cyclictest on an idle guest (no stress-ng): the timer-delivery floor.
+   --wake: bench/wakeprobe.c, a futex wake-up probe (schbench-like, no timer in the measured
+   path), under the same stress-ng. --trace: each wake-up split into its timer part
+   (softexpires -> sched_waking) and scheduling part (sched_waking -> switched in) by
+   bench/probe_trace.py, with the same tracefs recorder on both sides.
+
+    schedtop lab run -- .venv/bin/python bench/scx_guest_bench.py --probe-only --floor --wake --trace
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import probe_trace  # noqa: E402  (bench/ is not a package)
 
 SCX = Path("/sys/kernel/sched_ext")
 
@@ -70,37 +83,18 @@ def messaging(runs: int, groups: int, loops: int) -> list[float]:
     return out
 
 
-def cyclictest_p99(seconds: float, boost: Scx | None) -> tuple[float, float, int]:
-    """(p99 µs, max µs, samples) of a SCHED_OTHER cyclictest beside stress-ng --cpu 2."""
-    stress = subprocess.Popen(["stress-ng", "--cpu", "2", "--timeout", str(int(seconds + 5))],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
-    loops = int(seconds * 1000)
-    # Debian 12's cyclictest makes its measuring thread SCHED_FIFO even with -p 0 or
-    # --policy=other ("defaulting realtime priority to 2"); we put it back to SCHED_OTHER
-    # right after start, so the fair class / sched_ext schedules it (checked below).
-    ct = subprocess.Popen(["cyclictest", "-q", "-m", "-p", "0", "-i", "1000", "-l", str(loops),
-                           "-h", "100000"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    t0 = time.monotonic()  # the measuring thread appears only after cyclictest's set-up (mlockall)
-    while len(os.listdir(f"/proc/{ct.pid}/task")) < 2 and time.monotonic() - t0 < 30:
-        time.sleep(0.01)
-    threads = [t for t in os.listdir(f"/proc/{ct.pid}/task") if int(t) != ct.pid]
-    assert threads, "cyclictest started no measuring thread"
-    for tid in threads:
-        # The thread makes itself SCHED_FIFO once it runs: wait for that, or it undoes
-        # our SCHED_OTHER and the probe measures an RT thread (seen: policy 1 after the switch).
-        while os.sched_getscheduler(int(tid)) == os.SCHED_OTHER and time.monotonic() - t0 < 30:
-            time.sleep(0.001)
-        os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
-        time.sleep(0.05)
-        stat = Path(f"/proc/{ct.pid}/task/{tid}/stat").read_text()
-        policy = int(stat[stat.rindex(")") + 2 :].split()[38])
-        assert policy == 0, f"cyclictest thread runs with policy {policy}, not SCHED_OTHER"
-        if boost is not None:
-            boost.send(cmd="boost", pid=int(tid))  # the measuring thread
-    text, _ = ct.communicate(timeout=seconds * 20 + 60)
-    stress.kill()
-    stress.wait()
+@dataclass(frozen=True)
+class ProbeRun:
+    p50: float
+    p90: float
+    p99: float
+    max: float
+    samples: int
+    split: dict | None = None  # probe_trace.summary() when traced
+
+
+def hist_stats(text: str) -> tuple[float, float, float, float, int]:
+    """(p50, p90, p99, max, samples) in µs of a cyclictest-style histogram ("us count" rows)."""
     hist: list[tuple[int, int]] = []
     overflow = 0
     for line in text.splitlines():
@@ -111,21 +105,103 @@ def cyclictest_p99(seconds: float, boost: Scx | None) -> tuple[float, float, int
         if m:
             overflow = int(m.group(1))
     total = sum(c for _, c in hist) + overflow
-    want, seen, p99 = 0.99 * total, 0, float("inf")
+    pct: dict[int, float] = {}
+    cum = 0
     for us, c in hist:
-        seen += c
-        if seen >= want:
-            p99 = float(us)
-            break
-    cum, pct = 0, {}
-    for us, c in hist:  # the body of the distribution, to tell a shifted body from a tail
         cum += c
-        for q in (50, 90):
+        for q in (50, 90, 99):
             if q not in pct and cum >= q / 100 * total:
-                pct[q] = us
-    print(f"  ({'schedtop boosted' if boost else 'EEVDF untuned'}: p50 {pct.get(50)} us, p90 {pct.get(90)} us)")
+                pct[q] = float(us)
     mx = re.search(r"# Max Latencies:\s+(\d+)", text)
-    return p99, float(mx.group(1)) if mx else float("nan"), total
+    return (pct.get(50, math.inf), pct.get(90, math.inf), pct.get(99, math.inf),
+            float(mx.group(1)) if mx else math.nan, total)
+
+
+def start_stress(seconds: float) -> subprocess.Popen:
+    stress = subprocess.Popen(["stress-ng", "--cpu", "2", "--timeout", str(int(seconds + 5))],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    return stress
+
+
+def policy_of(pid: int, tid: int) -> int:
+    stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[38])
+
+
+def cyclictest_run(seconds: float, boost: Scx | None, stress: bool = True, trace: bool = False) -> ProbeRun:
+    """A SCHED_OTHER cyclictest (1 ms), beside stress-ng --cpu 2 unless stress is False."""
+    load = start_stress(seconds) if stress else None
+    loops = int(seconds * 1000)
+    # Debian 12's cyclictest makes its measuring thread SCHED_FIFO even with -p 0 or
+    # --policy=other ("defaulting realtime priority to 2"); we put it back to SCHED_OTHER
+    # right after start, so the fair class / sched_ext schedules it (checked below).
+    ct = subprocess.Popen(["cyclictest", "-q", "-m", "-p", "0", "-i", "1000", "-l", str(loops),
+                           "-h", "100000"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    t0 = time.monotonic()  # the measuring thread appears only after cyclictest's set-up (mlockall)
+    while len(os.listdir(f"/proc/{ct.pid}/task")) < 2 and time.monotonic() - t0 < 30:
+        time.sleep(0.01)
+    threads = [int(t) for t in os.listdir(f"/proc/{ct.pid}/task") if int(t) != ct.pid]
+    assert len(threads) == 1, f"cyclictest started {len(threads)} measuring threads, want 1"
+    tid = threads[0]
+    # The thread makes itself SCHED_FIFO once it runs: wait for that, or it undoes
+    # our SCHED_OTHER and the probe measures an RT thread (seen: policy 1 after the switch).
+    while os.sched_getscheduler(tid) == os.SCHED_OTHER and time.monotonic() - t0 < 30:
+        time.sleep(0.001)
+    os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+    time.sleep(0.05)
+    assert policy_of(ct.pid, tid) == 0, "cyclictest thread is not SCHED_OTHER"
+    if boost is not None:
+        boost.send(cmd="boost", pid=tid)  # the measuring thread
+    if trace:
+        probe_trace.start(tid)
+    text, _ = ct.communicate(timeout=seconds * 20 + 60)
+    split = probe_trace.summary(probe_trace.cycles(probe_trace.stop(), tid)) if trace else None
+    if load is not None:
+        load.kill()
+        load.wait()
+    return ProbeRun(*hist_stats(text), split=split)
+
+
+def build_wakeprobe() -> Path:
+    out = Path(tempfile.mkdtemp(prefix="wakeprobe-")) / "wakeprobe"
+    subprocess.run(["clang", "-O2", "-pthread", str(Path(__file__).with_name("wakeprobe.c")), "-o", str(out)],
+                   check=True)
+    return out
+
+
+def wakeprobe_run(exe: Path, seconds: float, boost: Scx | None, trace: bool = False) -> ProbeRun:
+    """bench/wakeprobe.c (futex wake-up, no timer in the measured path) beside stress-ng --cpu 2."""
+    load = start_stress(seconds)
+    wp = subprocess.Popen([str(exe), str(seconds), "1000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True)
+    assert wp.stdout and wp.stdin
+    tid = int(wp.stdout.readline().split()[1])
+    if boost is not None:
+        boost.send(cmd="boost", pid=tid)
+        time.sleep(0.3)  # the knob is in the BPF map before the first wake-up
+    if trace:
+        probe_trace.start(tid, timers=False)
+    text, _ = wp.communicate("go\n", timeout=seconds * 20 + 60)
+    split = probe_trace.summary(probe_trace.cycles(probe_trace.stop(), tid)) if trace else None
+    load.kill()
+    load.wait()
+    return ProbeRun(*hist_stats(text), split=split)
+
+
+def guest_facts() -> None:
+    """What sets the floor: preemption model, timer hardware, high-resolution mode."""
+    def read(path: str) -> str:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            return f"? ({exc.strerror})"
+    tl = read("/proc/timer_list")
+    hres = sorted(set(re.findall(r"\.hres_active\s*:\s*(\d+)", tl)))
+    print(f"guest: preempt [{read('/sys/kernel/debug/sched/preempt')}]  "
+          f"clockevent {read('/sys/devices/system/clockevents/clockevent0/current_device')}  "
+          f"clocksource {read('/sys/devices/system/clocksource/clocksource0/current_clocksource')}  "
+          f"hres_active {','.join(hres)}")
 
 
 def main() -> None:
@@ -135,6 +211,10 @@ def main() -> None:
     ap.add_argument("--loops", type=int, default=50)
     ap.add_argument("--probe-seconds", type=float, default=5)
     ap.add_argument("--probe-only", action="store_true", help="only the interactive probe")
+    ap.add_argument("--floor", action="store_true", help="also cyclictest on an idle guest")
+    ap.add_argument("--wake", action="store_true", help="also the futex wake-up probe (bench/wakeprobe.c)")
+    ap.add_argument("--trace", action="store_true",
+                    help="split each wake-up into timer and scheduling parts (tracefs, both sides)")
     args = ap.parse_args()
     assert state() == "disabled", "another scheduler is loaded"
     if not args.probe_only:
@@ -168,25 +248,61 @@ def run_messaging(args: argparse.Namespace) -> None:
           f"counters {json.dumps({k: v for k, v in last['counters'].items() if k != 'loop_last_run_ns'})}")
 
 
+def fmt(runs: list[ProbeRun]) -> str:
+    return (f"p99 {[r.p99 for r in runs]} p50 {[r.p50 for r in runs]} p90 {[r.p90 for r in runs]} "
+            f"max {max(r.max for r in runs):.0f} samples {sum(r.samples for r in runs)}")
+
+
+def show(title: str, base: list[ProbeRun], ours: list[ProbeRun]) -> None:
+    b99, o99 = statistics.median(r.p99 for r in base), statistics.median(r.p99 for r in ours)
+    print(f"{title}, {len(base)} pairs:")
+    print(f"  EEVDF untuned      median p99 {b99:.0f} us  ({fmt(base)})")
+    print(f"  schedtop boosted   median p99 {o99:.0f} us  ({fmt(ours)})")
+    print(f"  ratio {o99 / max(b99, 1):.2f}x (goal <= 0.5x)")
+    for name, runs in (("EEVDF", base), ("schedtop", ours)):
+        for r in runs:
+            if r.split:
+                print(f"    {name} split: {json.dumps(r.split)}")
+    for part, what in (("sched", "scheduling part (sched_waking -> switched in)"),
+                       ("timer", "timer part (softexpires -> sched_waking)")):
+        if all(r.split and part in r.split for r in base + ours):
+            bs = statistics.median(r.split[part]["p99"] for r in base)
+            os_ = statistics.median(r.split[part]["p99"] for r in ours)
+            print(f"  {what}: median p99 EEVDF {bs} us, schedtop {os_} us, ratio {os_ / max(bs, 1):.2f}x")
+
+
 def probe(args: argparse.Namespace) -> None:
-    """--runs alternating pairs (EEVDF, schedtop boosted); medians of the p99s."""
-    base, ours, latcrit = [], [], 0
+    """--runs alternating pairs (EEVDF, schedtop boosted) of each probe; medians of the p99s."""
+    guest_facts()
+    kinds = ["stress"] + (["idle"] if args.floor else []) + (["wake"] if args.wake else [])
+    exe = build_wakeprobe() if args.wake else None
+    res: dict[str, tuple[list[ProbeRun], list[ProbeRun]]] = {k: ([], []) for k in kinds}
+    latcrit = 0
+
+    def one(kind: str, scx: Scx | None) -> ProbeRun:
+        if kind == "wake":
+            assert exe
+            return wakeprobe_run(exe, args.probe_seconds, scx, args.trace)
+        return cyclictest_run(args.probe_seconds, scx, stress=kind == "stress", trace=args.trace)
+
     for _ in range(args.runs):
-        base.append(cyclictest_p99(args.probe_seconds, None))
+        for kind in kinds:
+            res[kind][0].append(one(kind, None))
         scx = Scx("--policy", "deadline")
         time.sleep(1.0)
         lc0 = scx.stats[-1]["counters"]["nr_latcrit"]
-        ours.append(cyclictest_p99(args.probe_seconds, scx))
+        for kind in kinds:
+            res[kind][1].append(one(kind, scx))
         time.sleep(0.6)  # one more stats line
         latcrit += scx.stats[-1]["counters"]["nr_latcrit"] - lc0
         scx.stop()
-    b99, o99 = statistics.median(r[0] for r in base), statistics.median(r[0] for r in ours)
-    print(f"cyclictest SCHED_OTHER 1 ms under stress-ng --cpu 2, {args.runs} pairs, samples "
-          f"{sum(r[2] for r in base)}/{sum(r[2] for r in ours)}:")
-    print(f"  EEVDF untuned p99 {b99:.0f} us (runs {[r[0] for r in base]}, max {max(r[1] for r in base):.0f})")
-    print(f"  schedtop boosted p99 {o99:.0f} us (runs {[r[0] for r in ours]}, max {max(r[1] for r in ours):.0f})")
-    print(f"  ratio {o99 / max(b99, 1):.2f}x (goal <= 0.5x)")
-    print(f"  latency-critical path taken by the boosted thread (nr_latcrit): {latcrit}")
+        print(f"  (pair done, guest loadavg {Path('/proc/loadavg').read_text().split()[0]})", flush=True)
+    titles = {"stress": "cyclictest SCHED_OTHER 1 ms under stress-ng --cpu 2",
+              "idle": "cyclictest SCHED_OTHER 1 ms, idle guest (the floor)",
+              "wake": "wakeprobe (futex wake-up, 1 ms) under stress-ng --cpu 2"}
+    for kind in kinds:
+        show(titles[kind], *res[kind])
+    print(f"latency-critical path taken by the boosted threads (nr_latcrit): {latcrit}")
 
 if __name__ == "__main__":
     main()

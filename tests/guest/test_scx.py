@@ -126,7 +126,7 @@ def avg_slice_ms(pids: list[int], seconds: float) -> float:
 def test_live_slice_and_pin_knobs(scx_proc, policy):
     """One load per policy: a global slice change shows in the observed timeslices
     (schedstat), and a pinned task stays on its CPU while the others compete."""
-    scx = scx_proc("--policy", policy, "--slice-us", "20000")
+    scx = scx_proc("--policy", policy, "--slice-us", "40000")
     hogs = [subprocess.Popen(spinner_cmd(30)) for _ in range(5)]  # more than the CPUs: they take turns
     pinned, others = hogs[0], [h.pid for h in hogs[1:]]
     seen: set[int] = set()
@@ -154,13 +154,15 @@ def test_live_slice_and_pin_knobs(scx_proc, policy):
     assert stats["slice_ns"] == 2_000_000 and stats["last_error"] is None
     assert stats["knobs"][str(pinned.pid)][1] == 1
     # Observed timeslices of the hogs (schedstat: CPU time / times switched in). The
-    # kernel checks slices at its tick (4 ms at HZ=250), so 2 ms shows as about 4 ms.
+    # kernel checks slices at its tick (4 ms at HZ=250), so 2 ms shows as about 4 ms; under
+    # single-threaded TCG a stint also grows while the other vCPU has the host thread, so
+    # 2 ms showed as 7-10 ms: the long slice is 40 ms to keep the two apart.
     why = f"schedstat {long_ms:.1f} -> {short_ms:.1f} ms; BPF stints {bpf_long} -> {bpf_short} ms"
-    if long_ms < 15:
-        # Precondition, not the claim: a 20 ms slice must be observable at all (>= 15 ms
+    if long_ms < 25:
+        # Precondition, not the claim: a 40 ms slice must be observable at all (>= 25 ms
         # stints). Under TCG on a loaded host the vCPUs stall and stints get cut short at
         # random; measured: 23 -> 4 ms on a quiet host, 12 -> 10 ms at load average 10.
-        pytest.xfail(f"this guest cannot observe a 20 ms slice right now: {why}")
+        pytest.xfail(f"this guest cannot observe a 40 ms slice right now: {why}")
     assert short_ms < long_ms / 2.5, why
 
 
@@ -223,3 +225,58 @@ def test_boost_takes_the_latency_critical_path_only_for_the_boosted_task(scx_pro
     assert unboosted == 0, f"{unboosted} latency-critical hits before any boost"
     assert during >= 20, f"only {during} latency-critical hits in 2 s for a task waking every ms"
     assert after_reset == 0, f"{after_reset} latency-critical hits after the boost was reset"
+
+
+# A waker that hops between the CPUs (pinning itself to each in turn) and wakes a reader
+# through a pipe; the reader reports, for each wake-up, whether it ran on the waker's CPU.
+WAKE_AFFINE = r"""
+import os, sys
+def cpu():
+    t = open("/proc/thread-self/stat").read()
+    return int(t[t.rindex(")") + 2:].split()[36])
+r, w = os.pipe(); ar, aw = os.pipe()
+pid = os.fork()
+if pid == 0:
+    while True:
+        b = os.read(r, 1)
+        if not b or b == b"x":
+            os._exit(0)
+        os.write(aw, b"1" if cpu() == b[0] - 48 else b"0")
+print(pid, flush=True)
+sys.stdin.readline()
+same = 0
+for i in range(N):
+    os.sched_setaffinity(0, {i % 2})
+    os.write(w, str(cpu()).encode())
+    same += os.read(ar, 1) == b"1"
+os.write(w, b"x")
+os.waitpid(pid, 0)
+print(same, N, flush=True)
+"""
+
+
+def test_boosted_task_wakes_on_its_wakers_cpu_when_none_is_idle(scx_proc):
+    """With every CPU busy, a boosted task woken from another CPU runs on the waker's CPU
+    (its preemption is then local: no IPI, no wait for a busy remote CPU). Without that the
+    reader stays on its previous CPU, i.e. on the waker's CPU about half of the time."""
+    scx = scx_proc("--policy", "deadline")
+    hogs = [subprocess.Popen(spinner_cmd(60)) for _ in range(2)]  # no idle CPU
+    n = 200
+    probe = subprocess.Popen([sys.executable, "-c", WAKE_AFFINE.replace("N", str(n))],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert probe.stdout and probe.stdin
+        reader = int(probe.stdout.readline())
+        scx.send(cmd="boost", pid=reader)
+        time.sleep(0.5)
+        c0 = scx.next_stats()["counters"]["nr_latcrit"]
+        out, _ = probe.communicate("go\n", timeout=120)
+        latcrit = scx.next_stats()["counters"]["nr_latcrit"] - c0
+    finally:
+        for p in hogs + [probe]:
+            p.kill()
+            p.wait()
+    same, total = map(int, out.split())
+    assert total == n
+    assert latcrit >= n // 2, f"only {latcrit} latency-critical wake-ups for {n} pipe wake-ups"
+    assert same >= 0.8 * n, f"the boosted reader ran on its waker's CPU {same} of {n} times"
