@@ -63,3 +63,29 @@ def test_panel_markup_shows_rates_depth_latency_and_exit():
                          "exit": {"reason": "ejected", "text": "stall (watchdog): runnable task stall"}})
     assert "not loaded" in gone and "runnable task stall" in gone
     assert "not loaded" in panel_markup({})
+
+
+def test_exit_text_with_brackets_is_shown_as_written(tmp_path):
+    """The reason comes from the kernel or a policy (task names, exception text): it is
+    shown verbatim, never parsed as markup (a stray [/] used to raise MarkupError)."""
+    from dataclasses import replace
+
+    from textual.markup import to_content
+
+    from schedtop.collect.live import LiveSource
+    from schedtop.ui.app import SchedtopApp
+
+    bad = tmp_path / "x[/]y" / "[b]policy.py"  # the real child refuses it: "policy file not found: ..."
+    app = SchedtopApp(LiveSource(use_bpf=False, use_debugfs=False), delay=0.3)
+
+    async def body(pilot):
+        app._scx_options = replace(app._scx_options, policy=str(bad))
+        await pilot.press("L", "y")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen.yes == "Reload"
+                       and app.screen.query("#confirm-text"), 30)
+        assert str(bad) in str(app.screen.query_one("#confirm-text").render())
+        assert any(str(bad) in str(to_content(n.message)) for n in app._notifications)  # as the toast renders it
+        await pilot.press("n")
+        assert app.is_running and not app.scx_running
+
+    run_pilot(app, body)
