@@ -126,6 +126,11 @@ class ScxActions:
     def _scx_start(self) -> None:
         from schedtop.scx.supervisor import ScxSupervisor
 
+        # A second child would only be refused by the kernel and orphan the first; one that has
+        # reported its exit (ejected, still shutting down) has let go of sched_ext already.
+        if self.scx_running and self._scx_sup.state.exit is None:
+            self.notify("schedtop's scheduler is already loaded", severity="warning")
+            return
         self._scx_sup = ScxSupervisor(self._scx_options, on_change=self._scx_changed)
         self._scx_reported = None
         self._scx_sup.start()
@@ -141,7 +146,11 @@ class ScxActions:
         self.run_worker(sup.stop, thread=True, group="scx", exit_on_error=False)
 
     def _scx_changed(self, state: Any) -> None:
-        # The supervisor's reader thread: hand over to the app's thread.
+        # The supervisor's reader thread: hand over to the app's thread. A replaced supervisor's
+        # reader (its child ejected, the user already reloaded) must not report that exit again.
+        sup = self._scx_sup
+        if sup is None or state is not sup.state:
+            return
         if state.exit is not None and state.exit is not self._scx_reported:
             self._scx_reported = state.exit
             try:
