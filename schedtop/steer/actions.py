@@ -447,8 +447,27 @@ def apply_tuning(ref: TaskRef, tuning: Tuning, have: TaskParams | None = None) -
 # --- the global knob -------------------------------------------------------------------------
 
 
-def set_base_slice(ns: int) -> str:
-    """Write the global EEVDF base slice; returns a message, raises SteerError with a clear reason."""
+_LOCKED_HINT = " (kernel lockdown or a debugfs restriction blocks it; per-task slices via sched_setattr still work)"
+
+
+def base_slice_mounted() -> bool:
+    """Whether debugfs' sched directory is there (else reading or writing it mounts debugfs)."""
+    return os.path.isdir("/sys/kernel/debug/sched")
+
+
+def read_base_slice() -> int:
+    """The global EEVDF base slice now (ns), mounting debugfs if needed; SteerError if it cannot."""
+    _debugfs_ready()
+    try:
+        with open(BASE_SLICE_PATH) as f:
+            return int(f.read())
+    except (OSError, ValueError) as exc:
+        code = getattr(exc, "errno", None) or errno.EIO
+        raise SteerError(f"cannot read {BASE_SLICE_PATH}: {getattr(exc, 'strerror', None) or exc}"
+                         f"{_LOCKED_HINT if code == errno.EPERM else ''}", code) from None
+
+
+def _debugfs_ready() -> None:
     if not os.path.isdir("/sys/kernel/debug/sched"):
         if os.geteuid() != 0:
             raise SteerError("the global base slice needs root (debugfs)", errno.EPERM)
@@ -456,12 +475,17 @@ def set_base_slice(ns: int) -> str:
         if rc != 0 or not os.path.isdir("/sys/kernel/debug/sched"):
             raise SteerError("debugfs is not mounted and mounting it failed; "
                              "per-task slices (sched_setattr) still work", errno.ENOENT)
+
+
+def set_base_slice(ns: int) -> str:
+    """Write the global EEVDF base slice; returns a message, raises SteerError with a clear reason.
+    Not journaled: callers that change it for the user go through change.change_base_slice."""
+    _debugfs_ready()
     try:
         with open(BASE_SLICE_PATH, "w") as f:
             f.write(str(ns))
     except OSError as exc:
-        hint = (" (kernel lockdown or a debugfs restriction blocks it; per-task slices via "
-                "sched_setattr still work)" if exc.errno == errno.EPERM else "")
+        hint = _LOCKED_HINT if exc.errno == errno.EPERM else ""
         raise SteerError(f"cannot write {BASE_SLICE_PATH}: {os.strerror(exc.errno)}{hint}",
                          exc.errno) from None
     return f"base slice set to {format_ns(ns)}"

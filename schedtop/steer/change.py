@@ -6,6 +6,7 @@ undoable the same way.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 from schedtop.steer import autogroup
@@ -153,3 +154,23 @@ def _unchanged(ref: TaskRef, before: TaskParams) -> bool:
         return read_params(ref) == before
     except SteerError:
         return True
+
+
+def change_base_slice(ns: int, journal: Journal, label: str | None = None) -> str:
+    """Set the global EEVDF base slice, journaled like every change: the value it had is
+    written down first, so undo, quit and `schedtop restore` put it back."""
+    from schedtop.steer.actions import read_base_slice, set_base_slice
+    from schedtop.steer.units import SLICE_MAX_NS, SLICE_MIN_NS, SLICE_RANGE, format_ns
+
+    if not SLICE_MIN_NS <= ns <= SLICE_MAX_NS:
+        raise SteerError(f"base slice {format_ns(ns)} is out of range ({SLICE_RANGE})", errno.ERANGE)
+    before = read_base_slice()
+    if before == ns:
+        return f"base slice is already {format_ns(ns)}"
+    sid = journal.record_base_slice(label or f"base slice {format_ns(ns)}", before)
+    try:
+        msg = set_base_slice(ns)
+    except SteerError:
+        journal.forget_step(sid)
+        raise
+    return f"{msg} (was {format_ns(before)})"

@@ -8,11 +8,12 @@ current parameters, like `chrt -p PID`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from schedtop.steer import ext, units
-from schedtop.steer.actions import SteerError, Tuning, autogroup_note, read_params, set_base_slice
-from schedtop.steer.change import change
+from schedtop.steer.actions import SteerError, Tuning, autogroup_note, read_params
+from schedtop.steer.change import change, change_base_slice
 from schedtop.steer.journal import Journal, JournalError
 from schedtop.steer.targets import resolve
 
@@ -95,10 +96,13 @@ def run(args: argparse.Namespace) -> int:
         try:
             if args.base_slice == 0:
                 raise SteerError(f"--base-slice needs a duration ({units.SLICE_RANGE})")
-            msg = set_base_slice(args.base_slice)
+            if os.geteuid() != 0:
+                raise SteerError("the global base slice needs root (debugfs)")
+            # Journaled like every change: `schedtop restore` puts the old value back.
+            msg = change_base_slice(args.base_slice, Journal.shared())
             if not args.quiet:
-                print(msg)
-        except SteerError as exc:
+                print(f"{msg}; undo with `schedtop restore`")
+        except (SteerError, JournalError) as exc:
             err(str(exc))
             rc = 1
         if args.pid is None and args.name is None:

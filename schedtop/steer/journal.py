@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Iterator
 
 from schedtop.steer import autogroup
-from schedtop.steer.actions import SteerError, TaskParams, TaskRef, set_params, starttime_of
+from schedtop.steer.actions import SteerError, TaskParams, TaskRef, set_base_slice, set_params, starttime_of
+from schedtop.steer.units import format_ns
 from schedtop.steer.autogroup import GroupEntry
 
 JOURNAL_VERSION = 1
@@ -79,6 +80,7 @@ class Step:
     label: str
     entries: tuple[Entry, ...]
     groups: tuple[GroupEntry, ...] = ()  # session autogroups whose nice this step changed
+    base_slice: int | None = None  # the global EEVDF base slice (ns) before this step, if it changed it
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +89,14 @@ class Outcome:
     status: str  # restored, gone, reused, failed
     message: str = ""
     group: GroupEntry | None = None  # set when this is a session group's nice, not a thread
+    base_slice: int | None = None  # set when this is the global base slice (the value put back)
 
     def line(self) -> str:
         text = {"restored": "restored", "gone": "gone (exited)", "reused": "pid reused by another task: left alone",
                 "failed": "FAILED"}[self.status]
-        if self.group is not None:
+        if self.base_slice is not None:
+            who = f"global base slice {format_ns(self.base_slice)}"
+        elif self.group is not None:
             who = f"{self.group.label()} nice {self.group.nice}"
             text = "gone (no member left)" if self.status == "gone" else text
         else:
@@ -177,7 +182,8 @@ class Journal:
                 Step(id=int(s["id"]), ts=float(s["ts"]), label=str(s["label"]),
                      entries=tuple(Entry(_ref_from(e["task"]), TaskParams.from_json(e["before"]))
                                    for e in s["entries"]),
-                     groups=tuple(GroupEntry.from_json(g) for g in s.get("groups", ())))
+                     groups=tuple(GroupEntry.from_json(g) for g in s.get("groups", ())),
+                     base_slice=None if s.get("base_slice") is None else int(s["base_slice"]))
                 for s in data["steps"]
             ]
         except FileNotFoundError:
@@ -192,7 +198,8 @@ class Journal:
             "steps": [
                 {"id": s.id, "ts": s.ts, "label": s.label,
                  "entries": [{"task": _ref_json(e.ref), "before": e.before.to_json()} for e in s.entries],
-                 **({"groups": [g.to_json() for g in s.groups]} if s.groups else {})}
+                 **({"groups": [g.to_json() for g in s.groups]} if s.groups else {}),
+                 **({"base_slice": s.base_slice} if s.base_slice is not None else {})}
                 for s in self.steps
             ],
         }
@@ -245,6 +252,18 @@ class Journal:
                                    tuple(groups or ())))
         return sid
 
+    def record_base_slice(self, label: str, before_ns: int) -> int:
+        """Write the global base slice's current value down before the caller changes it."""
+        with self._locked():
+            sid = max((s.id for s in self.steps), default=0) + 1
+            self.steps.append(Step(sid, time.time(), label, (), (), before_ns))
+        return sid
+
+    def forget_step(self, step_id: int) -> None:
+        """Drop a whole step whose change did not happen."""
+        with self._locked():
+            self.steps = [s for s in self.steps if s.id != step_id]
+
     def forget(self, step_id: int, refs: list[TaskRef], groups: list[int] = ()) -> None:
         """Drop threads (and group ids) from a step whose change did not happen (it failed)."""
         drop = {(r.tid, r.starttime) for r in refs}
@@ -252,13 +271,14 @@ class Journal:
             self._filter(lambda s, e: not (s.id == step_id and (e.ref.tid, e.ref.starttime) in drop),
                          lambda s, g: not (s.id == step_id and g.group in groups))
 
-    def _filter(self, keep, keep_group=lambda s, g: True) -> None:
+    def _filter(self, keep, keep_group=lambda s, g: True, keep_base=True) -> None:
         steps = []
         for s in self.steps:
             entries = tuple(e for e in s.entries if keep(s, e))
             groups = tuple(g for g in s.groups if keep_group(s, g))
-            if entries or groups:
-                steps.append(Step(s.id, s.ts, s.label, entries, groups))
+            base = s.base_slice if keep_base else None
+            if entries or groups or base is not None:
+                steps.append(Step(s.id, s.ts, s.label, entries, groups, base))
         self.steps = steps
 
     def prune(self) -> int:
@@ -280,6 +300,22 @@ class Journal:
                 first, labels = by_id.get(g.group, (g, ()))
                 by_id[g.group] = (first, labels + (s.label,))
         return list(by_id.values())
+
+    def active_base_slice(self) -> tuple[int, tuple[str, ...]] | None:
+        """The global base slice's original value (first step) and the labels that changed it."""
+        steps = [s for s in self.steps if s.base_slice is not None]
+        return (steps[0].base_slice, tuple(s.label for s in steps)) if steps else None
+
+    def undo_base_slice(self) -> Outcome | None:
+        """Put the global base slice back to its original value (the changes pane's row undo)."""
+        with self._locked():
+            got = self.active_base_slice()
+            if got is None:
+                return None
+            out = _restore_base(got[0])
+            if out.status != "failed":
+                self._filter(lambda s, e: True, keep_base=False)
+        return out
 
     def active(self) -> list[ActiveChange]:
         """Per thread: its original parameters and the labels of the steps that changed it."""
@@ -304,12 +340,14 @@ class Journal:
             failed = {(o.ref.tid, o.ref.starttime) for o in outcomes if o.status == "failed"}
             g_out = [_restore_group(g) for g in step.groups]
             g_failed = {o.group.group for o in g_out if o.status == "failed"}
+            b_out = [] if step.base_slice is None else [_restore_base(step.base_slice)]
+            b_failed = step.base_slice if any(o.status == "failed" for o in b_out) else None
             self.steps.pop()
-            if failed or g_failed:  # keep what could not be undone, so restore can try again
+            if failed or g_failed or b_failed is not None:  # keep what could not be undone
                 self.steps.append(Step(step.id, step.ts, step.label,
                                        tuple(e for e in step.entries if (e.ref.tid, e.ref.starttime) in failed),
-                                       tuple(g for g in step.groups if g.group in g_failed)))
-        return step.label, outcomes + g_out
+                                       tuple(g for g in step.groups if g.group in g_failed), b_failed))
+        return step.label, outcomes + g_out + b_out
 
     def undo_group(self, group: int) -> Outcome | None:
         """Put one session group's nice back (the changes pane's per-row undo)."""
@@ -349,13 +387,17 @@ class Journal:
                     gfirst.setdefault(g.group, g)
             g_out = [_restore_group(g) for g in gfirst.values()]
             g_failed = {o.group.group for o in g_out if o.status == "failed"}
+            base = self.active_base_slice()
+            b_out = [] if base is None else [_restore_base(base[0])]
             self._filter(lambda s, e: (e.ref.tid, e.ref.starttime) in failed,
-                         lambda s, g: g.group in g_failed)
-        return outcomes + g_out
+                         lambda s, g: g.group in g_failed,
+                         keep_base=any(o.status == "failed" for o in b_out))
+        return outcomes + g_out + b_out
 
     def __len__(self) -> int:
         return (len({(e.ref.tid, e.ref.starttime) for s in self.steps for e in s.entries})
-                + len({g.group for s in self.steps for g in s.groups}))
+                + len({g.group for s in self.steps for g in s.groups})
+                + (1 if any(s.base_slice is not None for s in self.steps) else 0))
 
 
 def _alive(pid: int, starttime: int) -> bool:
@@ -389,6 +431,17 @@ def _restore_group(g: GroupEntry) -> Outcome:
     return Outcome(g.member, status, message, group=g)
 
 
+GLOBAL_REF = TaskRef(0, 0, 0, "kernel")  # what a machine-wide setting's Outcome names
+
+
+def _restore_base(ns: int) -> Outcome:
+    try:
+        set_base_slice(ns)
+    except SteerError as exc:
+        return Outcome(GLOBAL_REF, "failed", str(exc), base_slice=ns)
+    return Outcome(GLOBAL_REF, "restored", base_slice=ns)
+
+
 def summarize(outcomes: list[Outcome]) -> str:
     """Threads first ("3 restored, 1 gone"), then session groups apart: they are not threads."""
     order = ("restored", "gone", "reused", "failed")
@@ -396,11 +449,14 @@ def summarize(outcomes: list[Outcome]) -> str:
     for groups in (False, True):
         counts: dict[str, int] = {}
         for o in outcomes:
-            if (o.group is not None) == groups:
+            if (o.group is not None) == groups and o.base_slice is None:
                 counts[o.status] = counts.get(o.status, 0) + 1
         text = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
         if text:
             parts.append(f"session groups: {text}" if groups else text)
+    for o in outcomes:
+        if o.base_slice is not None:
+            parts.append(f"global base slice {format_ns(o.base_slice)}: {o.status}")
     return "; ".join(parts) or "nothing to restore"
 
 
@@ -415,5 +471,6 @@ def hand_over(session: Journal, shared: Journal | None = None) -> int:
         return 0
     with shared._locked():
         base = max((s.id for s in shared.steps), default=0)
-        shared.steps.extend(Step(base + i + 1, s.ts, s.label, s.entries, s.groups) for i, s in enumerate(steps))
+        shared.steps.extend(Step(base + i + 1, s.ts, s.label, s.entries, s.groups, s.base_slice)
+                            for i, s in enumerate(steps))
     return len({(e.ref.tid, e.ref.starttime) for s in steps for e in s.entries})  # threads, as callers say

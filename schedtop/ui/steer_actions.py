@@ -21,6 +21,7 @@ start or `schedtop restore`.
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 import threading
 from typing import Any
@@ -30,12 +31,15 @@ from textual.binding import Binding
 
 from schedtop.steer import units
 from schedtop.steer import autogroup
-from schedtop.steer.actions import SteerError, TaskParams, TaskRef, Tuning, is_alive, read_params, ref_for
-from schedtop.steer.change import ChangeReport, change
+from schedtop.steer.actions import (
+    SteerError, TaskParams, TaskRef, Tuning, base_slice_mounted, is_alive, read_base_slice, read_params, ref_for,
+)
+from schedtop.steer.change import ChangeReport, change, change_base_slice
 from schedtop.steer.journal import Journal, JournalError, hand_over, summarize
 from schedtop.steer.targets import thread_refs
 
 SLICE_STEPS = (500_000, 1_000_000, 3_000_000, 6_000_000, 0)  # 0 = the kernel default
+BASE_SLICE_STEPS = (500_000, 1_000_000, 3_000_000, 6_000_000)  # G: then the original value
 # Boost also sets the session autogroup's nice: with autogroup on, task nice alone buys nothing
 # against another session's hogs (bench/audio.py). The notification says it hits the whole session.
 BOOST = Tuning(nice=-10, slice_ns=1_000_000, group=True)
@@ -48,6 +52,8 @@ def _b(key: str, action: str, description: str, ident: str, tooltip: str, show: 
 
 BINDINGS: list[Binding] = [
     _b("S", "steer_slice", "Slice", "slice", "Step the EEVDF slice: 0.5, 1, 3, 6 ms, default", show=True),
+    _b("G", "steer_base_slice", "Base slice", "base_slice",
+       "Step the global EEVDF base slice (debugfs, root): 0.5, 1, 3, 6 ms, then back to the original"),
     _b("a", "steer_pin", "Pin", "pin", "Pin to CPUs: one, a list, or all (like htop's a)", show=True),
     _b("A", "steer_scope", "Scope", "scope", "Steer the selected thread only, or every thread of its process"),
     _b("f7", "steer_nice(-1)", "Nice -", "nice_down", "Lower nice by 1: more CPU share (like htop's F7)"),
@@ -186,7 +192,7 @@ class SteerActions:
     def _steer_scx_reset(self, outcomes) -> None:
         if getattr(self, "scx_running", False):
             for o in outcomes:
-                if o.status == "restored" and o.group is None:  # a session group has no scx knob
+                if o.status == "restored" and o.group is None and o.base_slice is None:  # no scx knob for those
                     self.scx_steer("reset", o.ref.tid)
 
     def _steer_report(self, report: ChangeReport) -> None:
@@ -225,6 +231,53 @@ class SteerActions:
         i = SLICE_STEPS.index(have.slice_ns) if have.slice_ns in SLICE_STEPS else len(SLICE_STEPS) - 1
         nxt = SLICE_STEPS[(i + 1) % len(SLICE_STEPS)]
         self._steer_apply(Tuning(slice_ns=nxt), refs=refs)
+
+    def action_steer_base_slice(self) -> None:
+        if self._steer_replaying():
+            self.notify("replay: nothing live to steer", severity="warning")
+            return
+        if getattr(self, "_steer_journal", None) is None:
+            self.notify("steering is off (no journal; see the earlier error)", severity="error")
+            return
+        if os.geteuid() != 0:
+            self.notify("the global base slice needs root (debugfs); per-task slices (S) work as any user",
+                        severity="error")
+            return
+        if base_slice_mounted():
+            self._steer_base_slice_step()
+            return
+        from schedtop.ui.screens.steer import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._steer_base_slice_step()
+
+        self.push_screen(ConfirmScreen(
+            "Mount debugfs?",
+            "The global base slice lives in debugfs (/sys/kernel/debug/sched/base_slice_ns), which is "
+            "not mounted. Mount it now? It stays mounted; the slice itself is put back on quit.",
+            yes="Mount"), answered)
+
+    def _steer_base_slice_step(self) -> None:
+        j = self._steer_journal
+        try:
+            now = read_base_slice()
+        except SteerError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        active = j.active_base_slice()
+        orig = active[0] if active else now
+        steps = [s for s in BASE_SLICE_STEPS if s != orig] + [orig]  # the original comes last
+        nxt = steps[(steps.index(now) + 1) % len(steps)] if now in steps else steps[0]
+        try:
+            msg = change_base_slice(nxt, j, "base slice (original)" if nxt == orig else None)
+        except (SteerError, JournalError) as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        if nxt == orig and j.active_base_slice() is not None:
+            j.undo_base_slice()  # back at the original: nothing left to restore
+        self.record_action({"type": "steer.base_slice", "ns": nxt})
+        self.notify(f"global {msg}")
 
     def action_steer_pin(self) -> None:
         sel = self._steer_selection()
@@ -349,9 +402,21 @@ class SteerActions:
             rows.append(ChangeRow(f"group:{g.group}", g.label(),
                                   " + ".join(lbl.split(": ")[0] for lbl in labels),
                                   f"session nice {g.nice}", f"session nice {cur.nice}" if cur else "?"))
+        base = j.active_base_slice()
+        if base is not None:
+            try:
+                cur_base = units.format_ns(read_base_slice())
+            except SteerError:
+                cur_base = "?"
+            rows.append(ChangeRow("base_slice", "kernel (every fair task)", "global base slice",
+                                  f"base slice {units.format_ns(base[0])}", f"base slice {cur_base}"))
         return rows
 
     def _steer_undo_row(self, key: str) -> str:
+        if key == "base_slice":
+            out = self._steer_journal.undo_base_slice()
+            self.record_action({"type": "steer.undo_base_slice"})
+            return out.line() if out else "nothing to undo"
         if key.startswith("group:"):
             out = self._steer_journal.undo_group(int(key.split(":")[1]))
             self.record_action({"type": "steer.undo_group", "group": int(key.split(":")[1])})

@@ -1,0 +1,47 @@
+"""G (the global EEVDF base slice) on the live app on this host, where the kernel refuses
+debugfs access even to root (lockdown): one clear error, nothing journaled. The accepted path
+(steps, changes-pane row, restore on quit) runs in the guest: tests/guest/test_base_slice.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tuikit import run_live
+
+KNOB = Path("/sys/kernel/debug/sched/base_slice_ns")
+
+
+def _refused() -> bool:
+    try:
+        KNOB.read_text()
+        return False
+    except OSError:
+        return True
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not _refused(), reason="this kernel lets root read base_slice_ns (the guest test covers it)")
+def test_g_says_why_it_cannot_and_journals_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCHEDTOP_STATE_DIR", str(tmp_path / "state"))
+    seen: list[tuple[str, str]] = []
+
+    async def body(app, pilot):
+        orig = app.notify
+
+        def notify(message, *a, **kw):
+            seen.append((str(message), kw.get("severity", "information")))
+            return orig(message, *a, **kw)
+
+        app.notify = notify  # type: ignore[method-assign]
+        assert "schedtop.steer.base_slice" in {b.id for b in app.BINDINGS if getattr(b, "id", None)}
+        await pilot.press("G")
+        await pilot.pause(0.1)
+        errs = [m for m, sev in seen if sev == "error"]
+        assert errs and "base_slice_ns: Operation not permitted" in errs[0] and "lockdown" in errs[0]
+        assert app._steer_journal is not None and app._steer_journal.steps == []
+        assert all(r.key != "base_slice" for r in app._steer_rows())
+
+    run_live(body)
+    assert not list((tmp_path / "state").glob("session-*.json"))
