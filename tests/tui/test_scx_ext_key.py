@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from schedtop.ui.widgets.task_table import TaskTable
-from tuikit import run_live, wait_for
+from tuikit import capture_notifications, run_live, wait_for
 
 REFUSAL = "moving tasks into SCHED_EXT needs the scheduler loaded in partial mode"
 
@@ -30,16 +30,8 @@ def child(tmp_path, monkeypatch):
 
 
 def test_e_is_refused_unless_loaded_in_partial_mode(child, tmp_path):
-    seen: list[tuple[str, str]] = []
-
     async def body(app, pilot):
-        orig = app.notify
-
-        def notify(message, *a, **kw):
-            seen.append((str(message), kw.get("severity", "information")))
-            return orig(message, *a, **kw)
-
-        app.notify = notify  # type: ignore[method-assign]
+        seen = capture_notifications(app)
         await wait_for(pilot, lambda: any(t.tid == child.pid for t in app.query_one(TaskTable).rows), 10)
         app.query_one(TaskTable).select_tid(child.pid)
         assert app.selected_task().tid == child.pid

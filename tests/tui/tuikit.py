@@ -86,3 +86,16 @@ def run_live(body: Callable[[Any, Any], Awaitable[None]], size: tuple[int, int] 
         run_pilot(app, main, size)
     finally:
         src.close()
+
+
+def capture_notifications(app) -> list[tuple[str, str]]:
+    """Every app.notify from now on, as (message, severity); the toasts still show."""
+    seen: list[tuple[str, str]] = []
+    orig = app.notify
+
+    def notify(message, *a, **kw):
+        seen.append((str(message), kw.get("severity", "information")))
+        return orig(message, *a, **kw)
+
+    app.notify = notify
+    return seen
