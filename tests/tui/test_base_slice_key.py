@@ -4,7 +4,6 @@ debugfs access even to root (lockdown): one clear error, nothing journaled. The 
 
 from __future__ import annotations
 
-
 import pytest
 
 from schedtop.steer.actions import SteerError, read_base_slice
