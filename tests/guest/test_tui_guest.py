@@ -9,6 +9,7 @@ checked on its rendered text, fed by the live loop's stats.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+
+from scx_helpers import SCX, ops, state
 
 pytestmark = pytest.mark.kernel
 
@@ -27,19 +30,7 @@ def journal_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("SCHEDTOP_STATE_DIR", str(tmp_path / "state"))
 
 
-SCX = Path("/sys/kernel/sched_ext")
 LOAD_S = 120.0  # a cold `schedtop scx` under TCG: Python start, re-exec, BPF load
-
-
-def state() -> str:
-    return (SCX / "state").read_text().strip()
-
-
-def ops() -> str | None:
-    try:
-        return (SCX / "root" / "ops").read_text().strip()
-    except OSError:
-        return None
 
 
 def enable_seq() -> int:
@@ -75,7 +66,10 @@ def sleeper() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(0.001)\n"])
 
 
-def run_app(body: Callable[[Any, Any], Any], children: list[subprocess.Popen]) -> None:
+def run_app(body: Callable[[Any, Any], Any], children: list[subprocess.Popen],
+            after: Callable[[], None] | None = None) -> None:
+    """The app on a LiveSource until body returns, then quit like a user; ``after`` runs once it
+    has exited, while the children still live."""
     from schedtop.collect.live import LiveSource
     from schedtop.ui.app import SchedtopApp
 
@@ -99,6 +93,8 @@ def run_app(body: Callable[[Any, Any], Any], children: list[subprocess.Popen]) -
 
     try:
         asyncio.run(main())
+        if after is not None:
+            after()
     finally:
         for c in children:
             c.kill()
@@ -156,7 +152,7 @@ NUM = r"([\d,]+) µs"
 
 def test_load_panel_live_knobs_and_unload() -> None:
     """L asks first (n loads nothing), y loads; the panel shows live rates, depth and
-    p50/p99; } P and b retune the running loop without unloading; L y unloads to EEVDF."""
+    p50/p99; b S a (per task), } and P retune the running loop without unloading; L y unloads to EEVDF."""
     kids = [sleeper(), sleeper()]
     target = kids[0].pid
 
@@ -173,11 +169,19 @@ def test_load_panel_live_knobs_and_unload() -> None:
         seq = await load(app, pilot)
         await until(pilot, lambda: "sched_ext: schedtop all" in header(app), 30, "header shows schedtop")
 
-        # Boost (b, the steering key) on a selected child: becomes the loop's per-task knob.
+        # The steering keys on a selected child become the loop's per-task knobs while it runs:
+        # b boost (weight, latency-critical; and a 1 ms EEVDF slice), S the next slice step
+        # (1 -> 3 ms), a pin (the CPU chooser: type 1, Enter).
         await select(app, pilot, target)
+        knob = lambda: (stats(app).get("knobs") or {}).get(str(target))  # noqa: E731
         await pilot.press("b")
-        await until(pilot, lambda: (stats(app).get("knobs") or {}).get(str(target), [None] * 4)[2:] == [1000, True],
-                    30, "boost knob in the loop's stats")
+        await until(pilot, lambda: (knob() or [None] * 4)[2:] == [1000, True], 30, "boost knob in the loop's stats")
+        await pilot.press("S")
+        await until(pilot, lambda: knob()[0] == 3_000_000, 30, "per-task slice in the loop's stats")
+        await pilot.press("a")
+        await pilot.press("1", "enter")
+        await until(pilot, lambda: knob() == [3_000_000, 1, 1000, True], 30, "pin in the loop's stats")
+        assert os.sched_getaffinity(target) == {1}
 
         await pilot.press("g")
         assert isinstance(app.screen, ScxScreen)
@@ -197,7 +201,7 @@ def test_load_panel_live_knobs_and_unload() -> None:
         assert 0 <= p50 <= p99 and p99 > 0
         assert re.search(r"^user dispatches\s+[1-9]", t, re.M), t  # the Python policy decided, per second
         assert re.search(r"user-space queue depth\s+\d+", t)
-        assert re.search(rf"^\s+{target}: .*, 1000, yes$", t, re.M), t  # the boost, as the loop reports it
+        assert re.search(rf"^\s+{target}: 3000 µs, 1, 1000, yes$", t, re.M), t  # the knobs, as the loop has them
 
         # Global slice: } goes 5000 -> 10000 µs in the running loop.
         await pilot.press("right_curly_bracket")
@@ -283,7 +287,8 @@ def ext_enabled(pid: int) -> int:
 
 def test_partial_mode_e_moves_a_task_into_sched_ext_and_z_undoes_it() -> None:
     """M before L loads in partial mode (switch_all 0); E puts the selected child into
-    SCHED_EXT (policy 7, ext.enabled 1), z (undo) takes it back to SCHED_OTHER under EEVDF."""
+    SCHED_EXT (policy 7, ext.enabled 1), z (undo) takes it back to SCHED_OTHER under EEVDF;
+    quitting with the scheduler loaded and the child in EXT unloads it and restores the child."""
     kids = [sleeper()]
     pid = kids[0].pid
 
@@ -306,10 +311,11 @@ def test_partial_mode_e_moves_a_task_into_sched_ext_and_z_undoes_it() -> None:
         await pilot.press("z")
         await until(pilot, lambda: policy(pid) == 0 and ext_enabled(pid) == 0, 30, "child back to OTHER")
         assert state() == "enabled"  # undo touched the task, not the scheduler
+        await pilot.press("E")  # in again, and quit like that: quitting unloads and restores
+        await until(pilot, lambda: policy(pid) == 7 and ext_enabled(pid) == 1, 30, "child in SCHED_EXT again")
 
-        await pilot.press("L")
-        await confirm(app, pilot, "Unload scheduler", "y")
-        await until(pilot, lambda: state() == "disabled" and not app.scx_running, 30, "unloaded")
+    def after_quit() -> None:
+        assert state() == "disabled" and not scx_children()
+        assert policy(pid) == 0 and ext_enabled(pid) == 0  # the journal put it back
 
-    run_app(body, kids)
-    assert state() == "disabled" and not scx_children()
+    run_app(body, kids, after_quit)
