@@ -1,6 +1,6 @@
 """G (the global EEVDF base slice) on the live app on this host, where the kernel refuses
 debugfs access even to root (lockdown): one clear error, nothing journaled. The accepted path
-(steps, changes-pane row, restore on quit) runs in the guest: tests/guest/test_base_slice.py."""
+(steps, changes-pane row, restore on quit) runs in the guest: tests/guest/test_base_slice_guest.py."""
 
 from __future__ import annotations
 

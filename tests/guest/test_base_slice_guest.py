@@ -1,5 +1,5 @@
 """The global EEVDF base slice, journaled like every change, on a kernel whose debugfs lets
-root write it (the lab guest; this host's lockdown refuses it, see tests/host/test_base_slice.py).
+root write it (the lab guest; this host's lockdown refuses it, see tests/host/test_base_slice_refusal.py).
 
 The CLI (`schedtop set --base-slice`, `schedtop restore`) and the TUI's G key with its
 changes-pane row and quit-time restore, checked in /sys/kernel/debug/sched/base_slice_ns.

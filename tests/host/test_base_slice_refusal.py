@@ -1,7 +1,7 @@
 """The global base slice on this host: the journal records and restores it; where the kernel
 refuses debugfs access (this VM's lockdown: EPERM even for root) the CLI and the TUI say so
 in one line and journal nothing. The working path is proven in the guest
-(tests/guest/test_base_slice.py)."""
+(tests/guest/test_base_slice_guest.py)."""
 
 from __future__ import annotations
 
