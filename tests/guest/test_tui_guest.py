@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -231,9 +233,28 @@ def test_load_panel_live_knobs_and_unload() -> None:
     assert state() == "disabled" and not scx_children()
 
 
-def test_sysrq_ejection_is_shown_with_a_reload_and_the_app_goes_on() -> None:
-    """SysRq-S ejects the app's scheduler: the reason is shown, a reload offered, the app
-    keeps running on EEVDF; reloading works; quitting leaves no scheduler behind."""
+async def ejected(app, pilot, child: subprocess.Popen, reason: str) -> Any:
+    """After an ejection: the offer names the reason, the app goes on collecting on EEVDF."""
+    await until(pilot, lambda: state() == "disabled", 60, f"ejected ({reason})")
+    await until(pilot, lambda: asking(app), 30, "the reload offer")
+    offer = app.screen
+    assert offer.title_text == "Scheduler ejected" and offer.yes == "Reload"
+    msg = text(offer.query_one("#confirm-text"))
+    assert reason in msg.lower() and "EEVDF" in msg, msg
+    assert any(reason in n.message.lower() for n in app._notifications), "no notification with the reason"
+    assert app.scx_extras()["exit"]["reason"] == "ejected"
+    await until(pilot, lambda: child.poll() is not None, 30, "ejected child exited")
+    # Behind the offer the app keeps collecting, on EEVDF.
+    frames = app.history.frames
+    await until(pilot, lambda: app.history.frames > frames + 1 and "EEVDF" in header(app), 30,
+                "app collecting on EEVDF")
+    return offer
+
+
+def test_ejection_is_shown_with_a_reload_and_the_app_goes_on() -> None:
+    """SysRq-S ejects the app's scheduler: the reason is shown, a reload offered, the app keeps
+    running on EEVDF; the reload loads again and L unloads it. Then the watchdog: a stopped loop
+    is ejected for the stall, the same offer, declined. Quitting leaves no scheduler behind."""
     Path("/proc/sys/kernel/sysrq").write_text("1\n")
     kids = [sleeper()]
 
@@ -244,29 +265,30 @@ def test_sysrq_ejection_is_shown_with_a_reload_and_the_app_goes_on() -> None:
         first = app._scx_sup._proc
         await until(pilot, lambda: stats(app).get("uptime_s") is not None, 60, "first stats line")
         Path("/proc/sysrq-trigger").write_text("S")
-        await until(pilot, lambda: state() == "disabled", 30, "ejected by SysRq-S")
-        await until(pilot, lambda: asking(app), 30, "the reload offer")
-        offer = app.screen
-        assert offer.title_text == "Scheduler ejected" and offer.yes == "Reload"
-        msg = text(offer.query_one("#confirm-text"))
-        assert "sysrq" in msg.lower() and "EEVDF" in msg, msg
-        assert any("sysrq" in n.message.lower() for n in app._notifications), "no notification with the reason"
-        assert app.scx_extras()["exit"]["reason"] == "ejected"
-        await until(pilot, lambda: first.poll() is not None, 30, "ejected child exited")
-        # Behind the offer the app keeps collecting, on EEVDF.
-        frames = app.history.frames
-        await until(pilot, lambda: app.history.frames > frames + 1 and "EEVDF" in header(app), 30,
-                    "app collecting on EEVDF")
-
+        await ejected(app, pilot, first, "sysrq")
         await pilot.press("y")  # Reload
         await until(pilot, lambda: state() == "enabled" and ops() == "schedtop", LOAD_S, "reloaded")
         assert enable_seq() == seq + 1 and app._scx_sup._proc is not first
         await until(pilot, lambda: "sched_ext: schedtop" in header(app), 30, "header shows schedtop again")
-
         await pilot.press("L")
         await confirm(app, pilot, "Unload scheduler", "y")
         await until(pilot, lambda: state() == "disabled" and not app.scx_running, 30, "unloaded")
-        assert not isinstance(app.screen, ConfirmScreen)  # a clean unload offers nothing
+        assert not asking(app)  # a clean unload offers nothing
+
+        # The watchdog: the loop stopped, runnable tasks wait past timeout_ms (shortened here).
+        app._scx_options = replace(app._scx_options, timeout_ms=2000)
+        await load(app, pilot)
+        child = app._scx_sup._proc
+        await until(pilot, lambda: stats(app).get("uptime_s") is not None, 60, "first stats line")
+        os.kill(child.pid, signal.SIGSTOP)
+        try:
+            await until(pilot, lambda: state() == "disabled", 60, "watchdog ejection")
+        finally:
+            os.kill(child.pid, signal.SIGCONT)  # it reports the kernel's reason once it runs again
+        offer = await ejected(app, pilot, child, "stall")
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen is not offer, 10, "offer declined")
+        assert not isinstance(app.screen, ConfirmScreen) and not app.scx_running and state() == "disabled"
 
     run_app(body, kids)
     assert state() == "disabled"
