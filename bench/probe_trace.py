@@ -15,6 +15,7 @@ EEVDF and under schedtop. trace_clock is "mono", the clock of the hrtimer's expi
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ class Cycle:
     remote: bool          # the waking CPU is not the CPU the thread ran on next
     prev_comm: str        # what the CPU ran until the thread got it
     gap_timers: int = 0   # hrtimers the run CPU served between waking and switch-in
-    after_tick: bool = False  # the switch-in came right after a scheduler tick on that CPU
+    tick_late_ns: int | None = None  # the switch came right after a tick: how late that tick was
 
 
 def _write(name: str, value: str) -> None:
@@ -76,42 +77,83 @@ def _us_to_ns(ts: str) -> int:
 
 
 TICK_FUNCS = ("tick_nohz_handler", "tick_sched_timer")
+TICK_NS = 4_000_000  # HZ=250 in the lab kernel's config
 TICK_NEAR_NS = 300_000  # a switch this soon after a tick was (most likely) made by the tick
+SAME_IRQ_NS = 50_000  # timers expiring in the very interrupt that woke the thread don't count
+LATE_NS = 1_000_000
+
+
+def _events(text: str):
+    for line in text.splitlines():
+        m = LINE.match(line)
+        if m:
+            yield m, int(m["cpu"]), _us_to_ns(m["ts"]), dict(FIELD.findall(m["rest"]))
+
+
+def _is_tick(f: dict[str, str]) -> bool:
+    return f.get("function", "").split("/")[0] in TICK_FUNCS
+
+
+def tick_phases(text: str) -> dict[int, int]:
+    """Per CPU, the phase (ns mod TICK_NS) at which its tick is due: the densest 100 µs of
+    observed tick times, since most ticks are on time (they are aligned to jiffies)."""
+    nows: dict[int, list[int]] = {}
+    for m, cpu, _, f in _events(text):
+        if m["event"] == "hrtimer_expire_entry" and _is_tick(f):
+            nows.setdefault(cpu, []).append(int(f["now"]) % TICK_NS)
+    phases = {}
+    for cpu, vals in nows.items():
+        vals.sort()
+        ring = vals + [v + TICK_NS for v in vals]
+        best = max(range(len(vals)), key=lambda i: bisect.bisect_right(ring, ring[i] + 100_000) - i)
+        phases[cpu] = vals[best]
+    return phases
+
+
+def tick_lateness(text: str) -> list[int]:
+    """How late (ns) each tick was delivered: a measure of the vCPUs not running guest code
+    (host preemption of a TCG vCPU thread), whichever scheduler the guest runs."""
+    ph = tick_phases(text)
+    return [(int(f["now"]) - ph[cpu]) % TICK_NS for m, cpu, _, f in _events(text)
+            if m["event"] == "hrtimer_expire_entry" and _is_tick(f) and cpu in ph]
 
 
 def cycles(text: str, tid: int) -> list[Cycle]:
     """One Cycle per wake-up of `tid` that ended with it switched in.
 
-    Besides the two parts, each cycle says whether the CPU that ran the thread served any
-    hrtimer interrupt between the wake-up and the switch (if it did, the guest CPU was
-    executing and chose not to switch yet; if it did not, the vCPU itself was not running
-    guest code, e.g. descheduled by the host) and whether the switch followed a tick.
+    Besides the two parts, each cycle says how many hrtimer interrupts the CPU that ran the
+    thread served between the wake-up and the switch, and, when the switch came right after
+    a tick, how late that tick itself was. A switch right after an on-time tick is a
+    preemption deferred to the tick (lazy preemption); a switch right after a tick that was
+    itself late by a millisecond or more means that CPU ran no guest code meanwhile (its
+    vCPU thread was not running on the host): no guest scheduler can act during that time.
     """
+    ph = tick_phases(text)
     out: list[Cycle] = []
-    since: dict[int, list[tuple[int, bool]]] = {}  # cpu -> hrtimer expiries since the wake-up
+    since: dict[int, list[tuple[int, int | None]]] = {}  # cpu -> (ts, tick lateness) since the wake-up
     timer_ptr, soft = None, None
     waking_ns, waking_cpu, fired = None, None, False
-    for line in text.splitlines():
-        m = LINE.match(line)
-        if not m:
-            continue
-        ev, cpu, ts = m["event"], int(m["cpu"]), _us_to_ns(m["ts"])
-        f = dict(FIELD.findall(m["rest"]))
-        if ev == "hrtimer_start" and int(m["pid"]) == tid:
+    for m, cpu, ts, f in _events(text):
+        ev = m["event"]
+        if ev == "hrtimer_start" and int(m["pid"]) == tid and f.get("function") == "hrtimer_wakeup":
+            # (only its sleep timer: a tick re-armed in an interrupt over the thread also
+            # shows up as an hrtimer_start with its pid)
             timer_ptr, soft, fired = f.get("hrtimer"), int(f["softexpires"]), False
         elif ev == "hrtimer_expire_entry":
             if f.get("hrtimer") == timer_ptr and timer_ptr:
                 fired = True
-            elif waking_ns is not None:
-                since.setdefault(cpu, []).append((ts, f.get("function", "").split("/")[0] in TICK_FUNCS))
+            elif waking_ns is not None and ts - waking_ns > SAME_IRQ_NS:
+                late = (int(f["now"]) - ph[cpu]) % TICK_NS if _is_tick(f) and cpu in ph else None
+                since.setdefault(cpu, []).append((ts, late))
         elif ev == "sched_waking" and int(f["pid"]) == tid:
             waking_ns, waking_cpu = ts, cpu
             since = {}
         elif ev == "sched_switch" and int(f["next_pid"]) == tid and waking_ns is not None:
             timer = waking_ns - soft if (fired and soft is not None) else None
             mine = since.get(cpu, [])
-            after_tick = any(tick and ts - t <= TICK_NEAR_NS for t, tick in mine)
-            out.append(Cycle(timer, ts - waking_ns, waking_cpu != cpu, f["prev_comm"], len(mine), after_tick))
+            near = [late for t, late in mine if late is not None and ts - t <= TICK_NEAR_NS]
+            out.append(Cycle(timer, ts - waking_ns, waking_cpu != cpu, f["prev_comm"], len(mine),
+                             near[-1] if near else None))
             waking_ns, soft, timer_ptr, fired = None, None, None, False
     return out
 
@@ -121,8 +163,9 @@ def pct(values: list[int], q: float) -> float:
     return float(s[min(len(s) - 1, int(q / 100 * len(s)))]) if s else float("nan")
 
 
-def summary(cs: list[Cycle]) -> dict[str, object]:
-    """Percentiles (µs) of each part and what the slowest 1% of scheduling parts had in common."""
+def summary(cs: list[Cycle], ticks: list[int] | None = None) -> dict[str, object]:
+    """Percentiles (µs) of each part and what the slowest 1% of scheduling parts had in common;
+    with `ticks` (tick_lateness()), how late the guest's own ticks were."""
     sched = [c.sched_ns for c in cs]
     timer = [c.timer_ns for c in cs if c.timer_ns is not None]
     res: dict[str, object] = {"cycles": len(cs)}
@@ -137,13 +180,22 @@ def summary(cs: list[Cycle]) -> dict[str, object]:
             "n": len(tail), "from_us": round(cut / 1000, 1),
             "remote": sum(c.remote for c in tail),
             "cpu_served_timers": sum(c.gap_timers > 0 for c in tail),
-            "after_tick": sum(c.after_tick for c in tail),
+            "after_ontime_tick": sum(c.tick_late_ns is not None and c.tick_late_ns < LATE_NS for c in tail),
+            "after_late_tick": sum(c.tick_late_ns is not None and c.tick_late_ns >= LATE_NS for c in tail),
             "prev": dict(Counter(_kind(c.prev_comm) for c in tail).most_common(5)),
         }
         res["sched_over_1ms"] = sum(c.sched_ns > 1_000_000 for c in cs)
     if timer:
         res["timer_over_1ms"] = sum(t > 1_000_000 for t in timer)
+    if ticks:
+        res["tick_late"] = {"n": len(ticks), "p50": round(pct(ticks, 50) / 1000, 1),
+                            "p99": round(pct(ticks, 99) / 1000, 1),
+                            "over_1ms": sum(t >= LATE_NS for t in ticks)}
     return res
+
+
+def analyse(text: str, tid: int) -> dict[str, object]:
+    return summary(cycles(text, tid), tick_lateness(text))
 
 
 def _kind(comm: str) -> str:
