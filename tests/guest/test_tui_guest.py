@@ -189,11 +189,11 @@ def test_load_panel_live_knobs_and_unload() -> None:
         assert isinstance(app.screen, ScxScreen)
         panel = lambda: text(app.screen.query_one("#scx-panel"))  # noqa: E731
 
-        def live() -> bool:
+        def live() -> bool:  # per-second rates of the Python loop's work (an idle CPU's wake-ups skip it)
             t = panel()
-            m = re.search(r"^queued\s+([\d,]+)", t, re.M)
             d = re.search(r"enqueue → dispatch\s+p50 " + NUM + r"\s+p99 " + NUM, t)
-            return bool(m and int(m[1].replace(",", "")) > 0 and d and "user-space queue depth" in t)
+            return bool(re.search(r"^queued\s+[1-9]", t, re.M) and re.search(r"^user dispatches\s+[1-9]", t, re.M)
+                        and d and "user-space queue depth" in t)
 
         await until(pilot, live, 60, "panel with live rates and latency")
         t = panel()
@@ -201,7 +201,6 @@ def test_load_panel_live_knobs_and_unload() -> None:
         p50, p99 = (int(x.replace(",", "")) for x in re.search(r"enqueue → dispatch\s+p50 " + NUM + r"\s+p99 " + NUM,
                                                                  t).groups())
         assert 0 <= p50 <= p99 and p99 > 0
-        assert re.search(r"^user dispatches\s+[1-9]", t, re.M), t  # the Python policy decided, per second
         assert re.search(r"user-space queue depth\s+\d+", t)
         assert re.search(rf"^\s+{target}: 3000 µs, 1, 1000, yes$", t, re.M), t  # the knobs, as the loop has them
 
