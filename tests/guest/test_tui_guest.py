@@ -137,7 +137,7 @@ async def load(app, pilot) -> int:
     await pilot.press("L")
     await confirm(app, pilot, "Load scheduler", "y")
     await until(pilot, lambda: state() == "enabled" and ops() == "schedtop", LOAD_S, "scheduler enabled")
-    assert enable_seq() == seq + 1
+    await until(pilot, lambda: enable_seq() == seq + 1, 10, "enable_seq + 1")  # bumped just after "enabled"
     return seq + 1
 
 
@@ -169,6 +169,7 @@ def test_load_panel_live_knobs_and_unload() -> None:
         assert state() == "disabled" and enable_seq() == seq0 and not app.scx_running and not scx_children()
 
         seq = await load(app, pilot)
+        assert (SCX / "switch_all").read_text().strip() == "1"  # full mode: every task
         await until(pilot, lambda: "sched_ext: schedtop all" in header(app), 30, "header shows schedtop")
 
         # The steering keys on a selected child become the loop's per-task knobs while it runs:
@@ -267,7 +268,8 @@ def test_ejection_is_shown_with_a_reload_and_the_app_goes_on() -> None:
         await ejected(app, pilot, first, "sysrq")
         await pilot.press("y")  # Reload
         await until(pilot, lambda: state() == "enabled" and ops() == "schedtop", LOAD_S, "reloaded")
-        assert enable_seq() == seq + 1 and app._scx_sup._proc is not first
+        await until(pilot, lambda: enable_seq() == seq + 1, 10, "enable_seq + 1 (a new load)")
+        assert app._scx_sup._proc is not first
         await until(pilot, lambda: "sched_ext: schedtop" in header(app), 30, "header shows schedtop again")
         await pilot.press("L")
         await confirm(app, pilot, "Unload scheduler", "y")
