@@ -149,6 +149,7 @@ class ScxEventTracker:
         self._prev_ts: float | None = None
         self._rates: dict[str, float] = {}
         self._exits: deque[_ExitNote] = deque(maxlen=16)
+        self._seq_owed = False  # a load counted before the kernel bumped enable_seq for it
 
     @property
     def rates(self) -> Mapping[str, float]:
@@ -199,6 +200,14 @@ class ScxEventTracker:
         is_on = info.ext_state == "enabled"
         if info.enable_seq is not None and prev.enable_seq is not None:
             loads = max(info.enable_seq - prev.enable_seq, 0)
+            # The kernel bumps enable_seq just after state reads "enabled" and root/ops appears
+            # (seen in the guest): a reading in between shows a load with no bump yet. Count it
+            # then, and not a second time (as an unload plus a load) when the bump arrives.
+            if loads and self._seq_owed:
+                loads -= 1
+                self._seq_owed = False
+            if is_on and not was_on and not loads:
+                loads, self._seq_owed = 1, True
         else:  # a kernel without enable_seq: the state and ops name are all we have
             loads = int(is_on and (not was_on or prev.ops_name != info.ops_name))
         if was_on and (not is_on or loads):
@@ -211,7 +220,8 @@ class ScxEventTracker:
                                 note.name if note else None, info.enable_seq,
                                 note.reason if note else None, note.detail if note else None, loads - 1))
         if is_on and loads:
-            out.append(ScxEvent(ts, wall, "load", info.ops_name, info.enable_seq, missed=loads - 1))
+            seq = info.enable_seq + 1 if self._seq_owed and info.enable_seq is not None else info.enable_seq
+            out.append(ScxEvent(ts, wall, "load", info.ops_name, seq, missed=loads - 1))
         self.events.extend(out)
         self._late_reasons()
         self._rates = self._event_rates(prev, info, ts - prev_ts if prev_ts is not None else 0.0, bool(out))

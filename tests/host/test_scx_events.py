@@ -81,6 +81,23 @@ def test_load_unload_and_reload_between_polls(sysfs: FakeSysfs) -> None:
     assert [e.ts for e in t.events] == [1.0, 3.0, 3.0, 4.0, 4.0, 5.0, 6.0]
 
 
+def test_a_reading_before_the_kernel_bumps_enable_seq_is_one_load(sysfs: FakeSysfs) -> None:
+    """The kernel shows state "enabled" and root/ops a moment before it bumps enable_seq (seen
+    in the guest): a poll in that window must count the load once, not as a load later plus a
+    phantom unload."""
+    t = ScxEventTracker()
+    t.update(sysfs.read(), ts=0.0)
+    sysfs.load("alpha")
+    (sysfs.root / "enable_seq").write_text("0\n")  # the window: enabled, not yet bumped
+    ev = t.update(sysfs.read(), ts=1.0)
+    assert kinds(ev) == [("load", "alpha", 0)] and ev[0].enable_seq == 1  # the number it is about to get
+    (sysfs.root / "enable_seq").write_text("1\n")  # the bump arrives
+    assert t.update(sysfs.read(), ts=2.0) == []
+    sysfs.unload()
+    sysfs.load("beta")  # a real reload afterwards still counts
+    assert kinds(t.update(sysfs.read(), ts=3.0)) == [("unload", "alpha", 0), ("load", "beta", 0)]
+
+
 def test_absent_sched_ext_is_quiet(tmp_path: Path) -> None:
     t = ScxEventTracker()
     for i in range(3):
