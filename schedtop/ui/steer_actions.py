@@ -190,10 +190,34 @@ class SteerActions:
                     self.scx_steer("knob", r.ref.tid, **values)
 
     def _steer_scx_reset(self, outcomes) -> None:
-        if getattr(self, "scx_running", False):
-            for o in outcomes:
-                if o.status == "restored" and o.group is None and o.base_slice is None:  # no scx knob for those
-                    self.scx_steer("reset", o.ref.tid)
+        if not getattr(self, "scx_running", False):
+            return
+        j = getattr(self, "_steer_journal", None)
+        still = {a.ref.tid: a for a in j.active()} if j is not None else {}
+        for o in outcomes:
+            if o.status == "restored" and o.group is None and o.base_slice is None:  # no scx knob for those
+                self.scx_steer("reset", o.ref.tid)
+                if o.ref.tid in still:  # an undo of one change: the task's other changes keep their knobs
+                    self._steer_scx_resend(still[o.ref.tid])
+
+    def _steer_scx_resend(self, a) -> None:
+        """The scheduler knobs for what still differs from the task's original state."""
+        try:
+            now = read_params(a.ref)
+        except SteerError:
+            return
+        tid, before = a.ref.tid, a.before
+        if any(lbl.startswith("boost") for lbl in a.labels):
+            self.scx_steer("boost", tid)
+        elif now.policy in (units.SCHED_BATCH, units.SCHED_IDLE) and now.policy != before.policy:
+            self.scx_steer("demote", tid)
+        values: dict[str, Any] = {}
+        if now.slice_ns != before.slice_ns:
+            values["slice_ns"] = now.slice_ns or None
+        if now.affinity != before.affinity and len(now.affinity) == 1:
+            values["cpu"] = now.affinity[0]
+        if values:
+            self.scx_steer("knob", tid, **values)
 
     def _steer_report(self, report: ChangeReport) -> None:
         errs = report.errors()

@@ -185,6 +185,13 @@ def test_load_panel_live_knobs_and_unload() -> None:
         await pilot.press("1", "enter")
         await until(pilot, lambda: knob() == [3_000_000, 1, 1000, True], 30, "pin in the loop's stats")
         assert os.sched_getaffinity(target) == {1}
+        # z undoes the pin only: the boost and the slice stay, in the task and in the loop.
+        await pilot.press("z")
+        await until(pilot, lambda: knob() == [3_000_000, None, 1000, True], 30, "undo kept the other knobs")
+        assert os.sched_getaffinity(target) == {0, 1}
+        await pilot.press("a")
+        await pilot.press("1", "enter")
+        await until(pilot, lambda: knob() == [3_000_000, 1, 1000, True], 30, "pinned again")
 
         await pilot.press("g")
         assert isinstance(app.screen, ScxScreen)
