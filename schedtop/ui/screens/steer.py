@@ -71,7 +71,9 @@ class ConfirmScreen(ModalScreen[bool]):
                 yield Button(f"{self.no} (n)", id="confirm-no")
 
     def on_mount(self) -> None:
-        self.query_one("#confirm-no", Button).focus()  # the safe default
+        # the safe default; a dialog torn down while mounting (the app quitting) has no buttons
+        for button in self.query("#confirm-no").results(Button):
+            button.focus()
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
