@@ -388,7 +388,14 @@ void BPF_PROG(schedtop_enqueue, struct task_struct *p, u64 enq_flags)
 			__sync_fetch_and_add(&counters.nr_kernel_dispatches, 1);
 			__sync_fetch_and_add(&counters.nr_preempt, 1);
 			__sync_fetch_and_add(&counters.nr_latcrit, 1);
-			scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
+			/*
+			 * ENQ_PREEMPT already rescheduled that CPU. Kick only a remote
+			 * one: a kick of this CPU is a self-IPI (irq_work) for nothing,
+			 * and under single-threaded TCG it parked this vCPU for up to a
+			 * tick with the preemption pending (seen in the guest trace).
+			 */
+			if (cpu != bpf_get_smp_processor_id())
+				scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
 			return;
 		}
 	}
