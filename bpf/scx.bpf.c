@@ -390,9 +390,8 @@ void BPF_PROG(schedtop_enqueue, struct task_struct *p, u64 enq_flags)
 			__sync_fetch_and_add(&counters.nr_latcrit, 1);
 			/*
 			 * ENQ_PREEMPT already rescheduled that CPU. Kick only a remote
-			 * one: a kick of this CPU is a self-IPI (irq_work) for nothing,
-			 * and under single-threaded TCG it parked this vCPU for up to a
-			 * tick with the preemption pending (seen in the guest trace).
+			 * one: a kick of this CPU is a self-IPI (irq_work) for nothing
+			 * (the guest trace showed it still pending across 4 ms vCPU gaps).
 			 */
 			if (cpu != bpf_get_smp_processor_id())
 				scx_bpf_kick_cpu(cpu, SCX_KICK_PREEMPT);
