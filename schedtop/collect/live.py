@@ -317,7 +317,9 @@ class LiveSource:
                     s = reader.thread_from(pid, tid, stat_data, ss_data)
                     if s is None:
                         continue
-                    c = (fp, s)
+                    # A refresh that found nothing new keeps the same sample, so its table
+                    # row is reused too (a new, equal sample would rebuild the row twice).
+                    c = (fp, s if c is None or s != c[1] else c[1])
                 samples.append(c[1])
                 new_cache[tid] = c
                 continue
