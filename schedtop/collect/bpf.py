@@ -75,6 +75,23 @@ def _check_privileges() -> None:
     )
 
 
+def check_ready(path: Path) -> Path:
+    """Everything a schedtop BPF object needs before it is opened: privileges, kernel BTF, the
+    built object and libbpf >= 1.4. Raises BpfUnavailable with the reason and the fix."""
+    _check_privileges()
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        raise BpfUnavailable("kernel has no BTF (/sys/kernel/btf/vmlinux; needs CONFIG_DEBUG_INFO_BTF)")
+    if not path.exists():
+        raise BpfUnavailable(f"BPF object {path} not built: {_clang_hint()}")
+    try:
+        from schedtop.bpf import libbpf
+
+        libbpf.load_libbpf()
+    except Exception as exc:  # LibbpfNotFound carries its own fix
+        raise BpfUnavailable(str(exc)) from None
+    return path
+
+
 def _clang_hint() -> str:
     from shutil import which
 
@@ -94,19 +111,9 @@ def open_tier(
 ) -> BpfTier:
     """Load and attach the tracing programs. pid_filter (a tgid) limits latency, per-task
     data and events to one process; run-queue depth always counts every task."""
-    _check_privileges()
-    if not Path("/sys/kernel/btf/vmlinux").exists():
-        raise BpfUnavailable("kernel has no BTF (/sys/kernel/btf/vmlinux; needs CONFIG_DEBUG_INFO_BTF)")
-    path = Path(object_path) if object_path else OBJECT
-    if not path.exists():
-        raise BpfUnavailable(f"BPF object {path} not built: {_clang_hint()}")
-    try:
-        from schedtop.bpf import libbpf
-        from schedtop.bpf.btf import Btf
-
-        libbpf.load_libbpf()
-    except Exception as exc:  # LibbpfNotFound carries its own fix
-        raise BpfUnavailable(str(exc)) from None
+    path = check_ready(Path(object_path) if object_path else OBJECT)
+    from schedtop.bpf import libbpf
+    from schedtop.bpf.btf import Btf
 
     use_btf = not force_raw_tp
     if use_btf:

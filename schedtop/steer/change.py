@@ -156,15 +156,16 @@ def _unchanged(ref: TaskRef, before: TaskParams) -> bool:
         return True
 
 
-def change_base_slice(ns: int, journal: Journal, label: str | None = None) -> str:
+def change_base_slice(ns: int, journal: Journal, label: str | None = None, current: int | None = None) -> str:
     """Set the global EEVDF base slice, journaled like every change: the value it had is
-    written down first, so undo, quit and `schedtop restore` put it back."""
+    written down first, so undo, quit and `schedtop restore` put it back. ``current``: the
+    value the caller has just read (spares a second debugfs read)."""
     from schedtop.steer.actions import read_base_slice, set_base_slice
     from schedtop.steer.units import SLICE_MAX_NS, SLICE_MIN_NS, SLICE_RANGE, format_ns
 
     if not SLICE_MIN_NS <= ns <= SLICE_MAX_NS:
         raise SteerError(f"base slice {format_ns(ns)} is out of range ({SLICE_RANGE})", errno.ERANGE)
-    before = read_base_slice()
+    before = read_base_slice() if current is None else current
     if before == ns:
         return f"base slice is already {format_ns(ns)}"
     sid = journal.record_base_slice(label or f"base slice {format_ns(ns)}", before)

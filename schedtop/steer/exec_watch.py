@@ -126,18 +126,12 @@ class ExecWatch:
 
 def open_watch(object_path: Path | str | None = None) -> tuple[ExecWatch | None, str | None]:
     """(the hook, None), or (None, why not) where BPF cannot be used: the caller polls."""
-    from schedtop.collect.bpf import BpfUnavailable, _check_privileges
+    from schedtop.collect.bpf import BpfUnavailable, check_ready
 
-    path = Path(object_path) if object_path else OBJECT
     try:
-        _check_privileges()
-        if not Path("/sys/kernel/btf/vmlinux").exists():
-            return None, "kernel has no BTF: new tasks are found by polling"
-        if not path.exists():
-            return None, f"BPF object {path} not built (make bpf): new tasks are found by polling"
-        return ExecWatch(path), None
+        return ExecWatch(check_ready(Path(object_path) if object_path else OBJECT)), None
     except BpfUnavailable as exc:
         return None, f"{exc}; new tasks are found by polling"
-    except Exception as exc:  # LibbpfNotFound, BpfError: never fatal, polling still works
+    except Exception as exc:  # BpfError (verifier, attach): never fatal, polling still works
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return None, f"exec hook unavailable ({first}): new tasks are found by polling"

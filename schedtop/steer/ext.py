@@ -13,6 +13,7 @@ nothing.
 
 from __future__ import annotations
 
+from schedtop.collect.sched_ext import read_scheduler_info
 from schedtop.steer.actions import SCHED_EXT_SYSFS, TaskRef, Tuning
 from schedtop.steer.journal import Journal
 from schedtop.steer.units import RT_POLICIES, SCHED_EXT, SCHED_OTHER
@@ -46,26 +47,12 @@ def out_tuning(ref: TaskRef, journals: list[Journal]) -> Tuning:
     return Tuning(policy=policy, rt_priority=prio if policy in RT_POLICIES else None)
 
 
-def scheduler_state(root: str = SCHED_EXT_SYSFS) -> tuple[str, bool | None, str]:
-    """(state, switch_all, ops name) of the kernel's sched_ext; ("", None, "") without it."""
-
-    def read(name: str) -> str:
-        try:
-            with open(f"{root}/{name}") as f:
-                return f.read().strip()
-        except OSError:
-            return ""
-
-    sw = read("switch_all")
-    return read("state"), (sw == "1") if sw else None, read("root/ops")
-
-
 def note_after_move(root: str = SCHED_EXT_SYSFS) -> str | None:
     """What a user who just moved threads into SCHED_EXT should know, or None."""
-    state, switch_all, ops = scheduler_state(root)
-    if state != "enabled":
+    info = read_scheduler_info(root)  # the collector's reader of the same sysfs
+    if info.ext_state != "enabled":
         return ("note: no sched_ext scheduler is loaded: SCHED_EXT threads run under EEVDF until one is "
                 "(`schedtop scx --partial` runs only them)")
-    if switch_all:
-        return f"note: {ops or 'the BPF scheduler'} runs in full mode: it runs every thread, SCHED_EXT or not"
+    if info.switch_all:
+        return f"note: {info.ops_name or 'the BPF scheduler'} runs in full mode: it runs every thread, SCHED_EXT or not"
     return None

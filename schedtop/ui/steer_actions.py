@@ -294,12 +294,16 @@ class SteerActions:
         steps = [s for s in BASE_SLICE_STEPS if s != orig] + [orig]  # the original comes last
         nxt = steps[(steps.index(now) + 1) % len(steps)] if now in steps else steps[0]
         try:
-            msg = change_base_slice(nxt, j, "base slice (original)" if nxt == orig else None)
+            if active and nxt == orig:  # back at the original: the journal puts it back and forgets it
+                out = j.undo_base_slice()
+                if out is not None and out.status == "failed":
+                    raise SteerError(out.message)
+                msg = f"base slice back to {units.format_ns(orig)} (the original)"
+            else:
+                msg = change_base_slice(nxt, j, current=now)
         except (SteerError, JournalError) as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
-        if nxt == orig and j.active_base_slice() is not None:
-            j.undo_base_slice()  # back at the original: nothing left to restore
         self.record_action({"type": "steer.base_slice", "ns": nxt})
         self.notify(f"global {msg}")
 

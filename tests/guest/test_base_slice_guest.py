@@ -85,6 +85,17 @@ def test_g_key_steps_the_base_slice_and_quit_puts_it_back(state):
             row = next(r for r in rows if r.key == "base_slice")
             assert row.what == "global base slice" and row.before.endswith(
                 app_fmt(orig)) and row.now.endswith(app_fmt(seen[-1]))
+            # Round the steps: the last one is the original, and then nothing is journaled.
+            for _ in range(4):
+                if int(KNOB.read_text()) == orig:
+                    break
+                before = int(KNOB.read_text())
+                await pilot.press("G")
+                await until(pilot, lambda: int(KNOB.read_text()) != before)
+            assert int(KNOB.read_text()) == orig and Journal.session().active_base_slice() is None
+            assert all(r.key != "base_slice" for r in app._steer_rows())
+            await pilot.press("G")  # and round again
+            await until(pilot, lambda: int(KNOB.read_text()) != orig)
             app.exit(0)
             deadline = time.monotonic() + 60
             while app.is_running:

@@ -59,5 +59,4 @@ def test_note_after_the_move(tmp_path):
     assert "no sched_ext scheduler is loaded" in ext.note_after_move(_sysfs(tmp_path / "a", "disabled", 0))
     assert "full mode" in ext.note_after_move(_sysfs(tmp_path / "b", "enabled", 1, "rusty"))
     assert ext.note_after_move(_sysfs(tmp_path / "c", "enabled", 0, "schedtop")) is None
-    assert ext.scheduler_state(str(tmp_path / "c")) == ("enabled", False, "schedtop")
-    assert ext.scheduler_state(str(tmp_path / "none")) == ("", None, "")
+    assert "no sched_ext scheduler is loaded" in ext.note_after_move(str(tmp_path / "none"))  # no sysfs at all
