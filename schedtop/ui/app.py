@@ -292,7 +292,9 @@ class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[
             self._show_pane()
             self._render_state()
             for screen in self.screen_stack:
-                if hasattr(screen, "show_snapshot"):
+                # A screen pushed this turn may not be composed yet; its own on_mount
+                # draws self.snapshot, so only screens whose mount finished get frames.
+                if hasattr(screen, "show_snapshot") and screen.is_mounted:
                     screen.show_snapshot(snap)
 
     def mode_text(self) -> str:
