@@ -77,5 +77,14 @@ screenshots: venv
 bench: venv bpf
 	@ls bench/*.py
 
+# Compiled sched_ext peers for the guest benchmarks (NOT part of check): the kernel's own
+# tools/sched_ext examples from Debian sid's linux-source of the guest's release, cached
+# under $(SCHEDTOP_CACHE)/anchors. Their BPF needs clang >= 16 (Debian 12: clang-19).
+.PHONY: anchors
+anchors: venv kernel
+	@command -v clang-19 >/dev/null || { [ "$$(id -u)" = 0 ] || { echo "make anchors: need root to install clang-19" >&2; exit 1; }; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends clang-19; }
+	$(PY) bench/anchor_build.py
+
 clean:
 	rm -rf schedtop/bpf/obj build dist
