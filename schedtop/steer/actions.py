@@ -124,6 +124,15 @@ class Tuning:
     # Also give the nice to the task's session autogroup (every task of that session), so it
     # counts against other sessions' load; see autogroup.py. Only with nice set.
     group: bool = False
+    # The session autogroup's nice on its own (profiles' group_nice), independent of the
+    # threads' nice; wins over `group`.
+    group_nice: int | None = None
+
+    def group_target(self) -> int | None:
+        """The nice to give the targets' session groups, or None to leave them alone."""
+        if self.group_nice is not None:
+            return self.group_nice
+        return self.nice if self.group else None
 
     def describe(self) -> str:
         parts = []
@@ -136,10 +145,12 @@ class Tuning:
             parts.append("slice default" if self.slice_ns == 0 else f"slice {format_ns(self.slice_ns)}")
         if self.affinity is not None:
             parts.append(f"pin {format_cpulist(self.affinity)}")
+        if self.group_nice is not None:
+            parts.append(f"session group nice {self.group_nice:+d}")
         return ", ".join(parts) or "nothing"
 
     def is_empty(self) -> bool:
-        return all(v is None for v in (self.policy, self.nice, self.slice_ns, self.affinity))
+        return all(v is None for v in (self.policy, self.nice, self.slice_ns, self.affinity, self.group_nice))
 
 
 # --- /proc ---------------------------------------------------------------------------------
@@ -428,6 +439,8 @@ def check_tuning(tuning: Tuning) -> None:
         raise SteerError(NO_SCHED_EXT, errno.EINVAL)
     if tuning.policy in RT_POLICIES and not tuning.rt_priority:
         raise SteerError("FIFO/RR needs a priority 1..99", errno.EINVAL)
+    if tuning.group_nice is not None and not -20 <= tuning.group_nice <= 19:
+        raise SteerError(f"session group nice {tuning.group_nice} is out of range: -20..19", errno.EINVAL)
     if tuning.slice_ns and tuning.policy in RT_POLICIES:
         raise SteerError("a slice applies to the fair class (OTHER/BATCH/IDLE), not to FIFO/RR",
                          errno.EINVAL)

@@ -118,7 +118,7 @@ def change(refs: list[TaskRef], tuning: Tuning, journal: Journal, label: str | N
     for g in groups:
         # After the threads: a refused thread nice (EPERM) is refused for the group as well.
         try:
-            autogroup.set_nice(g.member.pid, tuning.nice)
+            autogroup.set_nice(g.member.pid, tuning.group_target())
             now = autogroup.read(g.member.pid)
             g_results.append(GroupResult(g, True, after=now.nice if now else None))
         except SteerError as exc:
@@ -133,7 +133,7 @@ def change(refs: list[TaskRef], tuning: Tuning, journal: Journal, label: str | N
 
 def _groups(befores: list[tuple[TaskRef, TaskParams]], tuning: Tuning) -> tuple[list[GroupEntry], list[str]]:
     """The distinct session groups of the targets, each with one member to reach it by."""
-    if not tuning.group or tuning.nice is None:
+    if tuning.group_target() is None:
         return [], []
     seen: dict[int, GroupEntry] = {}
     notes: list[str] = []

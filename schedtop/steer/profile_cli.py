@@ -17,6 +17,7 @@ import time
 
 from schedtop.steer.exec_watch import open_watch
 from schedtop.steer.journal import Journal, JournalError, hand_over, summarize
+from schedtop.steer.actions import sched_ext_available
 from schedtop.steer.profiles import ProfileError, ProfileRunner, builtin_names, builtin_path, load
 
 
@@ -48,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
     err = lambda m: print(f"schedtop: {m}", file=sys.stderr)  # noqa: E731
     if args.action == "list":
         for n in builtin_names():
-            prof = load(builtin_path(n))
-            print(f"{n:<10} {prof.description}  ({prof.path})")
+            prof = load(builtin_path(n), here=False)  # list them all, say which cannot run here
+            why = "  [needs sched_ext: not on this kernel]" if prof.uses_ext and sched_ext_available() is False else ""
+            print(f"{n:<10} {prof.description}  ({prof.path}){why}")
         return 0
     try:
         prof = load(args.file)
@@ -67,9 +69,18 @@ def run(args: argparse.Namespace) -> int:
         return 1
     say = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))  # noqa: E731
     runner = ProfileRunner(prof, journal)
+    said = 0
+
+    def notes() -> None:  # the runner's one-off notes (SCHED_EXT with no scheduler loaded)
+        nonlocal said
+        for n in runner.notes[said:]:
+            say(n)
+        said = len(runner.notes)
+
     if not args.watch:
         for rep in runner.poll():
             say(rep.summary())
+        notes()
         for e in runner.errors:
             err(e)
         say(f"profile {prof.name}: {runner.applied} thread(s) tuned; undo with `schedtop restore`")
@@ -87,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             if now >= next_poll:
                 for rep in runner.poll():
                     say(rep.summary())
+                notes()
                 next_poll = now + interval
             wait_s = max(0.0, min(next_poll, deadline or next_poll) - time.monotonic())
             if hook is None:
@@ -97,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
             if hits:
                 for rep in runner.poll_pids(e.tgid for e in hits):
                     say(rep.summary())
+                notes()
     except (_Stop, KeyboardInterrupt):
         pass
     finally:

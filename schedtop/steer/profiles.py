@@ -6,14 +6,27 @@
     thread = "data-loop*"           # the thread's own name (optional)
     exe = "/usr/bin/pipewire*"      # /proc/PID/exe (optional)
     cgroup = "*pipewire*"           # any line of /proc/PID/cgroup (optional)
-    policy = "fifo"                 # other, batch, idle, fifo, rr
+    policy = "fifo"                 # other, batch, idle, fifo, rr, ext
     priority = 88                   # fifo/rr only, 1..99
     nice = -11
     slice = "1ms"                   # EEVDF slice, 0.1ms..100ms or "default"
     affinity = "0-1"
+    group_nice = -11                # the session autogroup's nice, -20..19 (every task of the session)
 
 All selectors given in a rule must match; the first matching rule wins for a thread. A
 profile is checked completely at load; any error names the file, the line and the reason.
+
+policy = "ext" moves the threads into SCHED_EXT (the journaled move of `schedtop set --ext`:
+restore puts the original policy back). It takes nice (the BPF scheduler sees it as weight) and
+affinity, not priority or slice (the sched_ext scheduler orders tasks and picks slices). On a
+kernel without sched_ext such a profile does not load: file:line says why, before anything
+is changed. With sched_ext but no scheduler loaded the kernel runs SCHED_EXT threads under
+EEVDF; the runner notes that once.
+
+group_nice sets the nice of each matched thread's session autogroup (what the TUI's fair boost
+does, through the same journal): with kernel.sched_autogroup_enabled=1 a thread's nice only
+ranks it inside its session. Threads in no session group (the init session) or in a cpu
+cgroup get a note instead (see autogroup.py).
 Applying is live: `ProfileRunner.poll()` rescans /proc and tunes threads it has not seen
 (or whose name changed, e.g. after exec), always through the journal.
 """
@@ -24,18 +37,18 @@ import fnmatch
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Iterable
 
-from schedtop.steer import units
-from schedtop.steer.actions import TaskRef, Tuning
+from schedtop.steer import autogroup, units
+from schedtop.steer.actions import SteerError, TaskRef, Tuning, sched_ext_available
 from schedtop.steer.change import ChangeReport, change
 from schedtop.steer.journal import Journal
 
 SELECTORS = ("comm", "thread", "exe", "cgroup")
-SETTINGS = ("policy", "priority", "nice", "slice", "affinity")
+SETTINGS = ("policy", "priority", "nice", "slice", "affinity", "group_nice")
 RULE_KEYS = ("name",) + SELECTORS + SETTINGS
 TOP_KEYS = ("name", "description", "poll", "rule")
 
@@ -66,6 +79,10 @@ class Profile:
     description: str
     poll_s: float
     rules: tuple[Rule, ...]
+
+    @property
+    def uses_ext(self) -> bool:
+        return any(r.tuning.policy == units.SCHED_EXT for r in self.rules)
 
     def describe(self) -> list[str]:
         out = [f"profile {self.name}: {len(self.rules)} rule(s), polling every {self.poll_s:g}s"]
@@ -118,16 +135,20 @@ def resolve_path(spec: str) -> Path:
     return builtin_path(spec) or p
 
 
-def load(spec: str | os.PathLike) -> Profile:
+def load(spec: str | os.PathLike, here: bool = True) -> Profile:
+    """Read and check a profile. ``here``: also check it against this kernel (policy "ext"
+    needs sched_ext); off only to describe a profile, e.g. `schedtop profile list`."""
     path = resolve_path(str(spec))
     try:
         text = path.read_text()
     except OSError as exc:
         raise ProfileError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse(text, str(path))
+    return parse(text, str(path), has_ext=sched_ext_available() if here else None)
 
 
-def parse(text: str, path: str = "<profile>") -> Profile:
+def parse(text: str, path: str = "<profile>", has_ext: bool | None = None) -> Profile:
+    """``has_ext``: whether this kernel has sched_ext; False refuses policy "ext" at its line,
+    None does not judge (a pure check of the file)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -156,7 +177,12 @@ def parse(text: str, path: str = "<profile>") -> Profile:
         raise fail(None, "rule", "a profile needs at least one [[rule]]")
     rules = []
     for i, r in enumerate(raw_rules):
-        rules.append(_rule(i, r, fail))
+        rule = _rule(i, r, fail)
+        if rule.tuning.policy == units.SCHED_EXT and has_ext is False:
+            # Refused here, not per task later: every matching task would fail with EINVAL.
+            raise fail(i, "policy", "policy \"ext\" needs a kernel with sched_ext (CONFIG_SCHED_CLASS_EXT); "
+                                    "this kernel has none (no /sys/kernel/sched_ext)")
+        rules.append(rule)
     return Profile(path=path, name=name, description=str(desc), poll_s=float(poll), rules=tuple(rules))
 
 
@@ -168,6 +194,15 @@ def _globs(i, key, value, fail) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _policy(text: str) -> int:
+    if text.strip().lower() == "ext":
+        return units.SCHED_EXT
+    try:
+        return units.parse_policy(text)
+    except ValueError:
+        raise ValueError(f"bad policy {text!r}: use one of other, batch, idle, fifo, rr, ext") from None
+
+
 def _rule(i: int, r: dict, fail) -> Rule:
     for k in r:
         if k not in RULE_KEYS:
@@ -175,15 +210,18 @@ def _rule(i: int, r: dict, fail) -> Rule:
     sel = {k: _globs(i, k, r[k], fail) for k in SELECTORS if k in r}
     if not sel:
         raise fail(i, "[[rule]]", f"rule {i + 1} matches everything: give comm, thread, exe or cgroup")
-    policy = prio = nice = slice_ns = aff = None
+    policy = prio = nice = slice_ns = aff = group_nice = None
     try:
         if "policy" in r:
             if not isinstance(r["policy"], str):
-                raise ValueError("policy must be a string: other, batch, idle, fifo, rr")
-            policy = units.parse_policy(r["policy"])
+                raise ValueError("policy must be a string: other, batch, idle, fifo, rr, ext")
+            policy = _policy(r["policy"])
     except ValueError as exc:
         raise fail(i, "policy", str(exc)) from None
     if "priority" in r:
+        if policy == units.SCHED_EXT:
+            raise fail(i, "priority", "priority is for fifo/rr: under policy \"ext\" the sched_ext scheduler "
+                                      "orders the tasks (nice sets their weight)")
         if policy not in units.RT_POLICIES:
             raise fail(i, "priority", "priority needs policy = \"fifo\" or \"rr\"")
         try:
@@ -206,6 +244,9 @@ def _rule(i: int, r: dict, fail) -> Rule:
             raise fail(i, "slice", str(exc)) from None
         if policy in units.RT_POLICIES:
             raise fail(i, "slice", "slice applies to other/batch/idle, not to fifo/rr")
+        if policy == units.SCHED_EXT:
+            raise fail(i, "slice", "slice is the EEVDF slice: under policy \"ext\" the sched_ext scheduler "
+                                   "picks the slice (schedtop scx: its slice knob)")
     if "affinity" in r:
         try:
             if not isinstance(r["affinity"], str):
@@ -214,9 +255,17 @@ def _rule(i: int, r: dict, fail) -> Rule:
             aff = units.parse_cpulist(r["affinity"], check=False)
         except ValueError as exc:
             raise fail(i, "affinity", str(exc)) from None
-    tuning = Tuning(policy=policy, rt_priority=prio, nice=nice, slice_ns=slice_ns, affinity=aff)
+    if "group_nice" in r:
+        g = r["group_nice"]
+        if isinstance(g, bool) or not isinstance(g, int):
+            raise fail(i, "group_nice", f"group_nice must be an integer -20..19, got {g!r}")
+        if not -20 <= g <= 19:
+            raise fail(i, "group_nice", f"group_nice {g} is out of range: -20..19")
+        group_nice = g
+    tuning = Tuning(policy=policy, rt_priority=prio, nice=nice, slice_ns=slice_ns, affinity=aff,
+                    group_nice=group_nice)
     if tuning.is_empty():
-        raise fail(i, "[[rule]]", f"rule {i + 1} changes nothing: give policy, nice, slice or affinity")
+        raise fail(i, "[[rule]]", f"rule {i + 1} changes nothing: give policy, nice, slice, affinity or group_nice")
     name = r.get("name", "")
     if not isinstance(name, str):
         raise fail(i, "name", "name must be a string")
@@ -264,6 +313,11 @@ class ProfileRunner:
         self.seen: dict[tuple[int, int], str] = {}  # (tid, starttime) -> comm it was judged with
         self.applied = 0
         self.errors: list[str] = []
+        self.notes: list[str] = []  # said once each, e.g. SCHED_EXT with no scheduler loaded
+        self._ext_noted = False
+        # Session groups (None: "in no group") a group_nice was already given to or noted for.
+        # Once per runner, like a thread: every cc1 of a build must not journal its group again.
+        self._groups_done: set[int | None] = set()
         self._needs_exe = any(r.exe for r in profile.rules)
         self._needs_cg = any(r.cgroup for r in profile.rules)
 
@@ -329,8 +383,27 @@ class ProfileRunner:
         reports = []
         for idx, refs in sorted(groups.items()):
             rule = self.profile.rules[idx]
-            rep = change(refs, rule.tuning, self.journal, f"profile {self.profile.name}: {rule.label}")
+            tuning, sessions = rule.tuning, set()
+            if tuning.group_nice is not None:
+                sessions = {g.id if g else None for g in map(autogroup.read, (r.pid for r in refs))}
+                if sessions <= self._groups_done:
+                    tuning = replace(tuning, group_nice=None)
+                    if tuning.is_empty():
+                        continue
+            try:
+                rep = change(refs, tuning, self.journal, f"profile {self.profile.name}: {rule.label}")
+            except SteerError as exc:  # refused before anything changed (e.g. no sched_ext after all)
+                self.errors.append(f"profile {self.profile.name}: {rule.label}: {exc}")
+                continue
+            self._groups_done |= sessions
             self.applied += rep.changed
             self.errors.extend(r.error for r in rep.errors())
             reports.append(rep)
+            if rep.changed and rule.tuning.policy == units.SCHED_EXT and not self._ext_noted:
+                from schedtop.steer.ext import note_after_move
+
+                self._ext_noted = True
+                note = note_after_move()
+                if note:
+                    self.notes.append(note)
         return reports

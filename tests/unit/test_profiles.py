@@ -43,6 +43,13 @@ BAD = [
     ('name = "x"\nspeed = 3\n[[rule]]\ncomm="a"\nnice=1\n', 2, "unknown key 'speed'"),
     ('poll = 0\n[[rule]]\ncomm="a"\nnice=1\n', 1, "poll must be seconds"),
     ('[[rule]]\ncomm = []\nnice=1\n', 2, "comm must be a glob string or a list"),
+    ('[[rule]]\ncomm = "a"\nnice = 1\ngroup_nice = 25\n', 4, "group_nice 25 is out of range: -20..19"),
+    ('[[rule]]\ncomm = "a"\ngroup_nice = -21\n', 3, "group_nice -21 is out of range: -20..19"),
+    ('[[rule]]\ncomm = "a"\ngroup_nice = "-5"\n', 3, "group_nice must be an integer -20..19"),
+    ('[[rule]]\ncomm = "a"\ngroup_nice = true\n', 3, "group_nice must be an integer -20..19"),
+    ('[[rule]]\ncomm = "a"\npolicy = "ext"\npriority = 88\n', 4, "priority is for fifo/rr: under policy \"ext\""),
+    ('[[rule]]\ncomm = "a"\npolicy = "ext"\nslice = "1ms"\n', 4, "slice is the EEVDF slice: under policy \"ext\""),
+    ('[[rule]]\ncomm = "a"\npolicy = "extra"\n', 3, "use one of other, batch, idle, fifo, rr, ext"),
 ]
 
 
