@@ -246,17 +246,45 @@ def _pump(path: Path, offset: int, out: BinaryIO) -> int:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    """TERM the group (vng and qemu), give it a moment, then KILL whatever is left of it."""
+    """TERM the group (vng, virtme-run, qemu), give it a moment, then KILL whatever is left of it.
+
+    Returns only when no live member is left: vng itself dies at once on TERM, while its
+    children (virtme-run, qemu) may still be running or handling a pending KILL; a caller
+    that returned then would leave them behind for a moment (a test saw two of them alive)."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    try:
-        proc.wait(timeout=5.0)
-    except subprocess.TimeoutExpired:
-        pass
+    _wait_group_gone(proc.pid, 5.0)
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     proc.wait()
+    _wait_group_gone(proc.pid, 10.0)
+
+
+def _live_group_members(pgid: int) -> list[int]:
+    """Pids in process group pgid that are not zombies (a zombie runs nothing and is its parent's to reap)."""
+    live = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_bytes()
+        except OSError:
+            continue
+        # After the command name (which may hold spaces or parens): state ppid pgrp ...
+        state, _ppid, pgrp = stat[stat.rfind(b")") + 2:].split()[:3]
+        if int(pgrp) == pgid and state not in (b"Z", b"X"):
+            live.append(int(entry.name))
+    return live
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _live_group_members(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
