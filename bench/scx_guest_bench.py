@@ -14,11 +14,18 @@
    bench/probe_trace.py, with the same tracefs recorder on both sides.
 
     schedtop lab run -- .venv/bin/python bench/scx_guest_bench.py --probe-only --floor --wake --trace
+
+Compiled anchors (`make anchors`, bench/anchor_build.py): the kernel's own example schedulers
+from tools/sched_ext of the guest's release, scx_simple (vtime, all BPF) and scx_userland
+(vruntime in a user-space C loop). When built, the messaging part runs them in the same
+rounds: EEVDF, schedtop and each anchor, in an order rotated every round. --anchors none
+leaves them out.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
@@ -33,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+import anchor_build  # noqa: E402
 import probe_trace  # noqa: E402  (bench/ is not a package)
 
 SCX = Path("/sys/kernel/sched_ext")
@@ -72,6 +80,71 @@ class Scx:
         self.proc.wait(timeout=60)
         while state() != "disabled":
             time.sleep(0.05)
+
+
+# Anchors benched by default: scx_qmap builds but this kernel's verifier refuses it (EACCES).
+ANCHORS = ("scx_simple", "scx_userland")
+
+
+def ops_name() -> str:
+    try:
+        return (SCX / "root" / "ops").read_text().strip()
+    except OSError:
+        return ""
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of the whole process (all threads), in clock ticks."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+_live_anchors: list[subprocess.Popen] = []
+
+
+@atexit.register
+def _kill_anchors() -> None:
+    # No compiled scheduler outlives the bench, whatever raised in between.
+    for proc in _live_anchors:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+class Anchor:
+    """One of the kernel's example schedulers, run as it ships (no options)."""
+
+    def __init__(self, name: str, exe: Path) -> None:
+        self.name = name
+        self.ops = name.removeprefix("scx_")  # SCX_OPS_DEFINE(..., .name = "simple")
+        self.log = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([str(exe)], stdout=self.log, stderr=subprocess.STDOUT)
+        _live_anchors.append(self.proc)
+        t0 = time.monotonic()
+        while not (state() == "enabled" and ops_name() == self.ops):
+            if self.proc.poll() is not None or time.monotonic() - t0 > 60:
+                self.stop()
+                raise SystemExit(f"{name} did not load: {self.output()[-400:]}")
+            time.sleep(0.05)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self) -> None:
+        """SIGINT (its own clean exit: link destroyed, UEI report), SIGKILL if that hangs."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(2)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        t0 = time.monotonic()
+        while state() != "disabled" and time.monotonic() - t0 < 30:
+            time.sleep(0.05)
+        assert state() == "disabled", f"{self.name} exited but sched_ext is still {state()}"
 
 
 def messaging(runs: int, groups: int, loops: int) -> list[float]:
@@ -211,37 +284,93 @@ def main() -> None:
     ap.add_argument("--loops", type=int, default=50)
     ap.add_argument("--probe-seconds", type=float, default=5)
     ap.add_argument("--probe-only", action="store_true", help="only the interactive probe")
+    ap.add_argument("--messaging-only", action="store_true", help="only the messaging rounds")
     ap.add_argument("--floor", action="store_true", help="also cyclictest on an idle guest")
     ap.add_argument("--wake", action="store_true", help="also the futex wake-up probe (bench/wakeprobe.c)")
     ap.add_argument("--trace", action="store_true",
                     help="split each wake-up into timer and scheduling parts (tracefs, both sides)")
+    ap.add_argument("--anchors", default="auto",
+                    help="compiled anchors in the messaging rounds: auto (those `make anchors` built), "
+                         "none, or a comma list (scx_simple,scx_userland)")
     args = ap.parse_args()
     assert state() == "disabled", "another scheduler is loaded"
     if not args.probe_only:
         run_messaging(args)
-    probe(args)
+    if not args.messaging_only:
+        probe(args)
+
+
+def anchors_to_run(spec: str) -> dict[str, Path]:
+    if spec == "none":
+        return {}
+    have = anchor_build.built()
+    if spec == "auto":
+        if not have:
+            print("no compiled anchor built (run `make anchors` on the host): EEVDF and schedtop only")
+        return {n: have[n] for n in ANCHORS if n in have}
+    missing = [n for n in spec.split(",") if n not in have]
+    if missing:
+        raise SystemExit(f"anchor(s) not built: {', '.join(missing)} (run `make anchors` on the host)")
+    return {n: have[n] for n in spec.split(",")}
 
 
 def run_messaging(args: argparse.Namespace) -> None:
-    # Alternate EEVDF and schedtop runs: TCG speed drifts with the host's load.
-    eevdf, ours, during = [], [], []
-    for _ in range(args.runs):
-        eevdf += messaging(1, args.groups, args.loops)
-        scx = Scx("--policy", "deadline")
-        time.sleep(1.0)
-        n0 = len(scx.stats)
-        ours += messaging(1, args.groups, args.loops)
-        time.sleep(1.2)
-        during += scx.stats[n0:] or scx.stats[-1:]
-        scx.stop()
-    e, s = statistics.median(eevdf), statistics.median(ours)
-    cpu = max(x["cpu_pct"] for x in during)
+    # Rounds of EEVDF, schedtop and each anchor, the order rotated every round: TCG speed
+    # drifts with the host's load, so no side always runs first or last.
+    anchors = anchors_to_run(args.anchors)
+    sides = ["EEVDF", "schedtop", *anchors]
+    times: dict[str, list[float]] = {n: [] for n in sides}
+    cpu: dict[str, list[float]] = {n: [] for n in sides[1:]}
+    during: list[dict] = []
+
+    def run_under(side: str) -> None:
+        if side == "EEVDF":
+            times[side] += messaging(1, args.groups, args.loops)
+            return
+        if side == "schedtop":
+            sched = Scx("--policy", "deadline")
+            pid, want = sched.proc.pid, "schedtop"
+        else:
+            sched = Anchor(side, anchors[side])
+            pid, want = sched.proc.pid, sched.ops
+        try:
+            time.sleep(1.0)
+            n0 = len(sched.stats) if side == "schedtop" else 0
+            c0, t0 = cpu_ticks(pid), time.monotonic()
+            times[side] += messaging(1, args.groups, args.loops)
+            cpu[side].append(100.0 * (cpu_ticks(pid) - c0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0))
+            if state() != "enabled" or ops_name() != want:  # ejected mid-run: that time is not its own
+                raise SystemExit(f"{side} was not loaded at the end of its run (state {state()}, ops {ops_name()!r})")
+            if side == "schedtop":
+                time.sleep(1.2)
+                during.extend(sched.stats[n0:] or sched.stats[-1:])
+        finally:
+            sched.stop()
+
+    for r in range(args.runs):
+        k = r % len(sides)
+        for side in sides[k:] + sides[:k]:
+            run_under(side)
+        print(f"  (round {r + 1}: {', '.join(f'{n} {times[n][-1]:.3f}' for n in sides)} s; "
+              f"guest loadavg {Path('/proc/loadavg').read_text().split()[0]})", flush=True)
+    med = {n: statistics.median(v) for n, v in times.items()}
+    e, s = med["EEVDF"], med["schedtop"]
+
+    def per_round(a: str, b: str) -> str:
+        return ", ".join(f"{x / y:.2f}" for x, y in zip(times[a], times[b]))
+
+    print(f"perf bench sched messaging -g {args.groups} -l {args.loops}, {args.runs} rounds, medians:")
+    for n in sides:
+        extra = f"   process CPU {statistics.median(cpu[n]):.1f}% (max {max(cpu[n]):.1f}%)" if n in cpu else ""
+        print(f"  {n:<13} {med[n]:.3f} s   runs {times[n]}{extra}")
+    print(f"  schedtop/EEVDF {s / e:.2f}x (goal <= 1.3x; per round {per_round('schedtop', 'EEVDF')})")
+    for a in anchors:
+        print(f"  schedtop/{a} {s / med[a]:.2f}x (per round {per_round('schedtop', a)})   "
+              f"{a}/EEVDF {med[a] / e:.2f}x (per round {per_round(a, 'EEVDF')})")
+    cpu_max = max(x["cpu_pct"] for x in during)
     rss = max(x["rss_kb"] for x in during) / 1024
     pf = during[-1].get("page_faults_after_warmup")
-    print(f"perf bench sched messaging -g {args.groups} -l {args.loops}, median of {args.runs}:")
-    print(f"  EEVDF {e:.3f} s   schedtop(deadline) {s:.3f} s   ratio {s / e:.2f}x (goal <= 1.3x)")
-    print(f"  runs: EEVDF {eevdf}  schedtop {ours}")
-    print(f"  loop under that load: CPU max {cpu:.1f}%  RSS {rss:.0f} MB  page faults after warm-up {pf}"
+    print(f"  loop under that load: CPU max {cpu_max:.1f}%  RSS {rss:.0f} MB  page faults after warm-up {pf}"
           f"   (rustland: ~7% CPU, 80 MB)")
     last = during[-1]
     print(f"  enqueue->dispatch p50/p99 {last.get('dispatch_p50_us')}/{last.get('dispatch_p99_us')} us; "
