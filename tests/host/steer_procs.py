@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -109,6 +110,16 @@ def schedtop(*args: str, env: dict | None = None, prefix: list[str] | None = Non
 
 
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def wait_for(cond, timeout: float = 20.0) -> bool:
+    """Poll ``cond`` every 50 ms until it holds (True) or ``timeout`` seconds pass (False)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import steer_procs as sp
 from schedtop.steer import autogroup
 from schedtop.steer.journal import Journal
 from schedtop.steer.profiles import ProfileRunner, parse
-from steer_procs import schedtop, state  # noqa: F401 (autouse fixture)
+from steer_procs import schedtop, state, wait_for  # noqa: F401 (autouse fixture)
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(not autogroup.enabled(), reason="kernel.sched_autogroup_enabled is not 1")]
@@ -83,15 +82,6 @@ def group_of(pid: int) -> tuple[int, int]:
     m = re.fullmatch(r"/autogroup-(\d+) nice (-?\d+)\n", text)
     assert m, f"pid {pid}: {text!r}"
     return int(m.group(1)), int(m.group(2))
-
-
-def wait_for(cond, timeout: float = 20.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_group_nice_is_set_once_per_session_apart_from_the_thread_nice(sessions, state):

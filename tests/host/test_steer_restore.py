@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 import steer_procs as sp
 from steer_procs import schedtop, spawn, state  # noqa: F401 (autouse fixture)
+from steer_procs import wait_for as _wait
 
 pytestmark = pytest.mark.root
 
@@ -40,13 +40,6 @@ def _all(kids, want):
     return all((sp.nice(p, t), sp.slice_ns(p, t), sp.affinity(p, t)) == want for p, t in _tasks(kids))
 
 
-def _wait(cond, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _start_session(prof):
