@@ -5,6 +5,7 @@ tests/guest/test_profile_ext_guest.py (SCHED_EXT under schedtop's scheduler)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,12 @@ def test_ext_profile_is_refused_at_load_on_a_kernel_without_sched_ext(tmp_path):
         r = subprocess.run([*exe, *args], capture_output=True, text=True, cwd=ROOT)
         assert r.returncode == 1 and r.stdout == "", (args, r.stdout)
         assert r.stderr == f"schedtop: {exc.value}\n", (args, r.stderr)
+    # the TUI's --profile: the same line, exit 2, before any screen or change
+    r = subprocess.run([sys.executable, "-m", "schedtop", "--profile", str(f), "--no-bpf"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=60, stdin=subprocess.DEVNULL,
+                       env={**os.environ, "SCHEDTOP_STATE_DIR": str(tmp_path / "state")})
+    assert r.returncode == 2 and f"schedtop: {exc.value}" in r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
 
 
 def test_profile_list_still_lists_every_shipped_profile():
