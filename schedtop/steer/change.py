@@ -7,7 +7,7 @@ undoable the same way.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from schedtop.steer import autogroup
 from schedtop.steer.actions import (
@@ -102,6 +102,12 @@ def change(refs: list[TaskRef], tuning: Tuning, journal: Journal, label: str | N
     if not befores:
         return ChangeReport(label, tuple(results), None)
     groups, notes = _groups(befores, tuning)
+    if replace(tuning, group=False, group_nice=None).is_empty():
+        # Only session groups change (a profile's group_nice alone): the threads just lead to
+        # them, so none is journaled; a restore must not later reset what schedtop never set.
+        befores = []
+        if not groups:
+            return ChangeReport(label, tuple(results), None, (), tuple(notes))
     step = journal.record(label, befores, groups)  # durable before the first syscall
     failed: list[TaskRef] = []
     for ref, before in befores:

@@ -3,7 +3,8 @@ CI runner sits in the init session, where /proc/PID/autogroup is empty, so no te
 on the runner's group), /proc/PID/autogroup read before and after, the group set once per
 profile run (a new member of a done session journals no second group entry), put back by the
 runner's restore, by the watcher's exit on SIGTERM, and by `schedtop restore` after kill -9; a
-task in no session group gets a note, not an error."""
+rule with group_nice alone journals no thread; a task in no session group gets a note, not an
+error."""
 
 from __future__ import annotations
 
@@ -112,17 +113,33 @@ def test_group_nice_is_set_once_per_session_apart_from_the_thread_nice(sessions,
     assert not j.path.exists()
 
 
+def test_group_nice_alone_journals_the_group_and_no_thread(sessions, state):
+    tag = "o" + uuid.uuid4().hex[:6]
+    a = sessions(tag)
+    gid, _ = group_of(a.pid)
+    before = sp.snapshot(a.pid)
+    j = Journal.session(state)
+    reps = ProfileRunner(parse(f'[[rule]]\ncomm = "{tag}"\ngroup_nice = 5\n'), j).poll()
+    assert len(reps) == 1 and reps[0].results == () and [g.ok for g in reps[0].groups] == [True]
+    assert group_of(a.pid) == (gid, 5) and sp.snapshot(a.pid) == before
+    assert j.active() == [] and [g.group for g, _ in j.active_groups()] == [gid]  # no thread row
+    os.setpriority(os.PRIO_PROCESS, a.pid, 3)  # someone else retunes the thread meanwhile
+    assert [o.status for o in j.restore_all()] == ["restored"]
+    assert group_of(a.pid) == (gid, 0) and sp.nice(a.pid) == 3  # theirs stays: schedtop never set it
+
+
 def test_a_task_in_no_session_group_gets_a_note_not_an_error(state):
     # kthreadd lives in the root task group: /proc/2/autogroup is empty, like every task of the
-    # init session (CI's runner); the rule changes no thread knob, so nothing of it is touched.
+    # init session (CI's runner); the rule changes no thread knob, so nothing is journaled.
     assert Path("/proc/2/autogroup").read_text() == ""
-    runner = ProfileRunner(parse('[[rule]]\ncomm = "kthreadd"\ngroup_nice = -5\n'), Journal.session(state))
+    j = Journal.session(state)
+    runner = ProfileRunner(parse('[[rule]]\ncomm = "kthreadd"\ngroup_nice = -5\n'), j)
     reps = runner.poll()
-    assert len(reps) == 1 and reps[0].groups == () and reps[0].errors() == [] and not runner.errors
+    assert len(reps) == 1 and reps[0].results == () and reps[0].groups == () and not runner.errors
     assert reps[0].notes == ("pid 2 is in no session autogroup (root group): task nice alone ranks it",)
     assert "no group nice: pid 2 is in no session autogroup" in reps[0].summary()
     assert runner.poll() == []  # said once: kthreadd is judged, nothing new
-    assert Path("/proc/2/autogroup").read_text() == ""
+    assert len(j) == 0 and Path("/proc/2/autogroup").read_text() == ""
 
 
 def _watch(prof: Path) -> subprocess.Popen:
