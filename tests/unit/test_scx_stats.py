@@ -250,7 +250,8 @@ def test_mode_0600_refuses_non_root_at_connect(open_server: StatsServer) -> None
     assert server.rejected == 0  # the kernel refused it before we ever saw it
 
 
-def _silent_server(path: Path, mode: str, stop: threading.Event) -> threading.Thread:
+def _silent_server(path: Path, mode: str, stop: threading.Event,
+                   accepted: threading.Event | None = None) -> threading.Thread:
     """A deliberately broken peer: accepts, then never answers / answers garbage / floods."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
@@ -265,6 +266,8 @@ def _silent_server(path: Path, mode: str, stop: threading.Event) -> threading.Th
             except socket.timeout:
                 continue
             conns.append(c)
+            if accepted is not None:
+                accepted.set()
             if mode == "garbage":
                 c.sendall(b"<html>hello</html>\n")
             elif mode == "flood":
@@ -305,19 +308,31 @@ def test_broken_server_costs_a_bounded_error(tmp_path: Path, mode: str, match: s
 
 
 def test_poller_never_blocks_its_reader_on_a_slow_server(tmp_path: Path) -> None:
+    # Decided by order, not by a stopwatch (a 10 ms bound on latest() is one preemption under
+    # load): the server sits on the poll for the poller's whole 60 s timeout, and the reader,
+    # asking while that poll is in flight, gets "no reading yet" at once, not after the poll.
     stop = threading.Event()
-    t = _silent_server(tmp_path / "stats", "silent", stop)
-    poller = StatsPoller(tmp_path / "stats", interval=0.1, timeout=0.2).start()
+    accepted = threading.Event()
+    t = _silent_server(tmp_path / "stats", "silent", stop, accepted)
+    poller = StatsPoller(tmp_path / "stats", interval=0.1, timeout=60).start()
     try:
-        worst = 0.0
-        deadline = time.monotonic() + 1.0
-        reading = None
-        while time.monotonic() < deadline:
-            t0 = time.monotonic()
-            reading = poller.latest()  # what the UI thread calls each frame
-            worst = max(worst, time.monotonic() - t0)
+        assert accepted.wait(10), "the poller never connected"
+        t0 = time.monotonic()
+        assert poller.latest() is None  # what the UI thread calls each frame
+        assert time.monotonic() - t0 < 30  # a reader that waited for the poll would sit here 60 s
+    finally:
+        stop.set()  # closes the held connection: the poll ends with an error and the thread stops
+        t.join(2)
+        poller.stop()
+    # A short timeout turns the silence into a reading that says so.
+    stop = threading.Event()
+    t = _silent_server(tmp_path / "stats2", "silent", stop)
+    poller = StatsPoller(tmp_path / "stats2", interval=0.1, timeout=0.2).start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and poller.latest() is None:
             time.sleep(0.01)
-        assert worst < 0.01
+        reading = poller.latest()
         assert reading is not None and not reading.ok and "timed out" in reading.error
     finally:
         poller.stop()
@@ -328,7 +343,9 @@ def test_poller_never_blocks_its_reader_on_a_slow_server(tmp_path: Path) -> None
 def test_poller_follows_a_server_that_comes_and_goes(sockdir: Path) -> None:
     poller = StatsPoller(sockdir / "stats", interval=0.05, timeout=0.5).start()
     try:
-        time.sleep(0.15)
+        deadline = time.monotonic() + 10  # the first poll's answer, however late the thread runs
+        while time.monotonic() < deadline and poller.latest() is None:
+            time.sleep(0.02)
         assert poller.latest() is not None and not poller.latest().ok  # no scheduler yet
         fn = Counter()
         with StatsServer(sockdir / "stats", fn, META):
