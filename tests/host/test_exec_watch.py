@@ -108,12 +108,18 @@ def test_profile_tunes_a_new_program_at_once_with_the_hook(tmp_path, hooked):
     name = "stx" + uuid.uuid4().hex[:8]
     prof = tmp_path / "p.toml"
     prof.write_text(f'name = "t"\npoll = 30\n[[rule]]\ncomm = "{name}"\nnice = 6\n')
+    program = _named_sleep(tmp_path, name)
+    # Running before the watcher starts, so its first poll tunes it and says so: that line marks
+    # the first poll as over (a fixed 0.5 s wait was too short under load, and the poll then
+    # caught the child below in poll-only mode).
+    early = subprocess.Popen([program, "30"])
     sess = _watch(prof, *(() if hooked else ("--no-exec-hook",)))
     try:
         head = _first_line(sess)
         assert ("tuned at once (BPF tp_btf)" in head) if hooked else ("polling every 30s (--no-exec-hook)" in head)
-        time.sleep(0.5)  # the first poll is over: only the hook can see what starts now
-        child = subprocess.Popen([_named_sleep(tmp_path, name), "30"])
+        first_poll = sess.stdout.readline()  # printed once the whole scan is done
+        assert "rule 1: 1 thread changed" in first_poll and sp.nice(early.pid) == 6, first_poll
+        child = subprocess.Popen([program, "30"])  # the first poll is over: only the hook can see it
         t0 = time.monotonic()
         try:
             while time.monotonic() - t0 < 2.0 and sp.nice(child.pid) != 6:
@@ -128,12 +134,15 @@ def test_profile_tunes_a_new_program_at_once_with_the_hook(tmp_path, hooked):
             sess.send_signal(signal.SIGTERM)
             out, err = sess.communicate(timeout=30)
             if hooked:
-                assert sp.nice(child.pid) == 0 and "restored on exit: 1 restored" in out, out + err
+                assert sp.nice(child.pid) == 0 and "restored on exit: 2 restored" in out, out + err
+            assert sp.nice(early.pid) == 0, out + err
             child.kill()
             child.wait()
     finally:
         if sess.poll() is None:
             sess.kill()
+        early.kill()
+        early.wait()
     assert sess.returncode == 0, err
 
 
