@@ -21,7 +21,7 @@ import pytest
 
 from schedtop.steer.journal import Journal, ensure_dir
 from schedtop.steer.profiles import ProfileRunner, load
-from scx_helpers import ops, schedstat, state
+from scx_helpers import ops, schedstat, state, wait_state
 from test_scx import scx_proc  # noqa: F401 (the fixture: starts `schedtop scx`, kills it after)
 from test_scx_partial import ACTIVITY, HOG, activity, ext_enabled, nice, policy, schedtop, wait_until
 
@@ -42,7 +42,7 @@ def _comm(pid: int) -> str:
 
 def test_profile_moves_a_task_into_sched_ext_and_restore_gives_the_original_back(scx_proc, tmp_path, monkeypatch):
     monkeypatch.setenv("SCHEDTOP_STATE_DIR", str(tmp_path / "state"))  # the CLI's journal, private
-    assert state() == "disabled"
+    wait_state("disabled", 10)  # whatever ran before in this boot has unloaded
     tag = "pe" + uuid.uuid4().hex[:6]
     prof = tmp_path / "ext.toml"
     prof.write_text(f'name = "e"\n[[rule]]\nname = "to ext"\ncomm = "{tag}"\n'
