@@ -26,7 +26,9 @@ EEVDF; the runner notes that once.
 group_nice sets the nice of each matched thread's session autogroup (what the TUI's fair boost
 does, through the same journal): with kernel.sched_autogroup_enabled=1 a thread's nice only
 ranks it inside its session. Threads in no session group (the init session) or in a cpu
-cgroup get a note instead (see autogroup.py).
+cgroup get a note instead (see autogroup.py). Each session is set once per run; a rule with
+group_nice alone journals no thread.
+
 Applying is live: `ProfileRunner.poll()` rescans /proc and tunes threads it has not seen
 (or whose name changed, e.g. after exec), always through the journal.
 """
