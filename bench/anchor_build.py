@@ -13,7 +13,9 @@ schedulers statically, so nothing here depends on the host's libbpf or bpftool.
 
   scx_simple    weighted vtime, all in BPF (a compiled in-kernel policy)
   scx_userland  vruntime ordering in a user-space C loop (the same design as schedtop's)
-  scx_qmap      built too, but this kernel's verifier refuses it (EACCES at load); not benched
+  scx_qmap      built too, but not benched: the verifier refuses clang 19's object at load
+                (qmap_dequeue, scx_qmap.bpf.c:324: "R7 invalid mem access 'scalar'", an arena
+                pointer stored through without an addr_space_cast; EACCES)
 
 Output: $SCHEDTOP_CACHE/anchors/<kernel release>/bin/<name> and anchors.json (what was built
 from what). A bench-time step only: schedtop itself never compiles anything at run time.

@@ -82,7 +82,7 @@ class Scx:
             time.sleep(0.05)
 
 
-# Anchors benched by default: scx_qmap builds but this kernel's verifier refuses it (EACCES).
+# Anchors benched by default: scx_qmap builds but its load fails (verifier, see anchor_build.py).
 ANCHORS = ("scx_simple", "scx_userland")
 
 
