@@ -18,6 +18,12 @@ from typing import Any
 
 from schedtop.scx.policies import DEFAULT, SHIPPED
 
+# How long the loop gets to come back by itself: after an ejection the kernel runs EEVDF and the
+# loop is an ordinary thread, so 1 s is plenty; a stop request may meet a busy machine (the
+# supervisor itself waits 5 s before SIGTERM).
+EJECT_GRACE_S = 1.0
+STOP_GRACE_S = 3.0
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", default=DEFAULT, metavar="NAME|FILE.py",
@@ -146,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
 
     loop.on_stats = lambda _s: ready.set()
     threading.Thread(target=printer, name="scx-stats", daemon=True).start()
+    mapped = threading.Lock()
+    threading.Thread(target=_guard, args=(loop, sched, done, lock, args.json, mapped), name="scx-guard",
+                     daemon=True).start()
     if args.control == "stdin":
         threading.Thread(target=control, name="scx-control", daemon=True).start()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -166,14 +175,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcome = loop.run()
     except LoadError as exc:
-        sched.close()
+        done.set()
+        with mapped:
+            sched.close()
         return _fail(str(exc))
     finally:
         done.set()
         ready.set()
         if stats_server is not None:
             stats_server.stop()
-    sched.close()
+    with mapped:
+        sched.close()
     time.sleep(0)  # let the printer see done
     final = dict(loop.latest)
     if args.json:
@@ -184,6 +196,58 @@ def run(args: argparse.Namespace) -> int:
             _emit_text(stats_line(final), lock)
         _emit_text(f"schedtop scx: {outcome.text}", lock, err=outcome.code != 0)
     return outcome.code
+
+
+def where_stuck(thread_id: int | None) -> str:
+    """file:line in function of the innermost Python frame of a thread (the policy, usually)."""
+    import traceback
+
+    frame = sys._current_frames().get(thread_id) if thread_id is not None else None
+    if frame is None:
+        return "an unknown place"
+    last = traceback.extract_stack(frame)[-1]
+    return f"{os.path.basename(last.filename)}:{last.lineno} in {last.name}"
+
+
+def _guard(loop: Any, sched: Any, done: threading.Event, lock: threading.Lock, as_json: bool,
+           mapped: threading.Lock) -> None:
+    """Ejections and stop requests are noticed by the loop between batches; a policy stuck in
+    decide() or tick() never gets back there, and the process would hang on for ever while the
+    kernel already runs EEVDF. The struct_ops link dies with the process, so leaving is an unload."""
+    since: float | None = None
+    main = threading.main_thread().ident
+    while not done.wait(0.1):
+        with mapped:  # the exit record lives in the object's mmap; close() unmaps it under this lock
+            if done.is_set():
+                return
+            info = sched.exit_info()
+        if info is None and not loop.stop_requested:
+            since = None
+            continue
+        since = since if since is not None else time.monotonic()
+        if time.monotonic() - since < (EJECT_GRACE_S if info is not None else STOP_GRACE_S):
+            continue
+        where = where_stuck(main)
+        if info is not None:
+            reason, code = "ejected", 2
+            text = f"the kernel ejected the scheduler: {info.text}; the policy loop was stuck at {where}"
+        else:
+            reason, code = "policy", 3
+            text = f"asked to unload, the policy loop did not return within {STOP_GRACE_S:g} s (stuck at {where})"
+        with lock:  # held to the end: the main thread's own exit report cannot interleave
+            if done.is_set():
+                return
+            out = {"event": "exit", "reason": reason, "text": text, "code": code, "stats": dict(loop.latest)}
+            try:
+                if as_json:
+                    sys.stdout.write(json.dumps(out) + "\n")
+                else:
+                    sys.stderr.write(f"schedtop scx: {text}\n")
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                pass
+            os._exit(code)
 
 
 def _serve_stats(path: str | None, loop: Any, lock: threading.Lock) -> Any:

@@ -223,6 +223,10 @@ class Loop:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
     def command(self, cmd: dict) -> None:
         self.commands.append(cmd)
 

@@ -10,11 +10,18 @@ scheduler behind: stdin closing also tells the child to unload.
 All methods are safe from any thread and never block on the child: stats
 arrive through a reader thread that swaps ``latest``; commands are written
 to the child's stdin pipe (a few bytes, the child reads them in a thread).
+
+A stopped child (SIGSTOP, a debugger) cannot say anything, yet the kernel's
+watchdog still ejects it after timeout_ms. A watcher thread therefore reads
+the child's state from /proc and sched_ext's from sysfs, and reports the
+ejection (with the kernel's reason from /dev/kmsg) while the child is frozen.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -47,6 +54,26 @@ class ScxState:
     stats: dict[str, Any] = field(default_factory=dict)
     exit: dict[str, Any] | None = None  # {"reason", "text", "code"} once it ended
     errors: list[str] = field(default_factory=list)
+    frozen: str | None = None  # "stopped" (SIGSTOP) or "traced" (a debugger) while the child cannot run
+
+
+WATCH_S = 0.25  # how often the watcher looks: well inside any timeout_ms worth setting
+KMSG_WAIT_S = 2.0  # for the kernel's exit lines once sysfs says the scheduler is gone
+
+
+def proc_state(pid: int) -> str | None:
+    """The state letter of /proc/PID/stat (R, S, T, t, Z...), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # comm may hold spaces and parentheses: the state follows the LAST ')'.
+    return data[data.rfind(b")") + 2:][:1].decode() or None
+
+
+def frozen_kind(state: str | None) -> str | None:
+    return {"T": "stopped", "t": "traced"}.get(state or "")
 
 
 class ScxSupervisor:
@@ -56,6 +83,7 @@ class ScxSupervisor:
         self.on_change = on_change
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
+        self._exit_lock = threading.Lock()  # not _lock: send() may sit on a full pipe to a frozen child
 
     @property
     def running(self) -> bool:
@@ -68,6 +96,7 @@ class ScxSupervisor:
         self._proc = subprocess.Popen(self.options.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True, bufsize=1)
         threading.Thread(target=self._read, args=(self._proc,), name="scx-supervisor", daemon=True).start()
+        threading.Thread(target=self._watch, args=(self._proc, self.state), name="scx-watch", daemon=True).start()
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout and proc.stderr
@@ -80,7 +109,9 @@ class ScxSupervisor:
             if event == "loaded":
                 self.state.loaded = obj
             elif event == "exit":
-                self.state.exit = {k: obj.get(k) for k in ("reason", "text", "code")}
+                # The watcher may have reported an ejection while the child was frozen; the app
+                # has acted on that one, so a thawed child's own account does not replace it.
+                self._set_exit(self.state, {k: obj.get(k) for k in ("reason", "text", "code")})
                 if obj.get("stats"):
                     self.state.stats = obj["stats"]
             elif event == "bad_command":
@@ -90,13 +121,67 @@ class ScxSupervisor:
             self._changed()
         err = proc.stderr.read().strip()
         code = proc.wait()
-        if self.state.exit is None:
-            # It died before saying why (refused to load, killed): its stderr is the reason.
-            text = err.splitlines()[-1] if err else f"exited with status {code}"
-            self.state.exit = {"reason": "error" if code else "stopped", "text": text.removeprefix("schedtop scx: "),
-                               "code": code}
+        # It died before saying why (refused to load, killed): its stderr is the reason.
+        text = err.splitlines()[-1] if err else f"exited with status {code}"
+        self._set_exit(self.state, {"reason": "error" if code else "stopped",
+                                    "text": text.removeprefix("schedtop scx: "), "code": code})
         self.state.running = False
         self._changed()
+
+    def _watch(self, proc: subprocess.Popen[str], state: ScxState) -> None:
+        from schedtop.collect.scx_events import KmsgReader, ScxEventTracker
+        from schedtop.collect.sched_ext import SCHEDTOP_OPS, read_scheduler_info
+
+        kmsg = KmsgReader()  # opened now, so only this run's lines are read; without root: no reason
+        tracker = ScxEventTracker(kmsg if kmsg.available else None)
+        try:
+            while proc.poll() is None and state is self.state:
+                time.sleep(WATCH_S)
+                events = tracker.update(read_scheduler_info())
+                kind = frozen_kind(proc_state(proc.pid))
+                if kind != state.frozen:
+                    state.frozen = kind
+                    self._changed()
+                if kind is None or not state.loaded or state.exit is not None:
+                    continue
+                gone = [e for e in events if e.kind in ("eject", "unload") and e.ops_name == SCHEDTOP_OPS]
+                if gone:
+                    ev = gone[-1]
+                    deadline = time.monotonic() + KMSG_WAIT_S
+                    while ev.reason is None and kmsg.available and time.monotonic() < deadline:
+                        # sysfs can say "disabled" before the kernel's log lines are there; the
+                        # tracker fills the reason into the event it already returned.
+                        time.sleep(0.05)
+                        tracker.update(read_scheduler_info())
+                        ev = next((e for e in reversed(tracker.events) if e.ts == ev.ts), ev)
+                    why = ev.reason or "see the kernel log"
+                    detail = f": {ev.detail}" if ev.detail else ""
+                    if self._set_exit(state, {"reason": "ejected", "code": None,
+                                              "text": f"the kernel ejected the scheduler ({why}{detail}) while "
+                                                      f"its loop (pid {proc.pid}) was {kind}"}):
+                        self._changed()
+                    if kind == "stopped":
+                        # Nothing is left for it to do, and a frozen process holding a dead
+                        # scheduler's link only confuses. A traced one belongs to its debugger.
+                        self._kill(proc)
+        finally:
+            kmsg.close()
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen[str]) -> None:
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+    def _set_exit(self, state: ScxState, exit_: dict[str, Any]) -> bool:
+        """The first account of an exit wins (reader and watcher may both have one)."""
+        with self._exit_lock:
+            if state.exit is not None:
+                return False
+            state.exit = exit_
+            return True
 
     def _changed(self) -> None:
         if self.on_change is not None:
@@ -122,6 +207,11 @@ class ScxSupervisor:
         proc = self._proc
         if proc is None:
             return
+        if proc.poll() is None and frozen_kind(proc_state(proc.pid)):
+            # Frozen, it can neither read "stop" nor handle SIGTERM; the kernel drops its
+            # struct_ops link when it dies, which is all an unload is.
+            self._kill(proc)
+            return
         self.send(cmd="stop")
         try:
             if proc.stdin:
@@ -142,6 +232,6 @@ class ScxSupervisor:
     def extras(self) -> dict[str, Any]:
         """The mapping the app's source puts into Snapshot.extras["scx"]."""
         st = self.state
-        return {"running": self.running, "loaded": dict(st.loaded), "stats": dict(st.stats),
+        return {"running": self.running, "loaded": dict(st.loaded), "stats": dict(st.stats), "frozen": st.frozen,
                 "exit": dict(st.exit) if st.exit else None, "options": {
                     "policy": self.options.policy, "partial": self.options.partial}}

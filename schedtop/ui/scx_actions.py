@@ -54,6 +54,7 @@ class ScxActions:
         self._scx_sup = None
         self._scx_options = ScxOptions()
         self._scx_reported: object = None
+        self._scx_frozen: str | None = None
         source = getattr(self, "source", None)
         if source is not None and hasattr(source, "add_extra"):
             source.add_extra("scx", self.scx_extras)
@@ -131,8 +132,23 @@ class ScxActions:
         if self.scx_running and self._scx_sup.state.exit is None:
             self.notify("schedtop's scheduler is already loaded", severity="warning")
             return
+        old = self._scx_sup
+        if old is not None and old.running:
+            # Its exit is reported but the process lingers (frozen by SIGSTOP, or still shutting
+            # down). It goes first: on kernels before per-scheduler unregistration, its link
+            # closing later would unload whatever scheduler runs then, the new one included.
+            def replace() -> None:
+                old.stop()
+                try:
+                    self.call_from_thread(self._scx_start)
+                except RuntimeError:
+                    pass  # the app is gone
+
+            self.run_worker(replace, thread=True, group="scx", exit_on_error=False)
+            return
         self._scx_sup = ScxSupervisor(self._scx_options, on_change=self._scx_changed)
         self._scx_reported = None
+        self._scx_frozen = None
         self._scx_sup.start()
         self.record_action({"type": "scx.load", "policy": self._scx_options.policy,
                             "partial": self._scx_options.partial})
@@ -151,6 +167,15 @@ class ScxActions:
         sup = self._scx_sup
         if sup is None or state is not sup.state:
             return
+        if state.frozen != self._scx_frozen:
+            self._scx_frozen = state.frozen
+            if state.frozen and state.exit is None:
+                try:
+                    self.call_from_thread(
+                        self.notify, f"schedtop's policy loop is {state.frozen}: tasks wait, and the kernel "
+                        f"ejects the scheduler after {self._scx_options.timeout_ms} ms", severity="warning")
+                except RuntimeError:
+                    pass
         if state.exit is not None and state.exit is not self._scx_reported:
             self._scx_reported = state.exit
             try:

@@ -63,6 +63,9 @@ def test_panel_markup_shows_rates_depth_latency_and_exit():
                          "exit": {"reason": "ejected", "text": "stall (watchdog): runnable task stall"}})
     assert "not loaded" in gone and "runnable task stall" in gone
     assert "not loaded" in panel_markup({})
+    frozen = panel_markup({"running": True, "stats": stats, "options": {}, "exit": None, "frozen": "stopped"})
+    assert "policy loop is stopped" in frozen and "watchdog" in frozen
+    assert "loop is" not in text  # only while it is frozen
 
 
 def test_exit_text_with_brackets_is_shown_as_written(tmp_path):

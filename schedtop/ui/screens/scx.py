@@ -53,6 +53,9 @@ def panel_markup(scx: Mapping[str, Any]) -> str:
                      f"up {stats.get('uptime_s', 0):.0f} s")
     else:
         lines.append("[b]not loaded[/b] (the kernel runs EEVDF)  [b]L[/b] loads it")
+    if scx.get("running") and scx.get("frozen") and not scx.get("exit"):
+        lines.append(f"[$warning]the policy loop is {escape(str(scx['frozen']))}: its tasks wait until the "
+                     "kernel's watchdog ejects the scheduler[/]")
     exit_ = scx.get("exit")
     if exit_:
         sev = "$success" if exit_.get("reason") == "stopped" else "$error"
