@@ -502,6 +502,7 @@ class SteerActions:
             self.exit(2, return_code=2)
             return
         self._steer_runner = ProfileRunner(prof, self._steer_journal)
+        self._steer_notes_said = 0
         self.notify(f"profile {prof.name}: applying live ({len(prof.rules)} rules)")
         self._steer_profile_poll()
         self._steer_timer = self.set_interval(prof.poll_s, self._steer_profile_poll)
@@ -528,6 +529,12 @@ class SteerActions:
                     if self._steer_stopped:
                         return
                     reports = self._steer_runner.poll_pids(e.tgid for e in hits)
+                    notes = self._steer_new_notes()
+                for note in notes:
+                    try:
+                        self.call_from_thread(self.notify, note, severity="warning", timeout=10)
+                    except RuntimeError:
+                        return
                 for rep in reports:
                     try:
                         self.call_from_thread(self._steer_report, rep)
@@ -545,11 +552,25 @@ class SteerActions:
             if self._steer_stopped:
                 return
             reports = runner.poll()
+            notes = self._steer_new_notes()
+        for note in notes:
+            try:
+                self.call_from_thread(self.notify, note, severity="warning", timeout=10)
+            except RuntimeError:
+                return
         for rep in reports:
             try:
                 self.call_from_thread(self._steer_report, rep)
             except RuntimeError:  # the app is shutting down; the journal already has it
                 return
+
+    def _steer_new_notes(self) -> list[str]:
+        """The runner's one-off notes not shown yet (e.g. SCHED_EXT with no scheduler loaded);
+        called under _steer_lock, from either poller."""
+        runner = self._steer_runner
+        new = runner.notes[self._steer_notes_said:]
+        self._steer_notes_said = len(runner.notes)
+        return new
 
     def steer_status(self) -> dict[str, Any]:
         """For the status bar or tests: what steering is doing right now."""

@@ -366,3 +366,25 @@ def test_partial_mode_e_moves_a_task_into_sched_ext_and_z_undoes_it() -> None:
         assert policy(pid) == 0 and ext_enabled(pid) == 0  # the journal put it back
 
     run_app(body, kids, after_quit)
+
+
+def test_a_profile_moving_a_task_into_ext_tells_the_user_once(tmp_path) -> None:
+    """--profile with policy = "ext" and no scheduler loaded: the task is moved (policy 7) and the
+    runner's note reaches the screen once, however many polls and matching tasks follow."""
+    tag = "tx" + os.urandom(3).hex()
+    named = ("import ctypes, sys, time\nctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)\n"
+             "while True: time.sleep(0.01)\n")
+    kids = [subprocess.Popen([sys.executable, "-c", named, tag]) for _ in range(2)]
+    prof = tmp_path / "ext.toml"
+    prof.write_text(f'name = "e"\npoll = 0.5\n[[rule]]\nname = "to ext"\ncomm = "{tag}"\npolicy = "ext"\n')
+
+    async def body(app, pilot) -> None:
+        assert state() == "disabled"
+        app._steer_start_profile(str(prof))  # what --profile does once mounted
+        await until(pilot, lambda: all(policy(k.pid) == 7 for k in kids), 30, "both moved into SCHED_EXT")
+        await until(pilot, lambda: any("no sched_ext scheduler is loaded" in n for n in app.notes), 30,
+                    "the note on screen")
+        await pilot.pause(2.0)  # four more polls
+        assert sum("no sched_ext scheduler is loaded" in n for n in app.notes) == 1, app.notes
+
+    run_app(body, kids)
