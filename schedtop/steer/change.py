@@ -62,7 +62,9 @@ class ChangeReport:
 
     @property
     def ok(self) -> bool:
-        return (bool(self.results) and all(r.ok or r.gone for r in self.results) and any(r.ok for r in self.results)
+        if not self.results:  # a group-nice-only change touches no thread: its groups say
+            return bool(self.groups) and all(g.ok for g in self.groups)
+        return (all(r.ok or r.gone for r in self.results) and any(r.ok for r in self.results)
                 and all(g.ok for g in self.groups))
 
     @property
@@ -74,7 +76,10 @@ class ChangeReport:
 
     def summary(self) -> str:
         n, errs = self.changed, self.errors()
-        text = f"{self.label}: {n} thread{'s' if n != 1 else ''} changed"
+        if self.results or not self.groups:
+            text = f"{self.label}: {n} thread{'s' if n != 1 else ''} changed"
+        else:
+            text = self.label  # the group part below says what changed
         gone = sum(1 for r in self.results if r.gone)
         if gone:
             text += f", {gone} gone"

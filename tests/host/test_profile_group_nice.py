@@ -121,6 +121,7 @@ def test_group_nice_alone_journals_the_group_and_no_thread(sessions, state):
     j = Journal.session(state)
     reps = ProfileRunner(parse(f'[[rule]]\ncomm = "{tag}"\ngroup_nice = 5\n'), j).poll()
     assert len(reps) == 1 and reps[0].results == () and [g.ok for g in reps[0].groups] == [True]
+    assert reps[0].ok and "0 threads" not in reps[0].summary(), reps[0].summary()  # a success, said as one
     assert group_of(a.pid) == (gid, 5) and sp.snapshot(a.pid) == before
     assert j.active() == [] and [g.group for g, _ in j.active_groups()] == [gid]  # no thread row
     os.setpriority(os.PRIO_PROCESS, a.pid, 3)  # someone else retunes the thread meanwhile
