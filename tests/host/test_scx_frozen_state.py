@@ -48,14 +48,18 @@ def test_stopped_running_and_gone_children() -> None:
 
 
 def test_a_traced_child_is_traced_not_stopped() -> None:
+    # PTRACE_SEIZE + PTRACE_INTERRUPT: a ptrace-stop without any SIGSTOP, so detaching lets it
+    # run again (PTRACE_ATTACH's SIGSTOP could leave it group-stopped, 'T', after the detach).
     libc = ctypes.CDLL(None, use_errno=True)
-    PTRACE_ATTACH, PTRACE_DETACH = 16, 17
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
     p = subprocess.Popen(["sleep", "30"])
     try:
-        assert libc.ptrace(PTRACE_ATTACH, p.pid, None, None) == 0, os.strerror(ctypes.get_errno())
-        os.waitpid(p.pid, 0)  # the attach stop
+        assert libc.ptrace(PTRACE_SEIZE, p.pid, None, None) == 0, os.strerror(ctypes.get_errno())
+        assert libc.ptrace(PTRACE_INTERRUPT, p.pid, None, None) == 0, os.strerror(ctypes.get_errno())
+        os.waitpid(p.pid, 0)  # the interrupt stop
         assert frozen_kind(_wait_state(p.pid, {"t"})) == "traced"
-        libc.ptrace(PTRACE_DETACH, p.pid, None, None)
+        assert libc.ptrace(PTRACE_DETACH, p.pid, None, None) == 0, os.strerror(ctypes.get_errno())
         assert frozen_kind(_wait_state(p.pid, {"S", "R"})) is None
     finally:
         p.kill()
