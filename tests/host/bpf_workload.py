@@ -32,6 +32,9 @@ print(n)
 """
 
 
+READ_SYSCALL = {"x86_64": 0, "aarch64": 63}  # read(2)'s number, as /proc/PID/syscall shows it
+
+
 def busy_cpu() -> int:
     """The CPU the tests load: the last one (the test process itself runs elsewhere)."""
     return max(os.sched_getaffinity(0))
@@ -66,16 +69,48 @@ class Sleeper:
             [sys.executable, "-c", SLEEPER, str(cpu), str(self.to_r), str(self.back_w), str(work_s)],
             pass_fds=(self.to_r, self.back_w), stdout=subprocess.PIPE,
         )
+        self.child_rfd = self.to_r  # the same number in the child (pass_fds)
         os.close(self.to_r)
         os.close(self.back_w)
         self.pid = self.proc.pid
         assert os.read(self.back_r, 1) == b"r"
 
-    def ping(self, count: int, period_s: float) -> int:
-        """count round trips, one every period_s; returns how many the child answered."""
+    def wait_blocked(self, timeout: float = 30.0) -> None:
+        """Until the child sits in its read(), switched out: a fixed sleep was not enough under
+        load. Reading /proc/PID/syscall waits for the task to be off its CPU (wait_task_inactive),
+        so the switch that blocked it has been traced by then (a running child shows "running").
+        Used before and after a measurement; ping() only looks at the state in /proc/PID/stat."""
+        want = f"{READ_SYSCALL[os.uname().machine]} {self.child_rfd:#x} "
+        self._wait(f"/proc/{self.pid}/syscall", lambda now: now.startswith(want), timeout)
+
+    def _wait_sleeping(self, timeout: float = 30.0) -> None:
+        """Until the child's state is S: it has reached its read() (/proc/PID/stat only looks)."""
+        self._wait(f"/proc/{self.pid}/stat", lambda now: now[now.rfind(")") + 2:].startswith("S"), timeout)
+
+    def _wait(self, path: str, ok, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(path) as f:
+                now = f.read()
+            if ok(now):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"sleeper {self.pid} not blocked in its read after {timeout:.0f} s: {now!r}")
+            time.sleep(0.0005)
+
+    def ping(self, count: int, period_s: float, every_one_wakes: bool = True) -> int:
+        """count round trips, one every period_s; returns how many the child answered.
+
+        every_one_wakes: before each byte, wait until the child is back in its read (else that
+        byte wakes nobody: under load the child can still be on its way there). The latency
+        test turns it off: it compares medians, and with every byte a wake-up its 4-hog samples
+        split about half and half between short wake-ups and long preemption waits, so the
+        median flipped between ~3 us and ~2 ms from run to run."""
         done = 0
         for _ in range(count):
-            time.sleep(period_s)  # the child is blocked on its read by now
+            time.sleep(period_s)
+            if every_one_wakes:
+                self._wait_sleeping()
             os.write(self.to_w, b"x")
             if os.read(self.back_r, 1) == b"x":
                 done += 1

@@ -38,15 +38,16 @@ def tier(request):
     t.close()
 
 
-def run_sleeper(tier: BpfTier, n_hogs: int, pings: int = 150, period: float = 0.004, work: float = 0.0):
+def run_sleeper(tier: BpfTier, n_hogs: int, pings: int = 150, period: float = 0.004, work: float = 0.0,
+                 every_one_wakes: bool = True):
     cpu = busy_cpu()
     with hogs(n_hogs, cpu):
         s = Sleeper(cpu, work)
         try:
-            time.sleep(0.05)
+            s.wait_blocked()  # its first block is in `before`
             before = tier.task_records().get(s.pid)
-            answered = s.ping(pings, period)
-            time.sleep(0.02)  # the child is blocked in its read again
+            answered = s.ping(pings, period, every_one_wakes)
+            s.wait_blocked()  # and its last one, after the last answer, in `after`
             after = tier.task_records()[s.pid]
         finally:
             wakes = s.stop()
@@ -76,7 +77,7 @@ def test_latency_rises_with_hogs_on_the_cpu(tier: BpfTier) -> None:
 
     got = {}
     for n in (0, 4):
-        before, after, _, _ = run_sleeper(tier, n, pings=80, work=0.002)
+        before, after, _, _ = run_sleeper(tier, n, pings=80, work=0.002, every_one_wakes=False)
         delta = [a - (before.slots[i] if before else 0) for i, a in enumerate(after.slots)]
         cnt = after.lat_count - (before.lat_count if before else 0)
         mean = (after.lat_sum_ns - (before.lat_sum_ns if before else 0)) / cnt / 1000
@@ -115,7 +116,8 @@ def test_exact_depth_holds_the_pinned_hogs(tier: BpfTier) -> None:
         with hogs(k, cpu) as procs:
             hog_pids = {p.pid for p in procs}
             ours = hog_pids | {s.pid for s in sleepers}
-            time.sleep(0.2)
+            for s in sleepers:
+                s.wait_blocked()
             for _ in range(30):
                 recs = tier.task_records()
                 queued_here = {pid for pid, r in recs.items() if r.queued_cpu == cpu}
@@ -194,7 +196,11 @@ def test_dropped_events_are_counted() -> None:
     t = open_tier(sample_rate=1, ring_bytes=16 * 1024)
     try:
         with hogs(2, busy_cpu()):
-            time.sleep(0.4)  # nobody drains: a 16 KiB ring holds ~170 events
+            # Nobody drains: a 16 KiB ring holds ~170 events. How soon the switches overflow it
+            # depends on the machine's other activity, so wait for it (0.4 s was the usual).
+            deadline = time.monotonic() + 20
+            while t.counters()["dropped"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
         c = t.counters()
         assert c["dropped"] > 0 and c["events"] > 0
     finally:
