@@ -13,20 +13,26 @@ import pytest
 from schedtop.collect.live import LiveSource
 
 pytestmark = pytest.mark.root
-HOG = "while True: pass"
+HOG = "print('r', flush=True)\nwhile True: pass"
 
 
 @pytest.fixture
 def hogs():
-    procs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-c", HOG], stdout=subprocess.PIPE) for _ in range(3)]
     for p in procs:
         os.sched_setaffinity(p.pid, {0})
     os.setpriority(os.PRIO_PROCESS, procs[2].pid, 5)
-    time.sleep(0.3)
+    for p in procs:  # spinning (a fixed 0.3 s was the guess; start-up under load can take longer)
+        assert p.stdout is not None and p.stdout.readline() == b"r\n"
     yield procs
     for p in procs:
         p.kill()
         p.wait()
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
 
 
 def _ctxt() -> int:
@@ -133,9 +139,16 @@ def _set_slice(pid: int, ns: int) -> None:
 
 def test_unchanged_threads_are_cached_but_changes_show():
     """With debugfs, a sleeping thread's row is reused; a change to it still shows."""
-    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    p = subprocess.Popen([sys.executable, "-c", "import time; print('ok', flush=True); time.sleep(60)"],
+                         stdout=subprocess.PIPE)
     try:
-        time.sleep(0.3)
+        # In its final sleep (a fixed 0.3 s was too short for the interpreter's start-up under
+        # load, and a row that still moves is rightly re-read).
+        assert p.stdout is not None and p.stdout.readline() == b"ok\n"
+        deadline = time.monotonic() + 20
+        while _state(p.pid) != "S":
+            assert time.monotonic() < deadline, "the child never fell asleep"
+            time.sleep(0.01)
         src = LiveSource(use_bpf=False)
         src.collect()
         a = next(t for t in src.collect().tasks if t.tid == p.pid)
