@@ -8,7 +8,7 @@ import pytest
 
 from schedtop.steer.actions import SteerError, read_base_slice
 
-from tuikit import capture_notifications, run_live
+from tuikit import capture_notifications, run_live, wait_for
 
 
 
@@ -27,7 +27,7 @@ def test_g_says_why_it_cannot_and_journals_nothing(tmp_path, monkeypatch):
         seen = capture_notifications(app)
         assert "schedtop.steer.base_slice" in {b.id for b in app.BINDINGS if getattr(b, "id", None)}
         await pilot.press("G")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: any(sev == "error" for _, sev in seen))
         errs = [m for m, sev in seen if sev == "error"]
         assert errs and "base_slice_ns: Operation not permitted" in errs[0] and "lockdown" in errs[0]
         assert app._steer_journal is not None and app._steer_journal.steps == []

@@ -236,8 +236,7 @@ def test_command_palette_lists_app_actions():
         hits = [h async for h in provider.search("paus")]
         assert hits and "Pause" in str(hits[0].match_display)
         hits[0].command()  # runs the bound action
-        await pilot.pause(0.1)
-        assert app.paused is False  # started paused: the palette's Pause toggled it
+        await wait_for(pilot, lambda: app.paused is False)  # started paused: the palette's Pause toggled it
         hits = [h async for h in provider.search("sort by vrunt")]
         hits[0].command()
         assert app.query_one(TaskTable).sort_key == "vruntime"
@@ -253,8 +252,7 @@ def test_too_small_terminal_shows_a_message_then_recovers():
         text = str(app.screen.query_one("#too-small-text").render())
         assert "too small" in text and "40x12" in text
         await pilot.resize_terminal(100, 30)
-        await pilot.pause(0.1)
-        assert app.screen.__class__.__name__ != "TooSmallScreen"
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ != "TooSmallScreen")
         assert app.query_one(TaskTable).rows
 
     run_replay(body, size=(40, 12))
@@ -305,7 +303,6 @@ def test_wide_side_pane_follows_the_cursor_with_proc_fields():
         await wait_for(pilot, lambda: "se.vruntime" in str(pane.query_one("#pane-fields").render()))
         assert f"pid {me}" in str(pane.query_one("#pane-summary").render())
         await pilot.resize_terminal(120, 40)
-        await pilot.pause(0.2)
-        assert not pane.display and app.source.detail_tid is None
+        await wait_for(pilot, lambda: not pane.display and app.source.detail_tid is None)
 
     run_live(body, size=(200, 60), pids=(me,))

@@ -185,8 +185,7 @@ def test_latency_panel_and_bpf_counters_render():
         status = str(app.query_one("#status").render())
         assert "dropped=7" in status and "sample_rate=1" in status
         await pilot.resize_terminal(100, 30)
-        await pilot.pause(0.1)
-        assert not panel.display  # too narrow for the histogram
+        await wait_for(pilot, lambda: not panel.display)  # too narrow for the histogram
 
     run_pilot(app, body, size=(160, 40))
 
