@@ -79,20 +79,15 @@ class Sleeper:
         """Until the child sits in its read(), switched out: a fixed sleep was not enough under
         load. Reading /proc/PID/syscall waits for the task to be off its CPU (wait_task_inactive),
         so the switch that blocked it has been traced by then (a running child shows "running").
-        Used before and after a measurement; ping() only looks at the state in /proc/PID/stat."""
+        Its state in /proc/PID/stat is not enough: a child preempted between setting S and its
+        switch shows S, and the byte then finds it still queued (seen under load: 149 blocks
+        for 150 wakes)."""
         want = f"{READ_SYSCALL[os.uname().machine]} {self.child_rfd:#x} "
-        self._wait(f"/proc/{self.pid}/syscall", lambda now: now.startswith(want), timeout)
-
-    def _wait_sleeping(self, timeout: float = 30.0) -> None:
-        """Until the child's state is S: it has reached its read() (/proc/PID/stat only looks)."""
-        self._wait(f"/proc/{self.pid}/stat", lambda now: now[now.rfind(")") + 2:].startswith("S"), timeout)
-
-    def _wait(self, path: str, ok, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            with open(path) as f:
+            with open(f"/proc/{self.pid}/syscall") as f:
                 now = f.read()
-            if ok(now):
+            if now.startswith(want):
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"sleeper {self.pid} not blocked in its read after {timeout:.0f} s: {now!r}")
@@ -110,7 +105,7 @@ class Sleeper:
         for _ in range(count):
             time.sleep(period_s)
             if every_one_wakes:
-                self._wait_sleeping()
+                self.wait_blocked()
             os.write(self.to_w, b"x")
             if os.read(self.back_r, 1) == b"x":
                 done += 1
