@@ -131,9 +131,13 @@ def test_pin_boost_rt_undo_quit_with_proc_checked(child, state):
         tui.keys("7", "Enter")  # no such CPU: refused in the chooser, which stays open
         tui.wait_text("not online")
         assert params(child)["cpus"] == "0-1"
-        for key in ("BSpace", "1", "Enter"):  # one at a time: DEL+text in one read was dropped
-            tui.keys(key)
-            time.sleep(0.3)
+        # One key at a time, each after the last one shows (DEL+text in one read was dropped;
+        # a fixed 0.3 s between them does not keep them apart on a loaded machine).
+        tui.keys("BSpace")
+        tui.wait_text("e.g. 0, 0-1, 0,2 or all")  # the placeholder: the input is empty
+        tui.keys("1")
+        wait_for(lambda: "e.g. 0, 0-1, 0,2 or all" not in tui.screen(), "the typed 1")
+        tui.keys("Enter")
         wait_for(lambda: params(child)["cpus"] == "1", "pin to CPU 1")
         assert {k: params(child)[k] for k in ("policy", "nice")} == {"policy": 0, "nice": 0}
 
