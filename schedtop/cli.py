@@ -49,6 +49,18 @@ def positive_float(text: str) -> float:
     return value
 
 
+def pid_list(text: str) -> list[int]:
+    """-p 1234, -p 1234,5678 (as top and pidstat take them)."""
+    pids = []
+    for part in text.replace(",", " ").split():
+        if not part.isdigit() or int(part) <= 0:
+            raise argparse.ArgumentTypeError(f"not a pid: {part!r}")
+        pids.append(int(part))
+    if not pids:
+        raise argparse.ArgumentTypeError(f"no pid in {text!r}")
+    return pids
+
+
 def monitor_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="schedtop",
@@ -56,10 +68,10 @@ def monitor_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("-d", "--delay", type=positive_float, default=1.0, metavar="SECONDS",
-                   help="refresh interval (default 1.0)")
-    p.add_argument("-p", "--pid", type=int, action="append", default=[], metavar="PID",
-                   help="follow these pids (repeatable)")
+    p.add_argument("-d", "--delay", type=positive_float, default=None, metavar="SECONDS",
+                   help="refresh interval (default: the config's delay, else 1.0)")
+    p.add_argument("-p", "--pid", type=pid_list, action="extend", default=[], metavar="PID[,PID...]",
+                   help="follow these pids (repeatable, or comma-separated)")
     p.add_argument("--once", action="store_true", help="print one snapshot and exit")
     p.add_argument("--json", action="store_true", help="with --once: JSON instead of a table")
     p.add_argument("--record", metavar="FILE", help="record snapshots and actions to JSON Lines")
@@ -95,6 +107,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     _logging(args.verbose)
     if args.json and not args.once:
         monitor_parser().error("--json needs --once")
+    from schedtop.ui.config import ConfigError, load_config
+
+    try:  # read here, so --once and the TUI both refuse a bad or missing --config alike
+        args.config_data = load_config(args.config)
+    except ConfigError as exc:
+        print(f"schedtop: {exc}", file=sys.stderr)
+        return 2
+    if args.delay is None:  # -d wins over the config's delay; neither: 1 s
+        args.delay = args.config_data.delay or 1.0
     if args.once:
         from schedtop.once import run as run_once
 

@@ -29,10 +29,20 @@ def run(args: Any) -> int:
     from schedtop.collect.replay import Recorder, ReplayError
     from schedtop.ui.config import ConfigError, check_keymap, load_config
 
-    try:
-        config = load_config(getattr(args, "config", None))
-    except ConfigError as exc:
-        return _fail(str(exc))
+    config = getattr(args, "config_data", None)
+    if config is None:  # not through cli.main (tests build args themselves)
+        try:
+            config = load_config(getattr(args, "config", None))
+        except ConfigError as exc:
+            return _fail(str(exc))
+    if getattr(args, "profile", None):
+        # Refused before the terminal is taken over: the app would load it once running.
+        from schedtop.steer.profiles import ProfileError, load
+
+        try:
+            load(args.profile)
+        except ProfileError as exc:
+            return _fail(str(exc))
     if getattr(args, "replay", None) and getattr(args, "record", None):
         return _fail("--record and --replay cannot be used together")
     try:
@@ -59,9 +69,7 @@ def run(args: Any) -> int:
             _close(source)
             return _fail(f"cannot record to {args.record}: {exc.strerror or exc}")
 
-    delay = args.delay
-    if config.delay is not None and delay == 1.0:  # the config's delay unless -d was given
-        delay = config.delay
+    delay = args.delay if args.delay is not None else (config.delay or 1.0)
     try:
         app = SchedtopApp(source, delay=delay, pids=tuple(args.pid or ()), record=recorder, config=config, args=args)
     except ConfigError as exc:

@@ -82,3 +82,33 @@ def test_record_into_missing_dir_is_one_line():
     r = schedtop("--once", "--no-bpf", "--record", "/nonexistent/dir/x.jsonl")
     assert r.returncode == 1
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_pids_as_a_comma_list_and_bad_pids_refused():
+    r = schedtop("--once", "--json", "-d", "0.2", "--no-bpf", "-p", f"1,{os.getpid()}")
+    assert r.returncode == 0, r.stderr
+    assert {t["pid"] for t in json.loads(r.stdout)["tasks"]} == {1, os.getpid()}
+    for bad in ("-5", "1,x", ","):
+        r = schedtop("--once", "-p", bad)
+        assert r.returncode == 2 and "pid" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_config_delay_unless_d_and_a_missing_config_refused(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("delay = 0.3\n")
+    r = schedtop("--once", "--json", "--no-bpf", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert 0.25 < json.loads(r.stdout)["interval_s"] < 0.9  # the config's 0.3 s
+    r = schedtop("--once", "--json", "--no-bpf", "--config", str(cfg), "-d", "1")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["interval_s"] >= 0.95  # -d 1 given: it wins, even though 1 is the default
+    r = schedtop("--once", "--config", str(tmp_path / "missing.toml"))
+    assert r.returncode == 2 and "config file not found" in r.stderr and not r.stdout
+
+
+def test_a_bad_profile_is_refused_before_the_terminal_is_taken(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[rule]]\ncomm = "x"\nnice = 99\n')
+    r = schedtop("--profile", str(bad), "--no-bpf", timeout=30)
+    assert r.returncode == 2 and f"{bad}:" in r.stderr and "nice" in r.stderr, r.stderr
+    assert "\x1b[" not in r.stdout + r.stderr  # no alternate screen, no escape codes
