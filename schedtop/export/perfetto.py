@@ -93,7 +93,7 @@ class PerfettoWriter:
     """
 
     def __init__(self, path: str | os.PathLike[str], ncpus: int | None = None, sample_rate: int = 1,
-                 proc_root: str = "/proc") -> None:
+                 proc_root: str = "/proc", exclusive: bool = False) -> None:
         self.path = os.fspath(path)
         self.ncpus = ncpus or os.cpu_count() or 1
         self.sample_rate = sample_rate
@@ -113,7 +113,13 @@ class PerfettoWriter:
         self._first_track_event = True
         self._first_ts: int | None = None
         self._last_ts = 0
-        self._file: IO[bytes] = open(self.path, "wb")
+        if exclusive:
+            # A name schedtop chose (the TUI's T, as root, in whatever directory it runs in):
+            # never follow a planted symlink or write into someone else's file.
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            self._file: IO[bytes] = os.fdopen(fd, "wb")
+        else:
+            self._file = open(self.path, "wb")  # a path the user named (-o), like perf record -o
         self._out = StreamingTraceProtoBuilder(self._file)
         self._closed = False
         self._header()

@@ -112,8 +112,10 @@ class TraceRecorder:
 
     def __init__(self, path: str | os.PathLike[str], tier: Any = None, poll_s: float = 0.05,
                  extra_counters: Callable[[], dict[str, float]] | None = None,
-                 tier_factory: Callable[[], Any] = open_event_tier, sample_rate: int = 1) -> None:
+                 tier_factory: Callable[[], Any] = open_event_tier, sample_rate: int = 1,
+                 exclusive: bool = False) -> None:
         self.path = os.fspath(path)
+        self.exclusive = exclusive  # create the file, never open an existing one (see PerfettoWriter)
         self.poll_s = poll_s
         self.sample_rate = sample_rate
         self.extra_counters = extra_counters
@@ -139,7 +141,7 @@ class TraceRecorder:
         tier.set_sample_rate(0)
         tier.events()  # whatever was queued before the window opens is not ours
         self._ev0, self._drop0 = tier_counters(tier)
-        self._writer = PerfettoWriter(self.path, sample_rate=self.sample_rate)
+        self._writer = PerfettoWriter(self.path, sample_rate=self.sample_rate, exclusive=self.exclusive)
         self._t0 = time.monotonic()
         tier.set_sample_rate(self.sample_rate)
         self._thread = threading.Thread(target=self._run, name="perfetto-recorder", daemon=True)

@@ -50,8 +50,15 @@ class TraceIndicator(Static):
 
 
 def trace_path(directory: str | None = None) -> str:
+    """A new name in the directory: two traces in one second get -2, -3... (the file itself
+    is created exclusively, so a name taken meanwhile fails instead of being overwritten)."""
     d = directory or os.environ.get(TRACE_DIR_ENV) or os.getcwd()
-    return os.path.join(d, time.strftime("schedtop-%Y%m%d-%H%M%S.perfetto-trace"))
+    stem = os.path.join(d, time.strftime("schedtop-%Y%m%d-%H%M%S"))
+    path, n = f"{stem}.perfetto-trace", 1
+    while os.path.lexists(path):
+        n += 1
+        path = f"{stem}-{n}.perfetto-trace"
+    return path
 
 
 class ExtActions:
@@ -121,7 +128,7 @@ class ExtActions:
             counters = scx_counter_source(None)
         except Exception:  # the counter tracks are a bonus, never a reason not to record
             counters = None
-        rec = TraceRecorder(path, extra_counters=counters)
+        rec = TraceRecorder(path, extra_counters=counters, exclusive=True)
         app.record_action({"action": "trace_start", "path": path})
         self._ext_recorder = rec
         self._ext_bar(f"● REC starting {os.path.basename(path)} …")
