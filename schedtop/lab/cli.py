@@ -18,13 +18,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("libbpf", help="provide libbpf >= 1.4 (system's, else built from Debian's source package)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the cached libbpf even if present")
     p = sub.add_parser("run", help="boot the guest and run CMD in it as root; exits with CMD's code")
-    p.add_argument("--timeout", type=float, default=900.0, metavar="S",
+    p.add_argument("--timeout", type=_seconds, default=900.0, metavar="S",
                    help="kill the guest after S seconds (default 900)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...", help="the command to run")
     p = sub.add_parser("vmlinux-h", help="print the path of the cached kernel's vmlinux.h (or install it)")
     p.add_argument("--install", action="store_true",
                    help="copy it over the checkout's bpf/vmlinux/x86/vmlinux.h")
     sub.add_parser("status", help="what the cache holds")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:  # also refuses nan: a guest must always have a deadline
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds: {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

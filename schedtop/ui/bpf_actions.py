@@ -81,7 +81,7 @@ class BpfActions:
         text = "BPF event sampling off" if rate == 0 else (
             "BPF samples every scheduling event" if rate == 1 else f"BPF samples 1 event in {rate}")
         self.notify(text)  # type: ignore[attr-defined]
-        self.record_action({"action": "bpf_sample_rate", "rate": rate})  # type: ignore[attr-defined]
+        self.record_action({"type": "bpf.sample_rate", "rate": rate})  # type: ignore[attr-defined]
 
     def action_bpf_histogram(self) -> None:
         app: Any = self

@@ -129,7 +129,7 @@ class ExtActions:
         except Exception:  # the counter tracks are a bonus, never a reason not to record
             counters = None
         rec = TraceRecorder(path, extra_counters=counters, exclusive=True)
-        app.record_action({"action": "trace_start", "path": path})
+        app.record_action({"type": "trace.start", "path": path})
         self._ext_recorder = rec
         self._ext_bar(f"● REC starting {os.path.basename(path)} …")
         self._ext_start_worker(rec)
@@ -173,7 +173,7 @@ class ExtActions:
         sev = "warning" if summary.dropped else "information"
         app.notify(f"trace written: {summary.path}\n{total} events, {summary.dropped} dropped",
                    severity=sev, timeout=10)
-        app.record_action({"action": "trace_stop", "path": summary.path, "events": total,
+        app.record_action({"type": "trace.stop", "path": summary.path, "events": total,
                            "dropped": summary.dropped})
 
     def _ext_bar(self, text: str | None) -> None:

@@ -119,3 +119,15 @@ def test_vng_command_line(tmp_path: Path) -> None:
     assert "--qemu-opts=-accel tcg,thread=single" in argv and "--verbose" in argv
     assert "--overlay-rwdir" in argv  # HOME / the checkout become writable in the guest
     assert "--exec" not in vng_command(k, tmp_path, Path("/work"), None)
+
+
+@pytest.mark.parametrize("bad", ["-5", "0", "nan", "abc"])
+def test_lab_run_refuses_a_timeout_that_is_no_deadline(bad: str) -> None:
+    # Refused by the parser, before any guest boots (a negative one used to boot and then
+    # report "did not finish within -5 s").
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "schedtop", "lab", "run", f"--timeout={bad}", "--", "true"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--timeout" in r.stderr and "Traceback" not in r.stderr, r.stderr
