@@ -27,11 +27,26 @@ __u32 sample_rate = 128;
 
 struct trace_bss g = {};
 
+/* Depth bookkeeping beyond trace_bss (read by name through BTF).
+ * Some tasks are invisible to BPF: no tracepoint program runs in their context, the task
+ * iterator skips them and bpf_task_from_pid() does not find them (on this sandbox kernel: the
+ * init process's threads). We see them woken and switched in (in the waker's / prev's context)
+ * but never switched out, so a count taken then would stay forever. Two things give them away:
+ *  - the next switch we see on that CPU names another prev: the runner we knew left unseen,
+ *    and the count its switch-in added (curr_counted) is taken back there;
+ *  - the task's storage still says "on CPU" when it is woken off-CPU or switched in again:
+ *    it is then marked blind (its stale count is the one the CPU takes back) and never
+ *    counted again, so the counter holds exactly the tasks the iterator can report. */
+__u32 curr_counted[MAX_CPUS] = {};	/* CPU + 1 the runner was counted on at switch-in; 0: not */
+__u64 blind_tasks = 0;			/* tasks found invisible (their switch-out never fires) */
+__u64 seeded = 0;			/* runnable tasks counted by the attach-time seed */
+__u64 unseen_switch_outs = 0;		/* counted runners that left their CPU unseen */
+
 struct task_ctx {
 	__u64 enq_ts;		/* when it became runnable (0: not waiting) */
 	__u64 oncpu_ts;		/* when it was switched in (0: not running) */
 	__u32 queued_cpu;	/* CPU + 1 whose nr_running counts it; 0: not counted */
-	__u32 pad;
+	__u32 blind;		/* its own switch-outs never reach us: never counted */
 	struct task_rec rec;
 };
 
@@ -184,6 +199,30 @@ static __always_inline void clear_queued(struct task_ctx *c)
 	c->queued_cpu = 0;
 }
 
+/* A task whose storage says it is on a CPU while it is not (woken off-CPU, or switched in
+ * again) left that CPU unseen. The count it holds there is curr_counted's, which the CPU takes
+ * back at its next switch we see; so it is dropped here without touching the counter. */
+static __always_inline void settle_blind(struct task_ctx *c)
+{
+	c->queued_cpu = 0;
+	c->oncpu_ts = 0;
+	c->enq_ts = 0;
+	if (!c->blind) {
+		c->blind = 1;
+		__sync_fetch_and_add(&blind_tasks, 1);
+	}
+}
+
+struct task_struct___oncpu {
+	int on_cpu;
+} __attribute__((preserve_access_index));
+
+static __always_inline bool on_a_cpu(struct task_struct *p)
+{
+	/* an int before 7.x, a u8 after: the probed read takes either size */
+	return BPF_CORE_READ_BITFIELD_PROBED((struct task_struct___oncpu *)p, on_cpu) != 0;
+}
+
 static __always_inline bool sample(void)
 {
 	__u32 rate;
@@ -232,7 +271,12 @@ static __always_inline int on_wakeup(struct task_struct *p, __u32 type, const bo
 		__sync_fetch_and_add(&g.untracked, 1);
 		return 0;
 	}
-	set_queued(c, cpu);
+	/* on_cpu first: it drops after prev's switch handler ran (finish_task_switch), so once
+	 * it reads 0 a switch-out we saw has already cleared oncpu_ts */
+	if (!on_a_cpu(p) && c->oncpu_ts)
+		settle_blind(c);
+	if (!c->blind)
+		set_queued(c, cpu);
 	if (!c->oncpu_ts)	/* woken while still on a CPU: it never waited */
 		c->enq_ts = bpf_ktime_get_ns();
 
@@ -277,12 +321,26 @@ static __always_inline int on_switch(bool preempt, struct task_struct *prev, str
 				cs->voluntary++;
 		}
 	}
-	g.curr_pid[cpu & (MAX_CPUS - 1)] = next_pid;
+	__u32 idx = cpu & (MAX_CPUS - 1), known = g.curr_pid[idx];
+
+	if (known != prev_pid && curr_counted[idx]) {	/* the runner we knew left unseen */
+		rq_add(idx, -1);
+		__sync_fetch_and_add(&unseen_switch_outs, 1);
+		if (!btf) {	/* its pid-keyed entry is in reach: settle it now, not at its next event */
+			c = bpf_map_lookup_elem(&task_hash, &known);
+			if (c && c->oncpu_ts)
+				settle_blind(c);
+		}
+	}
+	g.curr_pid[idx] = next_pid;
+	curr_counted[idx] = 0;
 
 	if (prev_pid) {
-		/* prev stays counted while runnable; a task we never saw is learned here */
-		c = get_ctx(prev, runnable, btf);
+		/* prev stays counted while runnable; a task we never saw is learned here (with
+		 * storage even when it blocks, so the attach-time seed leaves it to us) */
+		c = get_ctx(prev, true, btf);
 		if (c) {
+			c->blind = 0;	/* its switch-out reached us: it is visible after all */
 			if (c->oncpu_ts && now > c->oncpu_ts) {
 				c->rec.oncpu_ns += now - c->oncpu_ts;
 				c->rec.stints++;
@@ -307,7 +365,12 @@ static __always_inline int on_switch(bool preempt, struct task_struct *prev, str
 	if (next_pid) {
 		c = get_ctx(next, true, btf);
 		if (c) {
-			set_queued(c, cpu);
+			if (c->oncpu_ts)	/* its last stint ended unseen */
+				settle_blind(c);
+			if (!c->blind) {
+				set_queued(c, cpu);
+				curr_counted[idx] = cpu + 1;
+			}
 			if (c->enq_ts && now > c->enq_ts)
 				lat = now - c->enq_ts;
 			c->enq_ts = 0;
@@ -475,6 +538,31 @@ SEC("raw_tp/sched_migrate_task")
 int BPF_PROG(handle_raw_migrate, struct task_struct *p, int dest_cpu)
 {
 	return on_migrate(p, dest_cpu, false);
+}
+
+/* Run once at attach, after the handlers: count the tasks already on a run queue (running or
+ * queued), which no event would name until they next run. A task some event already holds
+ * storage for is the events' to count. EEVDF's delayed-dequeue tasks (blocked, kept on the
+ * queue for their lag) are not runnable. */
+SEC("iter/task")
+int seed_tasks(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct task_ctx *c;
+
+	/* on_rq is an int before 7.x and a u8 after: the probed read takes either size */
+	if (!task || !task->pid || BPF_CORE_READ_BITFIELD_PROBED(task, on_rq) != 1)	/* TASK_ON_RQ_QUEUED */
+		return 0;
+	if (bpf_core_field_exists(task->se.sched_delayed) && BPF_CORE_READ(task, se.sched_delayed))
+		return 0;
+	if (bpf_task_storage_get(&task_store, task, 0, 0))
+		return 0;
+	c = bpf_task_storage_get(&task_store, task, 0, BPF_F_CREATE);
+	if (!c || c->queued_cpu || c->rec.stints)
+		return 0;
+	set_queued(c, task_cpu(task));
+	__sync_fetch_and_add(&seeded, 1);
+	return 0;
 }
 
 /* One struct task_rec per task with storage and something to report: one read() for all. */

@@ -6,7 +6,9 @@ rejection); LiveSource then stays on procfs and shows the reason. Each program i
 attached on its own; a failure of a non-essential one is a warning, not a fallback.
 
 What enrich() fills in:
-  CpuStat.nr_running (exact: maintained in BPF across wakeup/switch/migrate),
+  CpuStat.nr_running (exact: the tasks BPF holds as running or queued on each CPU, kept
+  across wakeup/switch/migrate, seeded at attach; the per-CPU counters moved by the same
+  events are reported beside it as a cross-check, extras.bpf.cpus[].nr_running_counter),
   nr_running_exact, curr_pid, switches_per_s;
   Task.lat_p50_us/lat_p99_us/lat_max_us, slice_used_us, preempt_pct (cumulative since
   the tier attached, so a quiet task keeps its numbers);
@@ -217,6 +219,7 @@ class BpfTier:
                 obj.program(name).autoload = False
         if not use_btf:
             obj.program("dump_tasks").autoload = False  # iterators need BTF
+            obj.program("seed_tasks").autoload = False
             obj.map("task_store").set_autocreate(False)
         else:
             obj.map("task_hash").set_autocreate(False)
@@ -235,7 +238,11 @@ class BpfTier:
         data.at("sample_rate", ctypes.c_uint32).value = _clamp_rate(sample_rate)
         obj.load()
 
-        self._bss = _Section(obj, btf, ".bss").at("g", te.TraceBss)
+        bss = _Section(obj, btf, ".bss")
+        self._bss = bss.at("g", te.TraceBss)
+        self._blind = bss.at("blind_tasks", ctypes.c_uint64)
+        self._seeded = bss.at("seeded", ctypes.c_uint64)
+        self._unseen = bss.at("unseen_switch_outs", ctypes.c_uint64)
         self._data = _Section(obj, btf, ".data")
         self._rate = self._data.at("sample_rate", ctypes.c_uint32)
         self._cpu_stats = obj.map("cpu_stats")
@@ -263,6 +270,7 @@ class BpfTier:
             raise libbpf.BpfError(errors[next(iter(errors))].errno if errors else 22,
                                   "sched_switch did not attach: " + "; ".join(self.warnings))
         if use_btf:
+            self._seed(libbpf)
             try:
                 self._iter = obj.program("dump_tasks").attach_iter()
                 self.programs["dump_tasks"] = "attached"
@@ -272,6 +280,15 @@ class BpfTier:
         self._reader = libbpf.RingReader(obj.map("events")) if events else None
         self.pid_filter = pid_filter
         self.nr_cpus = os.cpu_count() or 1
+
+    def _seed(self, libbpf) -> None:
+        """Count the tasks already runnable at attach (after the handlers attached, so none
+        is missed between the two); without it they count from their next switch-in."""
+        try:
+            with self._obj.program("seed_tasks").attach_iter() as link:
+                link.read_iter()
+        except libbpf.BpfError as exc:
+            self.warnings.append(f"depth seed off (counts build up as tasks run): {_first_line(exc)}")
 
     # --- live knobs --------------------------------------------------------------------
 
@@ -293,8 +310,20 @@ class BpfTier:
         return {"events": int(b.events), "dropped": int(b.dropped), "untracked": int(b.untracked),
                 "lost_user": self._lost_user}
 
+    def depth_counters(self) -> dict[str, int]:
+        """blind_tasks: tasks found invisible to BPF (woken and switched in where we saw it,
+        but never switched out where we could: not counted in any depth); seeded: tasks
+        already runnable at attach that the seed counted; unseen_switch_outs: counted runners
+        that left their CPU without a switch-out we saw (their count taken back there)."""
+        return {"blind_tasks": int(self._blind.value), "seeded": int(self._seeded.value),
+                "unseen_switch_outs": int(self._unseen.value)}
+
     def nr_running_counters(self) -> list[int]:
-        """The in-kernel per-CPU counters (maintained on every event; raw_tp mode's answer)."""
+        """The in-kernel per-CPU counters, moved by the events themselves (seeded at attach in
+        tp_btf mode). They hold the same tasks as nr_running(): tasks invisible to BPF (no
+        switch-out of theirs ever fires; see blind_tasks) are uncounted at the next switch
+        on their CPU. Read apart from the iterator, so a task changing state between the
+        two reads can make them differ by that task."""
         return [max(0, int(self._bss.nr_running[i])) for i in range(self.nr_cpus)]
 
     def nr_running(self, recs: dict[int, Any] | None = None) -> list[int]:
@@ -429,6 +458,7 @@ class BpfTier:
             "programs": dict(self.programs),
             "warnings": list(self.warnings),
             "load_s": round(self.load_s, 4),
+            **self.depth_counters(),
             "cpus": per_cpu_extra,
         }
         return replace(
