@@ -119,13 +119,16 @@ def _live(args: Any) -> Snapshot:
 def run(args: Any) -> int:
     try:
         if getattr(args, "replay", None):
-            from schedtop.collect.replay import ReplayError, load_replay
+            from schedtop.collect.replay import ReplayError, last_good_frame, load_replay
 
             try:
-                snap = load_replay(args.replay).snapshots[-1]
+                # A large recording decodes only this frame (or walks back past bad ones).
+                snap, bad = last_good_frame(load_replay(args.replay))
             except ReplayError as exc:
                 print(f"schedtop: {exc}", file=sys.stderr)
                 return 2
+            for err in bad:
+                print(f"schedtop: {err} (showing the last good frame, ts {snap.ts:.3f})", file=sys.stderr)
         else:
             snap = _live(args)
     except OSError as exc:  # e.g. --record into a directory that does not exist

@@ -20,11 +20,16 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import mmap
 import os
+import tempfile
+import threading
 import time
 import zlib
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Mapping, overload
 
 from schedtop.collect.fold import fold_processes
 from schedtop.model import SCHEMA_VERSION, SchemaError, Snapshot, snapshot_from_dict
@@ -112,7 +117,9 @@ class Recorder:
 @dataclass(frozen=True, slots=True)
 class Replay:
     header: Mapping[str, Any]
-    snapshots: tuple[Snapshot, ...]
+    # A tuple (small recordings, decoded and checked at load) or a Frames (large ones,
+    # decoded on first access): either way len() and indexing, oldest first.
+    snapshots: Sequence[Snapshot]
     # Each action with "index": the number of snapshots recorded before it.
     actions: tuple[Mapping[str, Any], ...] = ()
 
@@ -121,17 +128,9 @@ def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def parse_replay(text: str, name: str = "replay") -> Replay:
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    elif lines:
-        # Every line we write ends with '\n': a last line without one was cut off.
-        raise ReplayError(f"{name}: truncated (line {len(lines)} is incomplete)")
-    if not lines:
-        raise ReplayError(f"{name}: empty file, not a schedtop recording")
+def _check_header(first: str, name: str) -> dict[str, Any]:
     try:
-        header = json.loads(lines[0])
+        header = json.loads(first)
     except (ValueError, RecursionError):
         raise ReplayError(f"{name}: not a schedtop recording (line 1 is not JSON)") from None
     if not isinstance(header, dict) or "schedtop_replay" not in header:
@@ -145,51 +144,271 @@ def parse_replay(text: str, name: str = "replay") -> Replay:
             f"this one reads format {REPLAY_VERSION}, schema {SCHEMA_VERSION})")
     if version < 1 or schema < 1:
         raise ReplayError(f"{name}: bad header (format {version}, schema {schema})")
+    return header
+
+
+def _record(line: str, no: int, name: str) -> tuple[str, Any]:
+    """One record line -> ("snapshot", Snapshot) or ("action", dict); the eager and lazy
+    paths both go through here, so a bad line reads the same whenever it is found."""
+    try:
+        rec = json.loads(line)
+    except (ValueError, RecursionError):
+        raise ReplayError(f"{name}: line {no} is not JSON") from None
+    if not isinstance(rec, dict) or rec.get("t") not in ("snapshot", "action") or "data" not in rec:
+        raise ReplayError(f"{name}: line {no} is not a snapshot or action record")
+    if rec["t"] == "action":
+        if not isinstance(rec["data"], dict):
+            raise ReplayError(f"{name}: line {no}: action data must be an object")
+        return "action", rec["data"]
+    try:
+        return "snapshot", snapshot_from_dict(rec["data"])
+    except (SchemaError, TypeError, ValueError, ArithmeticError, RecursionError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ReplayError(f"{name}: line {no}: {msg}") from None
+
+
+def parse_replay(text: str, name: str = "replay") -> Replay:
+    """Eager: every line decoded and checked now (small recordings; see load_replay)."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    elif lines:
+        # Every line we write ends with '\n': a last line without one was cut off.
+        raise ReplayError(f"{name}: truncated (line {len(lines)} is incomplete)")
+    if not lines:
+        raise ReplayError(f"{name}: empty file, not a schedtop recording")
+    header = _check_header(lines[0], name)
     snaps: list[Snapshot] = []
     actions: list[Mapping[str, Any]] = []
     for no, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-        except (ValueError, RecursionError):
-            raise ReplayError(f"{name}: line {no} is not JSON") from None
-        if not isinstance(rec, dict) or rec.get("t") not in ("snapshot", "action") or "data" not in rec:
-            raise ReplayError(f"{name}: line {no} is not a snapshot or action record")
-        if rec["t"] == "action":
-            if not isinstance(rec["data"], dict):
-                raise ReplayError(f"{name}: line {no}: action data must be an object")
-            actions.append({**rec["data"], "index": len(snaps)})
-            continue
-        try:
-            snaps.append(snapshot_from_dict(rec["data"]))
-        except (SchemaError, TypeError, ValueError, ArithmeticError, RecursionError) as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ReplayError(f"{name}: line {no}: {msg}") from None
+        kind, value = _record(line, no, name)
+        if kind == "action":
+            actions.append({**value, "index": len(snaps)})
+        else:
+            snaps.append(value)
     if not snaps:
         raise ReplayError(f"{name}: no snapshots recorded")
     return Replay(header=header, snapshots=tuple(snaps), actions=tuple(actions))
 
 
-def load_replay(path: str | os.PathLike[str]) -> Replay:
+# Above this much text a recording is indexed at load and its frames decoded on demand:
+# decoding costs ~0.08 ms per task per frame, so an hour at 1 s with 1000 threads would
+# take minutes and GBs eagerly. Below it, everything is checked before the first frame.
+EAGER_BYTES = 8 << 20
+# Frames kept decoded: the one shown, a step back and forth, and the one in flight.
+CACHE_FRAMES = 8
+# How Recorder.snapshot starts every snapshot line: only such lines are left for later.
+_SNAPSHOT_PREFIX = b'{"t":"snapshot","data":'
+
+
+class Frames(Sequence[Snapshot]):
+    """The snapshots of a large recording, decoded on first access (small LRU cache).
+
+    `buf` holds the whole text (an mmap of the file, or of a private unlinked temporary
+    file for .gz), `spans` each snapshot line's (start, end, line number). A line that
+    turns out to be bad raises ReplayError (file, line, reason) each time it is asked for.
+    """
+
+    def __init__(self, buf: Any, spans: list[tuple[int, int, int]], name: str,
+                 cache_frames: int = CACHE_FRAMES, keep: Any = None) -> None:
+        self._buf = buf
+        self._spans = spans
+        self._name = name
+        self._cache: OrderedDict[int, Snapshot] = OrderedDict()
+        self._bad: dict[int, str] = {}
+        self._cache_frames = max(1, cache_frames)
+        self._lock = threading.Lock()  # the poller's worker and the UI's step both read
+        self._keep = keep  # the temporary file behind the mmap, closed with it
+        self.decoded = 0  # frames decoded so far (a cost the tests and bench check)
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    def line_of(self, i: int) -> int:
+        """The file line number frame i was recorded on."""
+        return self._spans[i][2]
+
+    @overload
+    def __getitem__(self, i: int) -> Snapshot: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Snapshot, ...]: ...
+    def __getitem__(self, i: int | slice) -> Snapshot | tuple[Snapshot, ...]:
+        if isinstance(i, slice):
+            return tuple(self[k] for k in range(*i.indices(len(self))))
+        n = len(self._spans)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("frame index out of range")
+        with self._lock:
+            snap = self._cache.get(i)
+            if snap is not None:
+                self._cache.move_to_end(i)
+                return snap
+            if i in self._bad:
+                raise ReplayError(self._bad[i])
+            start, end, no = self._spans[i]
+            try:
+                kind, snap = _record(self._text(start, end, no), no, self._name)
+            except ReplayError as exc:
+                self._bad[i] = str(exc)
+                raise
+            self.decoded += 1
+            self._cache[i] = snap
+            if len(self._cache) > self._cache_frames:
+                self._cache.popitem(last=False)
+            return snap
+
+    def _text(self, start: int, end: int, no: int) -> str:
+        try:
+            return bytes(self._buf[start:end]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ReplayError(f"{self._name}: line {no} is not UTF-8 text") from None
+
+    def __iter__(self) -> Iterator[Snapshot]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (tuple, list, Frames)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def close(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            close = getattr(self._buf, "close", None)
+            if close is not None:
+                close()
+            if self._keep is not None:
+                self._keep.close()
+
+
+def index_replay(buf: Any, name: str, cache_frames: int = CACHE_FRAMES, keep: Any = None) -> Replay:
+    """Lazy: check the header and every action now, find the snapshot lines, decode none.
+
+    The cut-off check is the eager one (the last byte must end a line). Snapshot lines
+    are recognised by the prefix Recorder writes; any other line is decoded now, so a
+    hand-made file with other key orders still loads, just eagerly.
+    """
+    size = len(buf)
+    if size == 0:
+        raise ReplayError(f"{name}: empty file, not a schedtop recording")
+    end = buf.find(b"\n")
+    if end < 0:
+        raise ReplayError(f"{name}: truncated (line 1 is incomplete)")
+    try:
+        first = bytes(buf[:end]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ReplayError(f"{name}: not a schedtop recording (not UTF-8 text)") from None
+    header = _check_header(first, name)
+    spans: list[tuple[int, int, int]] = []
+    actions: list[Mapping[str, Any]] = []
+    plen = len(_SNAPSHOT_PREFIX)
+    pos, no = end + 1, 1
+    while pos < size:
+        no += 1
+        end = buf.find(b"\n", pos)
+        if end < 0:
+            raise ReplayError(f"{name}: truncated (line {no} is incomplete)")
+        if buf[pos:pos + plen] == _SNAPSHOT_PREFIX:
+            spans.append((pos, end, no))
+        else:
+            try:
+                line = bytes(buf[pos:end]).decode("utf-8")
+            except UnicodeDecodeError:
+                raise ReplayError(f"{name}: line {no} is not UTF-8 text") from None
+            if line.strip():
+                kind, value = _record(line, no, name)
+                if kind == "action":
+                    actions.append({**value, "index": len(spans)})
+                else:  # a snapshot line written some other way: decoded now, kept as text
+                    spans.append((pos, end, no))
+        pos = end + 1
+    if not spans:
+        raise ReplayError(f"{name}: no snapshots recorded")
+    frames = Frames(buf, spans, name, cache_frames, keep)
+    return Replay(header=header, snapshots=frames, actions=tuple(actions))
+
+
+def _gunzip_to_file(f: BinaryIO, name: str) -> tuple[Any, int]:
+    """Decompress into a private unlinked temporary file; returns it and the text size.
+
+    Decompresses what is there: a recorder that crashed left no gzip trailer, but its last
+    sync point ends a complete line (a cut inside a line is caught as truncated)."""
+    out = tempfile.TemporaryFile()
+    d = zlib.decompressobj(wbits=31)
+    try:
+        while not d.eof:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            out.write(d.decompress(chunk))
+    except zlib.error:
+        out.close()
+        raise ReplayError(f"{name}: corrupt gzip data") from None
+    except OSError as exc:
+        out.close()
+        raise ReplayError(f"{name}: {exc.strerror or exc}") from None
+    return out, out.tell()
+
+
+def load_replay(path: str | os.PathLike[str], *, eager_bytes: int = EAGER_BYTES,
+                cache_frames: int = CACHE_FRAMES) -> Replay:
+    """Read a recording. Up to `eager_bytes` of text: every line checked now (parse_replay).
+    Above: the header and actions checked now, snapshots decoded when first shown
+    (index_replay), so loading costs a scan of the text, not a decode of every frame."""
     name = os.fspath(path)
     try:
-        with open(name, "rb") as f:
-            raw = f.read()
+        f = open(name, "rb")
     except OSError as exc:
         raise ReplayError(f"{name}: {exc.strerror or exc}") from None
-    if raw[:2] == b"\x1f\x8b":
-        # Decompress what is there: a recorder that crashed left no gzip trailer, but its
-        # last sync point ends a complete line (a cut inside a line is caught as truncated).
+    with f:
         try:
-            raw = zlib.decompressobj(wbits=31).decompress(raw)
-        except zlib.error:
-            raise ReplayError(f"{name}: corrupt gzip data") from None
+            magic = f.read(2)
+            if magic == b"\x1f\x8b":
+                f.seek(0)
+                tmp, size = _gunzip_to_file(f, name)
+                if size <= eager_bytes:
+                    tmp.seek(0)
+                    raw = tmp.read()
+                    tmp.close()
+                    return _parse_bytes(raw, name)
+                buf = mmap.mmap(tmp.fileno(), size, access=mmap.ACCESS_READ)
+                return index_replay(buf, name, cache_frames, keep=tmp)
+            size = os.fstat(f.fileno()).st_size
+            if size <= eager_bytes:
+                f.seek(0)
+                return _parse_bytes(f.read(), name)
+            # Size fixed now: a recording still being written is replayed as far as it got.
+            buf = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+        except OSError as exc:
+            raise ReplayError(f"{name}: {exc.strerror or exc}") from None
+    return index_replay(buf, name, cache_frames)
+
+
+def _parse_bytes(raw: bytes, name: str) -> Replay:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ReplayError(f"{name}: not a schedtop recording (not UTF-8 text)") from None
     return parse_replay(text, name)
+
+
+def last_good_frame(replay: Replay) -> tuple[Snapshot, list[str]]:
+    """The last frame that decodes, and the errors of the bad frames after it (newest first).
+    Only a lazy recording can have bad frames (an eager one was checked at load)."""
+    errors: list[str] = []
+    for i in range(len(replay.snapshots) - 1, -1, -1):
+        try:
+            return replay.snapshots[i], errors
+        except ReplayError as exc:
+            errors.append(str(exc))
+    raise ReplayError(errors[0] if len(errors) == 1 else f"{errors[0]} (and no earlier frame decodes either)")
 
 
 class ReplaySource:
@@ -198,6 +417,11 @@ class ReplaySource:
     The UI owns the clock: it calls collect() every `delay / speed` seconds
     unless paused, and uses step()/seek() for stepping. At the end, collect()
     keeps returning the last frame (at_end is True).
+
+    A frame of a large recording that turns out to be bad (see Frames) raises ReplayError
+    from collect() with the position left on the last good frame, so playing stops there
+    with the error shown; step()/seek() do move onto it (and raise), so the user can step
+    past it.
     """
 
     def __init__(self, replay: Replay) -> None:
@@ -225,9 +449,11 @@ class ReplaySource:
         return s
 
     def collect(self) -> Snapshot:
-        if not self.at_end:
-            self.pos += 1
-        return self.current()
+        if self.at_end:
+            return self.current()
+        snap = self._frame(self.pos + 1)  # a bad frame raises before the position moves
+        self.pos += 1
+        return snap
 
     def step(self, n: int = 1) -> Snapshot:
         return self.seek(self.pos + n)
@@ -244,4 +470,6 @@ class ReplaySource:
         """Replays carry their recorded extras; live-only sections are ignored."""
 
     def close(self) -> None:
-        pass
+        close = getattr(self.replay.snapshots, "close", None)
+        if close is not None:
+            close()

@@ -75,7 +75,9 @@ class Poller:
             snap = self.source.collect()
         except Exception as exc:  # a collector bug must not take the UI down
             if not worker.is_cancelled:
-                self.post_message(SnapshotReady(None, f"collector: {type(exc).__name__}: {exc}"))
+                # A replay's bad frame (ReplayError) is already one line naming file and line.
+                what = str(exc) if type(exc).__name__ == "ReplayError" else f"collector: {type(exc).__name__}: {exc}"
+                self.post_message(SnapshotReady(None, what))
             return
         elapsed = time.perf_counter() - t0
         if self.recorder is not None and not self.replay:
@@ -122,7 +124,13 @@ class Poller:
             self.notify("start of the recording")
             self._render_state()
             return
-        snap = src.step(delta)
+        try:
+            snap = src.step(delta)
+        except Exception as exc:  # a bad frame of a large recording: say so, keep the last good one
+            self.error = str(exc)
+            self._render_state()
+            return
+        self.error = None
         if delta > 0:
             self.history.update(snap)
         self.latest = snap
