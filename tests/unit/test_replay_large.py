@@ -1,0 +1,176 @@
+"""Large recordings: indexed at load, frames decoded on demand, a bad frame reported when reached.
+
+The recordings are built at test time (tests/fixtures/big_recording.py): the session's
+frames widened to 1000 threads, written by the real Recorder, repeated with shifted ts.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+import schedtop.collect.replay as replay_mod
+from schedtop.collect.replay import (
+    CACHE_FRAMES,
+    EAGER_BYTES,
+    Frames,
+    ReplayError,
+    ReplaySource,
+    load_replay,
+)
+from schedtop.model import snapshot_from_dict
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+from big_recording import write_big_recording  # noqa: E402
+
+FRAMES = 2000  # ~940 MB of text at 1000 threads: eagerly, minutes and GBs
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("big") / "big.jsonl"
+    write_big_recording(path, FRAMES)
+    return path
+
+
+@pytest.fixture(scope="module")
+def big_bad(tmp_path_factory) -> tuple[Path, int]:
+    """200 frames (~95 MB) with frame 100 corrupt; its line number (after the header, 1 action, 100 frames)."""
+    path = tmp_path_factory.mktemp("big") / "bad.jsonl"
+    no = write_big_recording(path, 200, bad_frame=100)
+    assert no == 1 + 1 + 101
+    return path, no
+
+
+def test_load_decodes_no_frame_and_stays_small(big, monkeypatch):
+    calls = []
+    real = replay_mod.snapshot_from_dict
+    monkeypatch.setattr(replay_mod, "snapshot_from_dict", lambda d: calls.append(1) or real(d))
+    assert big.stat().st_size > 100 * EAGER_BYTES
+    tracemalloc.start()
+    try:
+        r = load_replay(big)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert calls == [] and isinstance(r.snapshots, Frames) and r.snapshots.decoded == 0
+    # The index, not the text: a few hundred bytes per frame against ~470 KB of JSON each.
+    assert peak < 5_000_000, peak
+    assert len(r.snapshots) == FRAMES
+    # Actions are decoded at load and placed between the right frames.
+    assert [a["index"] for a in r.actions] == [0, 500, 1000, 1500]
+    assert all(a["kind"] == "marker" for a in r.actions)
+    last = r.snapshots[-1]
+    assert calls == [1] and len(last.tasks) == 1000
+    assert last.ts == pytest.approx(r.snapshots[0].ts + FRAMES - 1)
+
+
+def test_frames_match_the_eager_decode_and_the_cache_is_bounded(big):
+    r = load_replay(big)
+    frames = r.snapshots
+    src = ReplaySource(r)
+    t0 = src.collect().ts
+    for i in range(1, 3 * CACHE_FRAMES):
+        snap = src.collect()
+        assert src.pos == i and snap.ts == pytest.approx(t0 + i)
+        assert len(frames._cache) <= CACHE_FRAMES
+    # Frame k is line frames.line_of(k) (1 header + 1 action + k + 1), decoded as the eager reader does.
+    k = 3 * CACHE_FRAMES - 1
+    assert frames.line_of(k) == k + 3
+    with open(big, encoding="utf-8") as f:
+        for _ in range(k + 2):
+            f.readline()
+        line = f.readline()
+    assert frames[k] == snapshot_from_dict(json.loads(line)["data"])
+    decoded = frames.decoded
+    src.step(-2)
+    src.step(1)  # both still cached: nothing decoded again
+    assert frames.decoded == decoded
+    src.seek(0)  # evicted long ago: decoded again, the cache stays at its size
+    assert frames.decoded == decoded + 1 and len(frames._cache) == CACHE_FRAMES
+    src.close()
+
+
+def test_a_bad_frame_is_reported_when_reached_and_play_stops_on_the_last_good(big_bad):
+    bad, no = big_bad
+    r = load_replay(bad)  # the bad line is not looked at yet
+    src = ReplaySource(r)
+    src.seek(98)
+    good = src.collect()
+    assert src.pos == 99
+    for _ in range(2):  # asked again (the next poll): same error, still on the last good frame
+        with pytest.raises(ReplayError) as exc:
+            src.collect()
+        assert src.pos == 99
+    msg = str(exc.value)
+    assert msg.startswith(f"{bad}: line {no}: ") and "expected a list" in msg and "\n" not in msg
+    assert src.current() == good
+    # Stepping moves onto it (and says so again), then past it.
+    with pytest.raises(ReplayError, match=f"line {no}:"):
+        src.step(1)
+    assert src.collect().ts == pytest.approx(good.ts + 2) and src.pos == 101
+
+
+def test_a_bad_frame_reads_the_same_found_eagerly_or_lazily(tmp_path):
+    # The same small file read both ways (eager_bytes=0 makes any file lazy).
+    bad = tmp_path / "bad.jsonl"
+    write_big_recording(bad, 24, tasks=100, action_every=0, bad_frame=12)
+    with pytest.raises(ReplayError) as eager:
+        load_replay(bad)
+    lazy = load_replay(bad, eager_bytes=0)
+    assert [s.ts for s in lazy.snapshots[:12]] == [lazy.snapshots[0].ts + i for i in range(12)]
+    with pytest.raises(ReplayError) as late:
+        lazy.snapshots[12]
+    assert str(late.value) == str(eager.value)
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+def test_load_time_checks_still_refuse_bad_files(tmp_path, gz):
+    import gzip
+
+    write_big_recording(tmp_path / "s.jsonl", 24, action_every=0)
+    base = (tmp_path / "s.jsonl").read_bytes()
+    cases = {
+        "truncated": base[:-100],
+        "newer": base.replace(b'"schema":1', b'"schema":99', 1),
+        "not a snapshot or action": base.replace(b'{"t":"snapshot"', b'{"t":"frame"', 1),
+        "line 2 is not JSON": base[: base.index(b"\n") + 1] + b'{"t":"action","data":{\n' + base[base.index(b"\n") + 1:],
+    }
+    for needle, raw in cases.items():
+        p = tmp_path / ("x.jsonl.gz" if gz else "x.jsonl")
+        p.write_bytes(gzip.compress(raw, compresslevel=1) if gz else raw)
+        with pytest.raises(ReplayError) as exc:
+            load_replay(p)
+        assert needle in str(exc.value) and "\n" not in str(exc.value)
+    p = tmp_path / "ok.jsonl.gz"
+    p.write_bytes(gzip.compress(base, compresslevel=1))
+    r = load_replay(p)
+    assert isinstance(r.snapshots, Frames) and r.snapshots.decoded == 0 and len(r.snapshots) == 24
+    assert r.snapshots[-1].ts == pytest.approx(r.snapshots[0].ts + 23)
+
+
+def _once(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "schedtop", "--once", *args], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+def test_once_replay_prints_the_last_frame_of_a_large_recording(big, tmp_path):
+    # Eagerly this file takes minutes; the 120 s timeout is the only clock here.
+    r = _once("--json", "--replay", str(big))
+    assert r.returncode == 0, r.stderr
+    snap = snapshot_from_dict(json.loads(r.stdout))
+    first = load_replay(big).snapshots[0]
+    assert snap.ts == pytest.approx(first.ts + FRAMES - 1) and len(snap.tasks) == 1000
+    # The last frame bad: the one before it, and the bad line named.
+    bad = tmp_path / "bad.jsonl"
+    no = write_big_recording(bad, 30, bad_frame=29)
+    r = _once("--json", "--replay", str(bad))
+    assert r.returncode == 0, r.stderr
+    assert snapshot_from_dict(json.loads(r.stdout)).ts == pytest.approx(first.ts + 28)
+    assert f"line {no}:" in r.stderr and "last good frame" in r.stderr and len(r.stderr.splitlines()) == 1
