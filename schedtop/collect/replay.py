@@ -262,8 +262,10 @@ class Frames(Sequence[Snapshot]):
             return snap
 
     def _text(self, start: int, end: int, no: int) -> str:
+        raw = bytes(self._buf[start:end])
+        _release(self._buf, start, end)
         try:
-            return bytes(self._buf[start:end]).decode("utf-8")
+            return raw.decode("utf-8")
         except UnicodeDecodeError:
             raise ReplayError(f"{self._name}: line {no} is not UTF-8 text") from None
 
@@ -288,6 +290,22 @@ class Frames(Sequence[Snapshot]):
                 self._keep.close()
 
 
+def _release(buf: Any, start: int, end: int) -> None:
+    """Drop the mapped pages of [start, end) from this process: they are the file's (page
+    cache), but touched pages count in RSS, and a scan touches all of them."""
+    madvise = getattr(buf, "madvise", None)
+    if madvise is None or end <= start:
+        return
+    lo = start - start % mmap.PAGESIZE
+    try:
+        madvise(mmap.MADV_DONTNEED, lo, end - lo)
+    except (OSError, ValueError):  # only a cost, never a reason to fail a replay
+        pass
+
+
+_SCAN_WINDOW = 64 << 20
+
+
 def index_replay(buf: Any, name: str, cache_frames: int = CACHE_FRAMES, keep: Any = None) -> Replay:
     """Lazy: check the header and every action now, find the snapshot lines, decode none.
 
@@ -309,8 +327,11 @@ def index_replay(buf: Any, name: str, cache_frames: int = CACHE_FRAMES, keep: An
     spans: list[tuple[int, int, int]] = []
     actions: list[Mapping[str, Any]] = []
     plen = len(_SNAPSHOT_PREFIX)
-    pos, no = end + 1, 1
+    pos, no, released = end + 1, 1, 0
     while pos < size:
+        if pos - released > _SCAN_WINDOW:
+            _release(buf, released, pos)
+            released = pos - pos % mmap.PAGESIZE
         no += 1
         end = buf.find(b"\n", pos)
         if end < 0:
@@ -329,6 +350,7 @@ def index_replay(buf: Any, name: str, cache_frames: int = CACHE_FRAMES, keep: An
                 else:  # a snapshot line written some other way: decoded now, kept as text
                     spans.append((pos, end, no))
         pos = end + 1
+    _release(buf, released, size)
     if not spans:
         raise ReplayError(f"{name}: no snapshots recorded")
     frames = Frames(buf, spans, name, cache_frames, keep)
