@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
-import mmap
 import os
 import tempfile
 import threading
@@ -206,21 +205,22 @@ _SNAPSHOT_PREFIX = b'{"t":"snapshot","data":'
 class Frames(Sequence[Snapshot]):
     """The snapshots of a large recording, decoded on first access (small LRU cache).
 
-    `buf` holds the whole text (an mmap of the file, or of a private unlinked temporary
-    file for .gz), `spans` each snapshot line's (start, end, line number). A line that
-    turns out to be bad raises ReplayError (file, line, reason) each time it is asked for.
+    `f` is the open recording (or, for .gz, a private unlinked temporary file with its
+    text) and `spans` each snapshot line's (start, end, line number). Lines are read with
+    pread, not mmap: a file truncated under a running replay (say, recorded over) then
+    gives an error for that frame instead of a SIGBUS. A line that turns out to be bad
+    raises ReplayError (file, line, reason) each time it is asked for.
     """
 
-    def __init__(self, buf: Any, spans: list[tuple[int, int, int]], name: str,
-                 cache_frames: int = CACHE_FRAMES, keep: Any = None) -> None:
-        self._buf = buf
+    def __init__(self, f: BinaryIO, spans: list[tuple[int, int, int]], name: str,
+                 cache_frames: int = CACHE_FRAMES) -> None:
+        self._f = f
         self._spans = spans
         self._name = name
         self._cache: OrderedDict[int, Snapshot] = OrderedDict()
         self._bad: dict[int, str] = {}
         self._cache_frames = max(1, cache_frames)
         self._lock = threading.Lock()  # the poller's worker and the UI's step both read
-        self._keep = keep  # the temporary file behind the mmap, closed with it
         self.decoded = 0  # frames decoded so far (a cost the tests and bench check)
 
     def __len__(self) -> int:
@@ -262,8 +262,12 @@ class Frames(Sequence[Snapshot]):
             return snap
 
     def _text(self, start: int, end: int, no: int) -> str:
-        raw = bytes(self._buf[start:end])
-        _release(self._buf, start, end)
+        try:
+            raw = os.pread(self._f.fileno(), end - start, start)
+        except (OSError, ValueError) as exc:  # ValueError: closed
+            raise ReplayError(f"{self._name}: line {no}: cannot read it ({exc})") from None
+        if len(raw) != end - start:
+            raise ReplayError(f"{self._name}: line {no}: cut off (the file shrank since it was loaded)")
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -283,78 +287,75 @@ class Frames(Sequence[Snapshot]):
     def close(self) -> None:
         with self._lock:
             self._cache.clear()
-            close = getattr(self._buf, "close", None)
-            if close is not None:
-                close()
-            if self._keep is not None:
-                self._keep.close()
+            self._f.close()
 
 
-def _release(buf: Any, start: int, end: int) -> None:
-    """Drop the mapped pages of [start, end) from this process: they are the file's (page
-    cache), but touched pages count in RSS, and a scan touches all of them."""
-    madvise = getattr(buf, "madvise", None)
-    if madvise is None or end <= start:
-        return
-    lo = start - start % mmap.PAGESIZE
-    try:
-        madvise(mmap.MADV_DONTNEED, lo, end - lo)
-    except (OSError, ValueError):  # only a cost, never a reason to fail a replay
-        pass
+_CHUNK = 1 << 20
 
 
-_SCAN_WINDOW = 64 << 20
+def _lines(f: BinaryIO, name: str) -> Iterator[tuple[int, int, bytes | None]]:
+    """Each line of `f` from its current offset: (start, end, its bytes), with None for the
+    bytes of a snapshot line (one starting with the Recorder's prefix: read when shown).
+
+    Memory is one chunk plus the line it cuts, whatever the file's size."""
+    carry, base = b"", f.tell()  # base: the file offset of carry[0]
+    no = 0
+    while True:
+        chunk = f.read(_CHUNK)
+        if not chunk:
+            break
+        data = carry + chunk if carry else chunk
+        i = 0
+        while (j := data.find(b"\n", i)) >= 0:
+            no += 1
+            # The header (line 1) is always returned, whatever it starts with.
+            snap = no > 1 and data.startswith(_SNAPSHOT_PREFIX, i, j)
+            yield base + i, base + j, None if snap else data[i:j]
+            i = j + 1
+        carry, base = data[i:], base + i
+    if carry:
+        raise ReplayError(f"{name}: truncated (line {no + 1} is incomplete)")
 
 
-def index_replay(buf: Any, name: str, cache_frames: int = CACHE_FRAMES, keep: Any = None) -> Replay:
+def index_replay(f: BinaryIO, name: str, cache_frames: int = CACHE_FRAMES) -> Replay:
     """Lazy: check the header and every action now, find the snapshot lines, decode none.
 
-    The cut-off check is the eager one (the last byte must end a line). Snapshot lines
-    are recognised by the prefix Recorder writes; any other line is decoded now, so a
+    `f` is positioned at the start of the text and stays open (Frames reads from it). The
+    cut-off check is the eager one (the last byte must end a line). Snapshot lines are
+    recognised by the prefix Recorder writes; any other line is decoded now, so a
     hand-made file with other key orders still loads, just eagerly.
     """
-    size = len(buf)
-    if size == 0:
-        raise ReplayError(f"{name}: empty file, not a schedtop recording")
-    end = buf.find(b"\n")
-    if end < 0:
-        raise ReplayError(f"{name}: truncated (line 1 is incomplete)")
-    try:
-        first = bytes(buf[:end]).decode("utf-8")
-    except UnicodeDecodeError:
-        raise ReplayError(f"{name}: not a schedtop recording (not UTF-8 text)") from None
-    header = _check_header(first, name)
     spans: list[tuple[int, int, int]] = []
     actions: list[Mapping[str, Any]] = []
-    plen = len(_SNAPSHOT_PREFIX)
-    pos, no, released = end + 1, 1, 0
-    while pos < size:
-        if pos - released > _SCAN_WINDOW:
-            _release(buf, released, pos)
-            released = pos - pos % mmap.PAGESIZE
-        no += 1
-        end = buf.find(b"\n", pos)
-        if end < 0:
-            raise ReplayError(f"{name}: truncated (line {no} is incomplete)")
-        if buf[pos:pos + plen] == _SNAPSHOT_PREFIX:
-            spans.append((pos, end, no))
-        else:
+    header: dict[str, Any] | None = None
+    no = 0
+    for no, (start, end, line) in enumerate(_lines(f, name), start=1):
+        if header is None:
+            assert line is not None
             try:
-                line = bytes(buf[pos:end]).decode("utf-8")
+                first = line.decode("utf-8")
             except UnicodeDecodeError:
-                raise ReplayError(f"{name}: line {no} is not UTF-8 text") from None
-            if line.strip():
-                kind, value = _record(line, no, name)
-                if kind == "action":
-                    actions.append({**value, "index": len(spans)})
-                else:  # a snapshot line written some other way: decoded now, kept as text
-                    spans.append((pos, end, no))
-        pos = end + 1
-    _release(buf, released, size)
+                raise ReplayError(f"{name}: not a schedtop recording (not UTF-8 text)") from None
+            header = _check_header(first, name)
+            continue
+        if line is None:
+            spans.append((start, end, no))
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ReplayError(f"{name}: line {no} is not UTF-8 text") from None
+        if text.strip():
+            kind, value = _record(text, no, name)
+            if kind == "action":
+                actions.append({**value, "index": len(spans)})
+            else:  # a snapshot line written some other way: decoded now, re-read when shown
+                spans.append((start, end, no))
+    if header is None:
+        raise ReplayError(f"{name}: empty file, not a schedtop recording")
     if not spans:
         raise ReplayError(f"{name}: no snapshots recorded")
-    frames = Frames(buf, spans, name, cache_frames, keep)
-    return Replay(header=header, snapshots=frames, actions=tuple(actions))
+    return Replay(header=header, snapshots=Frames(f, spans, name, cache_frames), actions=tuple(actions))
 
 
 def _gunzip_to_file(f: BinaryIO, name: str) -> tuple[Any, int]:
@@ -389,28 +390,26 @@ def load_replay(path: str | os.PathLike[str], *, eager_bytes: int = EAGER_BYTES,
         f = open(name, "rb")
     except OSError as exc:
         raise ReplayError(f"{name}: {exc.strerror or exc}") from None
-    with f:
-        try:
-            magic = f.read(2)
-            if magic == b"\x1f\x8b":
-                f.seek(0)
-                tmp, size = _gunzip_to_file(f, name)
-                if size <= eager_bytes:
-                    tmp.seek(0)
-                    raw = tmp.read()
-                    tmp.close()
-                    return _parse_bytes(raw, name)
-                buf = mmap.mmap(tmp.fileno(), size, access=mmap.ACCESS_READ)
-                return index_replay(buf, name, cache_frames, keep=tmp)
+    keep = False  # the lazy path keeps its file open (Frames reads from it)
+    try:
+        if f.read(2) == b"\x1f\x8b":
+            f.seek(0)
+            tmp, size = _gunzip_to_file(f, name)
+            f.close()
+            f = tmp
+        else:
             size = os.fstat(f.fileno()).st_size
-            if size <= eager_bytes:
-                f.seek(0)
-                return _parse_bytes(f.read(), name)
-            # Size fixed now: a recording still being written is replayed as far as it got.
-            buf = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
-        except OSError as exc:
-            raise ReplayError(f"{name}: {exc.strerror or exc}") from None
-    return index_replay(buf, name, cache_frames)
+        f.seek(0)
+        if size <= eager_bytes:
+            return _parse_bytes(f.read(), name)
+        replay = index_replay(f, name, cache_frames)
+        keep = True
+        return replay
+    except OSError as exc:
+        raise ReplayError(f"{name}: {exc.strerror or exc}") from None
+    finally:
+        if not keep:
+            f.close()
 
 
 def _parse_bytes(raw: bytes, name: str) -> Replay:
