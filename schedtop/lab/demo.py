@@ -73,6 +73,11 @@ def demo_script(scheduler: str, schedtop_args: list[str], stay_in_shell: bool, l
     # TERM and the window size come from vng (the console it set up), not from our environment.
     env = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(guest_environment().items()) if k != "TERM")
     sched = scheduler_command(scheduler, python)
+    if sched and scheduler == "scx":
+        # The kernel's longest watchdog (30 s), not the default 5 s: the guest is emulated
+        # (TCG) and a busy host stalls it for seconds, and the kernel then ejected the demo's
+        # scheduler ("runnable task stall ... 6.356s" in a host test run on a loaded machine).
+        sched += ["--timeout-ms", "30000"]
     # The scheduler loads while schedtop starts (both take ~20 s of TCG); schedtop's
     # header shows the switch to sched_ext when it happens.
     # Its stdout (schedtop scx prints a stats line a second) would draw over the TUI: only errors are kept.
