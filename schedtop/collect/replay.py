@@ -13,6 +13,12 @@ A path ending in .gz is written gzip-compressed (same lines); load_replay reads 
 snapshot schema (model.SCHEMA_VERSION). Either being newer than this build
 understands is an error, as is anything malformed or truncated: load_replay
 raises ReplayError with one line to show the user.
+
+A recording of up to EAGER_BYTES of text is decoded and checked whole at load.
+A larger one (an hour at 1 s with 1000 threads is ~1.7 GB) is indexed instead:
+the header, every action and the line structure are checked at load, and each
+snapshot is decoded when first asked for (Frames, an LRU of CACHE_FRAMES), so a
+bad snapshot line raises the same ReplayError (file, line, reason) when reached.
 """
 
 from __future__ import annotations
