@@ -76,9 +76,23 @@ def test_full_mode_runs_a_mixed_workload_to_completion(scx_proc, policy):
     wait_state("disabled", 5)
 
 
-def test_kill9_gives_the_cpus_back_within_a_second(scx_proc):
-    scx = scx_proc()
-    load = subprocess.Popen(["stress-ng", "--cpu", "3", "--timeout", "4"], stdout=subprocess.DEVNULL)
+def loaded_policy(scx: ScxProcess, timeout: float = 10.0) -> str:
+    """The policy the process says it loaded (its "loaded" event, printed before it attaches)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        for e in list(scx.events):
+            if e.get("event") == "loaded":
+                return e["policy"]
+        time.sleep(0.02)
+    raise AssertionError(f"no loaded event; stderr: {scx.stderr()}")
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_kill9_gives_the_cpus_back_within_a_second(scx_proc, policy):
+    scx = scx_proc("--policy", policy)
+    # 3 s of load: the kill comes 1 s in, and the rest must still finish on EEVDF.
+    load = subprocess.Popen(["stress-ng", "--cpu", "3", "--timeout", "3"], stdout=subprocess.DEVNULL)
+    assert loaded_policy(scx) == policy
     time.sleep(1.0)
     t0 = time.monotonic()
     os.kill(scx.proc.pid, signal.SIGKILL)
@@ -88,13 +102,18 @@ def test_kill9_gives_the_cpus_back_within_a_second(scx_proc):
     took = time.monotonic() - t0
     assert state() == "disabled"
     assert took < 1.0, f"sched_ext disabled {took:.2f}s after kill -9"
+    print(f"{policy}: sched_ext disabled {took:.3f}s after kill -9")
     assert load.wait(timeout=60) == 0
 
 
-def test_sigstop_gets_ejected_by_the_watchdog(scx_proc):
+@pytest.mark.parametrize("policy", POLICIES)
+def test_sigstop_gets_ejected_by_the_watchdog(scx_proc, policy):
     timeout_ms = 2000
-    scx = scx_proc(timeout_ms=timeout_ms)
-    load = subprocess.Popen(["stress-ng", "--cpu", "3", "--timeout", "6"], stdout=subprocess.DEVNULL)
+    scx = scx_proc("--policy", policy, timeout_ms=timeout_ms)
+    # Once the loop is stopped, the load's tasks wait in user space and cannot run (nor time
+    # out) until the watchdog ejects the scheduler; 4 s is still load when that happens.
+    load = subprocess.Popen(["stress-ng", "--cpu", "3", "--timeout", "4"], stdout=subprocess.DEVNULL)
+    assert loaded_policy(scx) == policy
     time.sleep(0.5)
     os.kill(scx.proc.pid, signal.SIGSTOP)
     t0 = time.monotonic()
@@ -106,6 +125,7 @@ def test_sigstop_gets_ejected_by_the_watchdog(scx_proc):
         os.kill(scx.proc.pid, signal.SIGCONT)
     assert state() == "disabled"
     assert took < timeout_ms / 1000 + 4.0, f"ejected after {took:.1f}s"
+    print(f"{policy}: ejected {took:.2f}s after SIGSTOP (timeout_ms {timeout_ms})")
     exit_event = scx.exit_event(20)
     assert exit_event["reason"] == "ejected"
     assert "stall" in exit_event["text"], exit_event["text"]
