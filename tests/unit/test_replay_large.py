@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tracemalloc
+from typing import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,30 +34,32 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 from big_recording import write_big_recording  # noqa: E402
 
-FRAMES = 2000  # ~940 MB of text at 1000 threads: eagerly, minutes and GBs
+FRAMES = 400  # ~190 MB of text at 1000 threads (eagerly: ~20 s and ~0.9 GB); bench/replay_load.py goes to an hour
 
 
 @pytest.fixture(scope="module")
-def big(tmp_path_factory) -> Path:
+def big(tmp_path_factory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("big") / "big.jsonl"
-    write_big_recording(path, FRAMES)
-    return path
+    write_big_recording(path, FRAMES, action_every=100)
+    yield path
+    path.unlink()  # pytest keeps the last runs' tmp dirs: do not keep hundreds of MB in them
 
 
 @pytest.fixture(scope="module")
-def big_bad(tmp_path_factory) -> tuple[Path, int]:
+def big_bad(tmp_path_factory) -> Iterator[tuple[Path, int]]:
     """200 frames (~95 MB) with frame 100 corrupt; its line number (after the header, 1 action, 100 frames)."""
     path = tmp_path_factory.mktemp("big") / "bad.jsonl"
     no = write_big_recording(path, 200, bad_frame=100)
     assert no == 1 + 1 + 101
-    return path, no
+    yield path, no
+    path.unlink()
 
 
 def test_load_decodes_no_frame_and_stays_small(big, monkeypatch):
     calls = []
     real = replay_mod.snapshot_from_dict
     monkeypatch.setattr(replay_mod, "snapshot_from_dict", lambda d: calls.append(1) or real(d))
-    assert big.stat().st_size > 100 * EAGER_BYTES
+    assert big.stat().st_size > 20 * EAGER_BYTES
     tracemalloc.start()
     try:
         r = load_replay(big)
@@ -68,7 +71,7 @@ def test_load_decodes_no_frame_and_stays_small(big, monkeypatch):
     assert peak < 8_000_000, peak
     assert len(r.snapshots) == FRAMES
     # Actions are decoded at load and placed between the right frames.
-    assert [a["index"] for a in r.actions] == [0, 500, 1000, 1500]
+    assert [a["index"] for a in r.actions] == [0, 100, 200, 300]
     assert all(a["kind"] == "marker" for a in r.actions)
     last = r.snapshots[-1]
     assert calls == [1] and len(last.tasks) == 1000
