@@ -57,23 +57,29 @@ def wait_for(cond, what: str, timeout: float = 15.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def tmux(server: str, *args: str, **kw) -> subprocess.CompletedProcess:
+    """tmux on a server of the test's own (-L): on the shared default server, a session started
+    just as the last one was killed met the exiting server ("server exited unexpectedly")."""
+    return subprocess.run(["tmux", "-L", server, *args], **kw)
+
+
 class Tui:
     def __init__(self, child: int, state: Path, extra: str = "") -> None:
         self.name = f"stt-{uuid.uuid4().hex[:8]}"
         self.pidfile = state.parent / f"{self.name}.pid"
         cmd = (f"echo $$ > {self.pidfile}; exec env SCHEDTOP_STATE_DIR={state} {SCHEDTOP} -p {child} --no-bpf {extra}")
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "120", "-y", "40", cmd], check=True)
-        subprocess.run(["tmux", "set-option", "-t", self.name, "remain-on-exit", "on"], check=True)
+        tmux(self.name, "new-session", "-d", "-s", self.name, "-x", "120", "-y", "40", cmd, check=True)
+        tmux(self.name, "set-option", "-t", self.name, "remain-on-exit", "on", check=True)
         self.pid = int(wait_for(lambda: self.pidfile.exists() and self.pidfile.read_text().strip(), "tui pid"))
         self.start = _stat(self.pid)[19]  # pids wrap fast on a busy box: know ours by start time
 
     def screen(self, history: bool = False) -> str:
         extra = ["-S", "-500"] if history else []  # after exit the message may have scrolled
-        r = subprocess.run(["tmux", "capture-pane", "-p", *extra, "-t", self.name], capture_output=True, text=True)
+        r = tmux(self.name, "capture-pane", "-p", *extra, "-t", self.name, capture_output=True, text=True)
         return r.stdout
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        tmux(self.name, "send-keys", "-t", self.name, *keys, check=True)
 
     def wait_text(self, text: str, timeout: float = 15.0) -> str:
         def seen() -> str | None:
@@ -92,7 +98,7 @@ class Tui:
     def close(self) -> None:
         if self.alive():  # never a reused pid
             os.kill(self.pid, signal.SIGKILL)
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        tmux(self.name, "kill-server", capture_output=True)
 
 
 @pytest.fixture
@@ -183,7 +189,7 @@ def test_signal_or_closed_terminal_restores(child, state, how):
         tui.keys("b")
         wait_for(lambda: params(child)["nice"] == -10, "boost")
         if how == "terminal closed":  # tmux hangs up on the pane's process
-            subprocess.run(["tmux", "kill-session", "-t", tui.name], check=True)
+            tmux(tui.name, "kill-session", "-t", tui.name, check=True)
         else:
             os.kill(tui.pid, getattr(signal, how))
         # The restore comes first (the exit hooks run on the signal); the exit may take longer.
@@ -229,14 +235,14 @@ def test_profile_applies_live_and_is_restored_on_quit(tmp_path, state):
     pidfile = tmp_path / "tui.pid"
     cmd = (f"echo $$ > {pidfile}; exec env SCHEDTOP_STATE_DIR={state} {SCHEDTOP} -p {kid.pid} --no-bpf "
            f"--profile {prof}")
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "120", "-y", "40", cmd], check=True)
+    tmux(name, "new-session", "-d", "-s", name, "-x", "120", "-y", "40", cmd, check=True)
     try:
         wait_for(lambda: (params(kid.pid)["nice"], params(kid.pid)["slice"]) == (5, 3_000_000), "profile applied", 30)
-        subprocess.run(["tmux", "send-keys", "-t", name, "q"], check=True)
+        tmux(name, "send-keys", "-t", name, "q", check=True)
         wait_for(lambda: params(kid.pid)["nice"] == 0, "restored on quit", 30)
         assert params(kid.pid)["slice"] != 3_000_000
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        tmux(name, "kill-server", capture_output=True)
         kid.kill()
         kid.wait()
 
