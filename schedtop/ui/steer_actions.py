@@ -530,16 +530,8 @@ class SteerActions:
                         return
                     reports = self._steer_runner.poll_pids(e.tgid for e in hits)
                     notes = self._steer_new_notes()
-                for note in notes:
-                    try:
-                        self.call_from_thread(self.notify, note, severity="warning", timeout=10)
-                    except RuntimeError:
-                        return
-                for rep in reports:
-                    try:
-                        self.call_from_thread(self._steer_report, rep)
-                    except RuntimeError:  # shutting down; the journal already has it
-                        return
+                if not self._steer_hand_over(notes, reports):
+                    return
         finally:
             hook.close()
 
@@ -553,16 +545,19 @@ class SteerActions:
                 return
             reports = runner.poll()
             notes = self._steer_new_notes()
-        for note in notes:
-            try:
+        self._steer_hand_over(notes, reports)
+
+    def _steer_hand_over(self, notes: list[str], reports: list[Any]) -> bool:
+        """From a poller thread to the app's: notes as warnings, then each report. False once
+        the app is shutting down (the journal already has every change)."""
+        try:
+            for note in notes:
                 self.call_from_thread(self.notify, note, severity="warning", timeout=10)
-            except RuntimeError:
-                return
-        for rep in reports:
-            try:
+            for rep in reports:
                 self.call_from_thread(self._steer_report, rep)
-            except RuntimeError:  # the app is shutting down; the journal already has it
-                return
+        except RuntimeError:
+            return False
+        return True
 
     def _steer_new_notes(self) -> list[str]:
         """The runner's one-off notes not shown yet (e.g. SCHED_EXT with no scheduler loaded);
