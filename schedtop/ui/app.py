@@ -249,6 +249,10 @@ class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[
             self.recorder.action(action)
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        if not self.is_running:
+            # Shutting down: the screens' widgets are being removed, and a collection that
+            # finished meanwhile must not render into them (NoMatches CpuPanel, 4 in 15 exits).
+            return
         if message.error is not None:
             self.error = message.error
             self._render_state()
