@@ -23,6 +23,9 @@ from schedtop.scx.policies import DEFAULT, SHIPPED
 # supervisor itself waits 5 s before SIGTERM).
 EJECT_GRACE_S = 1.0
 STOP_GRACE_S = 3.0
+# The guard's look interval: every wake-up takes the GIL from the loop, so a few per second,
+# not more; the graces above are several intervals long.
+GUARD_LOOK_S = 0.25
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -216,7 +219,7 @@ def _guard(loop: Any, sched: Any, done: threading.Event, lock: threading.Lock, a
     kernel already runs EEVDF. The struct_ops link dies with the process, so leaving is an unload."""
     since: float | None = None
     main = threading.main_thread().ident
-    while not done.wait(0.1):
+    while not done.wait(GUARD_LOOK_S):
         with mapped:  # the exit record lives in the object's mmap; close() unmaps it under this lock
             if done.is_set():
                 return
