@@ -63,13 +63,14 @@ KMSG_WAIT_S = 2.0  # for the kernel's exit lines once sysfs says the scheduler i
 
 def proc_state(pid: int) -> str | None:
     """The state letter of /proc/PID/stat (R, S, T, t, Z...), None once it is gone."""
+    from schedtop.collect.procfs import parse_stat  # the collector's parser (comm with ") (" etc.)
+
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+            fields = parse_stat(f.read())
     except OSError:
         return None
-    # comm may hold spaces and parentheses: the state follows the LAST ')'.
-    return data[data.rfind(b")") + 2:][:1].decode() or None
+    return fields.state if fields is not None else None
 
 
 def frozen_kind(state: str | None) -> str | None:

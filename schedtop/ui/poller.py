@@ -75,8 +75,10 @@ class Poller:
             snap = self.source.collect()
         except Exception as exc:  # a collector bug must not take the UI down
             if not worker.is_cancelled:
+                from schedtop.collect.replay import ReplayError
+
                 # A replay's bad frame (ReplayError) is already one line naming file and line.
-                what = str(exc) if type(exc).__name__ == "ReplayError" else f"collector: {type(exc).__name__}: {exc}"
+                what = str(exc) if isinstance(exc, ReplayError) else f"collector: {type(exc).__name__}: {exc}"
                 self.post_message(SnapshotReady(None, what))
             return
         elapsed = time.perf_counter() - t0
