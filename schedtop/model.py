@@ -10,12 +10,13 @@ the field takes its default); removing or retyping one is not.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import types
-import collections.abc
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 SCHEMA_VERSION = 1
 
@@ -198,7 +199,7 @@ def _build(tp: Any, value: Any, where: str) -> Any:
             except SchemaError as exc:
                 errors.append(str(exc))
         raise SchemaError(errors[0] if errors else f"{where}: bad value {value!r}")
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
     if origin is tuple:
         if not isinstance(value, list):
@@ -207,7 +208,7 @@ def _build(tp: Any, value: Any, where: str) -> Any:
             return tuple(_build(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise SchemaError(f"{where}: expected {len(args)} items, got {len(value)}")
-        return tuple(_build(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(_build(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
     if origin in (collections.abc.Mapping, dict) or tp is Any:
         if tp is not Any and not isinstance(value, dict):
             raise SchemaError(f"{where}: expected an object")

@@ -7,8 +7,8 @@ gives the same rows (nr_threads is summed, not counted).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Iterable, Sequence
 
 from schedtop.model import Task
 

@@ -11,8 +11,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from schedtop.collect import debugfs
 from schedtop.collect.fold import fold_processes
@@ -149,7 +150,7 @@ class LiveSource:
             except Exception as exc:  # closing must not raise into the app's exit path
                 log.warning("closing the BPF tier: %s", exc)
 
-    def __enter__(self) -> "LiveSource":
+    def __enter__(self) -> LiveSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -166,14 +167,14 @@ class LiveSource:
                     self._warnings.extend(self._tier_warnings)
             snap = self._collect()
             if self._tier is not None and self._tier_thread is None:
-                t = time.thread_time()
+                t0 = time.thread_time()
                 try:
                     snap = self._tier.enrich(snap)
                 except Exception as exc:
                     snap = replace(snap, warnings=snap.warnings + (f"BPF tier: {exc}",))
                 own = snap.extras.get("collector")
                 if isinstance(own, dict):  # ours, not yet handed out: still ours to fill
-                    own["bpf_cpu_ms"] = (time.thread_time() - t) * 1e3
+                    own["bpf_cpu_ms"] = (time.thread_time() - t0) * 1e3
             return snap
 
     # --- internals ---------------------------------------------------------
@@ -260,7 +261,7 @@ class LiveSource:
         if self.detail_tid is not None:
             extras["sched_detail"] = self._detail(self.detail_tid, samples)
         # The monitor's own cost, per part, so it can be shown and benchmarked.
-        own = {"procfs_cpu_ms": (time.thread_time() - t_cpu) * 1e3, "extras_cpu_ms": {},
+        own: dict[str, Any] = {"procfs_cpu_ms": (time.thread_time() - t_cpu) * 1e3, "extras_cpu_ms": {},
                "threads_read": self._reads, "threads_cached": len(samples) - self._reads}
         for name, fn in list(self._extras.items()):
             t = time.thread_time()
@@ -309,9 +310,9 @@ class LiveSource:
                 stat_data, ss_data = reader.probe(pid, tid)
                 if stat_data is None:
                     continue
-                fp = (stat_data, ss_data)
+                probe = (stat_data, ss_data)
                 c = cache.get(tid)
-                if (c is None or c[0] != fp or c[1].pid != pid or tid in invalid
+                if (c is None or c[0] != probe or c[1].pid != pid or tid in invalid
                         or tid % REFRESH_EVERY == turn):
                     reads += 1
                     s = reader.thread_from(pid, tid, stat_data, ss_data)
@@ -319,7 +320,7 @@ class LiveSource:
                         continue
                     # A refresh that found nothing new keeps the same sample, so its table
                     # row is reused too (a new, equal sample would rebuild the row twice).
-                    c = (fp, s if c is None or s != c[1] else c[1])
+                    c = (probe, s if c is None or s != c[1] else c[1])
                 samples.append(c[1])
                 new_cache[tid] = c
                 continue
@@ -386,7 +387,7 @@ class LiveSource:
         n = len(cpu_times)
         util = [0.0] * n
         if self._prev_cpu is not None and len(self._prev_cpu) == n:
-            for i, ((busy, total), (pbusy, ptotal)) in enumerate(zip(cpu_times, self._prev_cpu)):
+            for i, ((busy, total), (pbusy, ptotal)) in enumerate(zip(cpu_times, self._prev_cpu, strict=True)):
                 d = total - ptotal
                 util[i] = min(max((busy - pbusy) / d * 100.0, 0.0), 100.0) if d > 0 else 0.0
         comm_of = {s.tid: s.stat.comm for s in samples}
@@ -426,11 +427,11 @@ class LiveSource:
                 pct = r[0] if r else 0.0
                 if best[c] is None or pct > best[c][0]:
                     best[c] = (pct, s.tid, s.stat.comm)
-        return tuple(
-            CpuStat(i, util[i], nr[i], False,
-                    best[i][1] if best[i] else None, best[i][2] if best[i] else "", sw[i])
-            for i in range(n)
-        )
+        out = []
+        for i in range(n):
+            b = best[i]
+            out.append(CpuStat(i, util[i], nr[i], False, b[1] if b else None, b[2] if b else "", sw[i]))
+        return tuple(out)
 
     @staticmethod
     def _task(s: ThreadSample, r: tuple[float, float, float, float, int]) -> Task:

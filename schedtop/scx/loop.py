@@ -34,7 +34,6 @@ from array import array
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from schedtop.scx import protocol
 from schedtop.scx.knobs import Knobs
 from schedtop.scx.policy import Policy, TaskIn
 from schedtop.scx.protocol import DISPATCHED, PID_HEARTBEAT, QUEUED

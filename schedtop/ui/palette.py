@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Callable, Iterator
 
 from textual.binding import ActiveBinding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -24,7 +24,7 @@ class ActionsProvider(Provider):
 
     def _commands(self) -> Iterator[tuple[str, str, ActiveBinding]]:
         seen: set[tuple[str, str]] = set()
-        for key, ab in self.screen.active_bindings.items():
+        for ab in self.screen.active_bindings.values():
             b = ab.binding
             if not b.description or not ab.enabled or (b.action, b.description) in seen:
                 continue

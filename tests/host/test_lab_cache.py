@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
-import shutil
 import subprocess
 import sys
 import threading

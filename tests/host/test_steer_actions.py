@@ -153,7 +153,8 @@ def test_tree_covers_descendants(tmp_path):
     script = tmp_path / "tree.sh"
     script.write_text("#!/bin/sh\nsleep 300 &\nsleep 300 &\nwait\n")
     script.chmod(0o755)
-    import subprocess, time
+    import subprocess
+    import time
 
     top = subprocess.Popen([str(script)])
     try:
