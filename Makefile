@@ -14,10 +14,11 @@ APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config make gcc \
 	qemu-system-x86 kmod zstd dpkg-dev busybox-static tmux htop stress-ng rt-tests linux-perf \
 	libbpf-tools bpftool python3-venv file debian-archive-keyring
 
+# CO-RE objects in schedtop/bpf/obj/<machine>/, where the wheel has them too; the flags and
+# the libbpf headers' search are in hatch_build.py (the wheel's build hook) alone.
+ARCH := $(shell uname -m)
 BPF_SRC := $(wildcard bpf/*.bpf.c)
-BPF_OBJ := $(patsubst bpf/%.bpf.c,schedtop/bpf/obj/%.bpf.o,$(BPF_SRC))
-BPF_CFLAGS := -g -O2 -Wall -Wno-compare-distinct-pointer-types -target bpf -D__TARGET_ARCH_x86 \
-	-Ibpf -Ibpf/vmlinux/x86 -I$(SCHEDTOP_CACHE)/libbpf/include
+BPF_OBJ := $(patsubst bpf/%.bpf.c,schedtop/bpf/obj/$(ARCH)/%.bpf.o,$(BPF_SRC))
 
 .PHONY: all run check lint deps venv bpf libbpf kernel test test-host test-guest screenshots bench clean
 
@@ -41,10 +42,10 @@ deps:
 
 venv: $(VENV)/.stamp
 
-$(VENV)/.stamp: pyproject.toml
+$(VENV)/.stamp: pyproject.toml tests/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' -c tests/constraints.txt
 	touch $@
 
 # libbpf >= 1.4: the system's if new enough, else built from Debian's source package.
@@ -58,9 +59,8 @@ kernel: venv
 
 bpf: $(BPF_OBJ)
 
-schedtop/bpf/obj/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) | libbpf
-	@mkdir -p $(@D)
-	@if command -v clang >/dev/null; then echo "clang $< -> $@"; clang $(BPF_CFLAGS) -c $< -o $@; \
+schedtop/bpf/obj/$(ARCH)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) hatch_build.py | libbpf
+	@if command -v clang >/dev/null; then echo "clang $< -> $@"; $(PYTHON) hatch_build.py $< $@; \
 	else echo "clang not found: BPF tier off (apt-get install clang llvm; make bpf)"; fi
 
 # ruff on the whole tree, stricter rules and mypy on the modules that keep them green

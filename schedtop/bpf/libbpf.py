@@ -196,7 +196,8 @@ def _locate() -> tuple[ctypes.CDLL, LibbpfLocation]:
         tried.append(f"no {cached}")
     raise LibbpfNotFound(
         f"libbpf >= {want} not found ({'; '.join(tried)}). "
-        "Run `schedtop lab libbpf` (or `make libbpf`) to build it into the cache, "
+        "Install your distribution's libbpf1 >= 1.4 (Debian 13 has 1.5), or run `schedtop lab libbpf` "
+        "(`make libbpf` in a checkout) to build one into the cache (needs gcc, make, libelf-dev, zlib1g-dev), "
         "or set SCHEDTOP_LIBBPF=/path/to/libbpf.so.1"
     )
 
@@ -708,7 +709,9 @@ class BpfObject:
         lib = load_libbpf()
         spath = os.fspath(path)
         if not os.path.exists(spath):
-            raise BpfError(errno_mod.ENOENT, f"BPF object {spath} not found (build it with `make bpf`)")
+            from schedtop.bpf import objects
+
+            raise BpfError(errno_mod.ENOENT, objects.missing(Path(spath)))
         enc = lambda s: None if s is None else s.encode()  # noqa: E731
         opts = _OpenOpts(
             sz=ctypes.sizeof(_OpenOpts),

@@ -32,13 +32,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from schedtop.bpf import objects
 from schedtop.model import Histogram, Snapshot, Task
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLE_RATE = 128  # 1 event in 128, like scxtop
 MAX_SAMPLE_RATE = 1 << 20
-OBJECT = Path(__file__).resolve().parents[1] / "bpf" / "obj" / "trace.bpf.o"
+OBJECT = objects.path("trace")
 TRACEPOINTS = ("sched_wakeup", "sched_wakeup_new", "sched_switch", "sched_migrate_task", "sched_waking")
 BTF_PROGS = ("handle_wakeup", "handle_wakeup_new", "handle_switch", "handle_migrate", "handle_waking")
 RAW_PROGS = ("handle_raw_wakeup", "handle_raw_wakeup_new", "handle_raw_switch", "handle_raw_migrate",
@@ -84,7 +85,7 @@ def check_ready(path: Path) -> Path:
     if not Path("/sys/kernel/btf/vmlinux").exists():
         raise BpfUnavailable("kernel has no BTF (/sys/kernel/btf/vmlinux; needs CONFIG_DEBUG_INFO_BTF)")
     if not path.exists():
-        raise BpfUnavailable(f"BPF object {path} not built: {_clang_hint()}")
+        raise BpfUnavailable(objects.missing(path))
     try:
         from schedtop.bpf import libbpf
 
@@ -92,14 +93,6 @@ def check_ready(path: Path) -> Path:
     except Exception as exc:  # LibbpfNotFound carries its own fix
         raise BpfUnavailable(str(exc)) from None
     return path
-
-
-def _clang_hint() -> str:
-    from shutil import which
-
-    if which("clang") is None:
-        return "install clang (apt-get install clang llvm) and run `make bpf`"
-    return "run `make bpf`"
 
 
 def open_tier(

@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from schedtop.bpf import objects
+
 OPS_NAME = "schedtop_min"
-OBJECT = Path(__file__).resolve().parents[1] / "bpf" / "obj" / "minimal.bpf.o"
+OBJECT = objects.path("minimal")
 STATE = Path("/sys/kernel/sched_ext/state")
 
 

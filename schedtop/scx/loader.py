@@ -17,9 +17,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from schedtop.bpf import objects
 from schedtop.scx import protocol
 
-OBJ_PATH = Path(__file__).resolve().parents[1] / "bpf" / "obj" / "scx.bpf.o"
+OBJ_PATH = objects.path("scx")
 SYSFS = Path("/sys/kernel/sched_ext")
 SCX_OPS_SWITCH_PARTIAL = 8
 MAX_TIMEOUT_MS = 30_000  # the kernel's ceiling for ops.timeout_ms
@@ -65,7 +66,7 @@ def preflight() -> None:
         who = ops.read_text().strip() if ops.exists() else "another scheduler"
         raise LoadError(f"sched_ext is {current} ({who}); unload it first")
     if not OBJ_PATH.exists():
-        raise LoadError(f"{OBJ_PATH} is missing: build it with `make bpf`")
+        raise LoadError(objects.missing(OBJ_PATH))
 
 
 def _write(view: memoryview, offset: int, ctype: type, value: int) -> None:

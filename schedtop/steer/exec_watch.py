@@ -17,9 +17,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from schedtop.bpf import objects
+
 log = logging.getLogger(__name__)
 
-OBJECT = Path(__file__).resolve().parents[1] / "bpf" / "obj" / "exec.bpf.o"
+OBJECT = objects.path("exec")
 EXEC_EXEC, EXEC_RENAME = 1, 2
 EXEC_COMM_LEN = 16
 

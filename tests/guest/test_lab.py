@@ -92,4 +92,4 @@ def test_guest_environment_for_other_guest_tests(tmp_path: Path) -> None:
         probe = d / f".schedtop-guest-probe-{os.getpid()}"
         probe.write_text("x")
         probe.unlink()
-    assert all(os.access(o, os.R_OK) for o in (ROOT / "schedtop" / "bpf" / "obj").glob("*.bpf.o"))
+    assert all(os.access(o, os.R_OK) for o in (ROOT / "schedtop" / "bpf" / "obj").glob("*/*.bpf.o"))

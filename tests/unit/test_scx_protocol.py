@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from schedtop.bpf import objects
 from schedtop.scx import protocol
 from schedtop.scx.policy import CPU_ANY, TaskIn
 
-OBJ = Path(__file__).resolve().parents[2] / "schedtop/bpf/obj/scx.bpf.o"
+OBJ = objects.path("scx")
 
 
 @pytest.fixture(scope="module")
