@@ -49,9 +49,11 @@ class Child:
         self.proc.wait()
 
 
-def spawn(name: str = "stt-child", threads: int = 1, prefix: list[str] | None = None) -> Child:
+def spawn(name: str = "stt-child", threads: int = 1, prefix: list[str] | None = None,
+          python: str | os.PathLike | None = None) -> Child:
+    """``python``: an interpreter the prefix's user can run (the nobody_install fixture's)."""
     n = max(threads, 1)
-    proc = subprocess.Popen([*(prefix or []), sys.executable, "-c", CHILD, name, str(n)],
+    proc = subprocess.Popen([*(prefix or []), python or sys.executable, "-c", CHILD, name, str(n)],
                             stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     tids = [int(t) for t in line.split()]
@@ -103,8 +105,9 @@ def snapshot(pid: int, tid: int | None = None) -> tuple:
 
 
 def schedtop(*args: str, env: dict | None = None, prefix: list[str] | None = None,
-             timeout: float = 60) -> subprocess.CompletedProcess:
-    exe = os.path.join(os.path.dirname(sys.executable), "schedtop")
+             timeout: float = 60, exe: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
+    """The venv's schedtop, or ``exe`` (for another user: the nobody_install fixture's)."""
+    exe = exe or os.path.join(os.path.dirname(sys.executable), "schedtop")
     return subprocess.run([*(prefix or []), exe, *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout)
 

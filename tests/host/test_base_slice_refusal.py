@@ -51,7 +51,7 @@ def test_cli_refusal_is_one_clear_line_and_journals_nothing(state):
     assert not (state / "cli.json").exists()
 
 
-def test_non_root_is_told_it_needs_root(tmp_path):
+def test_non_root_is_told_it_needs_root(tmp_path, nobody_install):
     import shutil
     import tempfile
 
@@ -61,7 +61,7 @@ def test_non_root_is_told_it_needs_root(tmp_path):
     try:
         shutil.chown(xdg, "nobody", "nogroup")
         r = schedtop("set", "--base-slice", "3ms", env={"XDG_STATE_HOME": str(xdg), "SCHEDTOP_STATE_DIR": ""},
-                     prefix=sp.NOBODY)
+                     prefix=sp.NOBODY, exe=nobody_install.schedtop)
         assert r.returncode == 1 and r.stderr.strip() == "schedtop: the global base slice needs root (debugfs)"
     finally:
         shutil.rmtree(xdg, ignore_errors=True)

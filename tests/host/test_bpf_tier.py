@@ -293,10 +293,10 @@ print(json.dumps({"reason": reason, "source": snap.source, "warnings": list(snap
     ["--reuid=65534", "--regid=65534", "--clear-groups"],  # another uid
     ["--inh-caps=-all", "--bounding-set=-all"],  # root without capabilities
 ])
-def test_unprivileged_falls_back_with_the_reason(how: list[str]) -> None:
+def test_unprivileged_falls_back_with_the_reason(how: list[str], nobody_install) -> None:
     import json
 
-    out = subprocess.run(["setpriv", *how, sys.executable, "-c", PROBE], capture_output=True, text=True,
+    out = subprocess.run(["setpriv", *how, nobody_install.python, "-c", PROBE], capture_output=True, text=True,
                          timeout=60, cwd="/")
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)

@@ -146,7 +146,7 @@ def test_profile_tunes_a_new_program_at_once_with_the_hook(tmp_path, hooked):
     assert sess.returncode == 0, err
 
 
-def test_without_root_the_hook_says_why_and_polling_goes_on():
+def test_without_root_the_hook_says_why_and_polling_goes_on(nobody_install):
     d = Path(tempfile.mkdtemp(prefix="schedtop-prof-"))  # pytest's tmp_path is not reachable by nobody
     try:
         d.chmod(0o755)
@@ -156,7 +156,8 @@ def test_without_root_the_hook_says_why_and_polling_goes_on():
         xdg.mkdir()
         shutil.chown(xdg, "nobody", "nogroup")
         env = {"XDG_STATE_HOME": str(xdg), "SCHEDTOP_STATE_DIR": ""}
-        r = schedtop("profile", "apply", str(prof), "--watch", "--duration", "0.5", env=env, prefix=sp.NOBODY)
+        r = schedtop("profile", "apply", str(prof), "--watch", "--duration", "0.5", env=env, prefix=sp.NOBODY,
+                     exe=nobody_install.schedtop)
         assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
         assert "polling every 30s (needs root" in r.stdout, r.stdout
     finally:

@@ -205,22 +205,22 @@ def test_cpuset_forbidding_affinity_is_shown_plainly(child):
         cg.rmdir()
 
 
-def test_non_root_gets_eperm_with_the_reason():
+def test_non_root_gets_eperm_with_the_reason(nobody_install):
     """A nobody process retuning its own nobody child: lowering nice or asking for FIFO fails."""
     xdg = Path(tempfile.mkdtemp(prefix="schedtop-xdg-"))  # pytest's tmp_path is not reachable by nobody
     shutil.chown(xdg, "nobody", "nogroup")
-    c = spawn("stt-nobody", prefix=sp.NOBODY)
+    c = spawn("stt-nobody", prefix=sp.NOBODY, python=nobody_install.python)
     env = {"XDG_STATE_HOME": str(xdg), "SCHEDTOP_STATE_DIR": ""}
     try:
-        r = schedtop("set", str(c.pid), "--fifo", "88", env=env, prefix=sp.NOBODY)
+        r = schedtop("set", str(c.pid), "--fifo", "88", env=env, prefix=sp.NOBODY, exe=nobody_install.schedtop)
         assert r.returncode == 1, r.stdout + r.stderr
         assert f"failed to set pid {c.pid}'s policy: Operation not permitted" in r.stderr
         assert "RLIMIT_RTPRIO is 0" in r.stderr and "Traceback" not in r.stderr
-        r = schedtop("set", str(c.pid), "--nice", "-5", env=env, prefix=sp.NOBODY)
+        r = schedtop("set", str(c.pid), "--nice", "-5", env=env, prefix=sp.NOBODY, exe=nobody_install.schedtop)
         assert r.returncode == 1 and "Operation not permitted" in r.stderr and "CAP_SYS_NICE" in r.stderr
         assert (sp.policy(c.pid), sp.nice(c.pid)) == (0, 0)
         # lowering its own priority is allowed, and journaled in the user's XDG dir (0700)
-        r = schedtop("set", str(c.pid), "--nice", "5", env=env, prefix=sp.NOBODY)
+        r = schedtop("set", str(c.pid), "--nice", "5", env=env, prefix=sp.NOBODY, exe=nobody_install.schedtop)
         assert r.returncode == 0, r.stderr
         assert sp.nice(c.pid) == 5
         d = xdg / "schedtop"
@@ -229,7 +229,8 @@ def test_non_root_gets_eperm_with_the_reason():
         # root-only changes on a root task by nobody: EPERM, plainly
         root_child = spawn("stt-rootchild")
         try:
-            r = schedtop("set", str(root_child.pid), "--pin", "0", env=env, prefix=sp.NOBODY)
+            r = schedtop("set", str(root_child.pid), "--pin", "0", env=env, prefix=sp.NOBODY,
+                         exe=nobody_install.schedtop)
             assert r.returncode == 1 and "Operation not permitted" in r.stderr
         finally:
             root_child.kill()

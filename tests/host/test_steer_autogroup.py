@@ -156,25 +156,27 @@ def test_group_with_no_member_left_is_dropped(own_session, state):
     assert len(j) == 0 and j.restore_all() == []
 
 
-def test_non_root_gets_eperm_for_the_group_and_may_raise_it():
+def test_non_root_gets_eperm_for_the_group_and_may_raise_it(nobody_install):
     xdg = Path(tempfile.mkdtemp(prefix="schedtop-xdg-"))  # pytest's tmp_path is not reachable by nobody
     shutil.chown(xdg, "nobody", "nogroup")
     env = {"XDG_STATE_HOME": str(xdg), "SCHEDTOP_STATE_DIR": ""}
-    c = spawn("stt-ag-nobody", prefix=[*sp.NOBODY, sys.executable, "-c", SETSID_INPROC])
+    c = spawn("stt-ag-nobody", prefix=[*sp.NOBODY, nobody_install.python, "-c", SETSID_INPROC])
     assert os.getsid(c.pid) == c.pid
     try:
         gid, _ = group_of(c.pid)
-        r = schedtop("set", str(c.pid), "--nice", "-5", "--group", env=env, prefix=sp.NOBODY)
+        r = schedtop("set", str(c.pid), "--nice", "-5", "--group", env=env, prefix=sp.NOBODY,
+                     exe=nobody_install.schedtop)
         assert r.returncode == 1 and "Traceback" not in r.stderr
         assert f"failed to set pid {c.pid}'s autogroup nice to -5: Operation not permitted" in r.stderr
         assert "CAP_SYS_NICE" in r.stderr
         assert group_of(c.pid) == (gid, 0) and sp.nice(c.pid) == 0
         # raising it is allowed and journaled; `schedtop restore` as nobody may lower the group's
         # nice back to 0 (the kernel checks only nice < 0 there), but not the thread's (RLIMIT_NICE)
-        r = schedtop("set", str(c.pid), "--nice", "5", "--group", env=env, prefix=sp.NOBODY)
+        r = schedtop("set", str(c.pid), "--nice", "5", "--group", env=env, prefix=sp.NOBODY,
+                     exe=nobody_install.schedtop)
         assert r.returncode == 0, r.stderr
         assert group_of(c.pid) == (gid, 5)
-        r = schedtop("restore", env=env, prefix=sp.NOBODY)
+        r = schedtop("restore", env=env, prefix=sp.NOBODY, exe=nobody_install.schedtop)
         assert f"autogroup-{gid}" in r.stdout and "nice 0: restored" in r.stdout
         assert r.returncode == 1 and "raising priority needs root or CAP_SYS_NICE" in r.stderr
         assert group_of(c.pid) == (gid, 0) and sp.nice(c.pid) == 5
