@@ -118,7 +118,7 @@ except ImportError:  # run as `make bpf`'s compiler, without hatchling
     BuildHookInterface = object  # type: ignore[assignment,misc]
 
 
-class BpfObjectsHook(BuildHookInterface):  # type: ignore[misc,valid-type]
+class BpfObjectsHook(BuildHookInterface):
     """Puts schedtop/bpf/obj/<machine>/*.bpf.o into the wheel and tags it py3-none-linux_<machine>."""
 
     def initialize(self, version: str, build_data: dict) -> None:

@@ -92,7 +92,7 @@ def install(wheel: Path) -> Install:
     info = metadata.Distribution.at(next(site.glob("schedtop-*.dist-info")))  # the wheel's own requirements
     for dist in _closure(info.requires or []):
         for f in dist.files or []:
-            src = Path(dist.locate_file(f))
+            src = Path(str(dist.locate_file(f)))
             try:
                 rel = src.resolve().relative_to(here)
             except ValueError:  # scripts in bin/, data outside site-packages
