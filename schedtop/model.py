@@ -135,6 +135,24 @@ class SchedulerInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ViewRequest:
+    """What the view asks of the next collect. The UI builds one per poll and hands it to
+    `collect(request)`; nothing the UI thread sets on a source is read by the collector."""
+
+    threads: bool = True  # one row per thread; False folds them into one row per process
+    detail_tid: int | None = None  # read this task's full /proc sched (the detail screen, the side pane)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDetail:
+    """The followed task's /proc/PID/task/TID/sched, every field as the kernel prints it."""
+
+    pid: int
+    tid: int
+    fields: Mapping[str, str] = field(default_factory=dict)  # {} once the task is gone
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything one collection interval produced."""
 
@@ -155,6 +173,7 @@ class Snapshot:
     # Per-tier extras that old readers can ignore (bpf counters, scx stats, ...).
     extras: Mapping[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
+    detail: TaskDetail | None = None  # only when a ViewRequest asked for it
 
 
 # --- JSON form -------------------------------------------------------------
@@ -250,4 +269,9 @@ def snapshot_from_dict(data: Any) -> Snapshot:
                 f"snapshot schema {schema} is newer than this schedtop understands "
                 f"({SCHEMA_VERSION}); upgrade schedtop"
             )
+        extras = data.get("extras")
+        if isinstance(extras, dict) and "sched_detail" in extras and "detail" not in data:
+            # Recordings before TaskDetail kept the followed task's fields in extras.
+            data = {**data, "extras": {k: v for k, v in extras.items() if k != "sched_detail"},
+                    "detail": extras["sched_detail"]}
     return from_dict(Snapshot, data)

@@ -26,7 +26,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=8)
     args = ap.parse_args()
     size = record_session(args.out, args.frames, use_bpf=True,
-                          keep_extras=("bpf", "sched_detail"), detail=True)
+                          keep_extras=("bpf",), detail=True)
     print(f"{args.out}: {size} bytes")
     return 0
 

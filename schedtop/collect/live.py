@@ -19,7 +19,7 @@ from schedtop.collect import debugfs
 from schedtop.collect.fold import fold_processes
 from schedtop.collect.procfs import ProcfsReader, ThreadSample
 from schedtop.collect.sched_ext import SCHED_EXT, read_scheduler_info
-from schedtop.model import POLICY_NAMES, CpuStat, QueuedTask, Snapshot, Task
+from schedtop.model import POLICY_NAMES, CpuStat, QueuedTask, Snapshot, Task, TaskDetail, ViewRequest
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,7 @@ class LiveSource:
         the whole machine, and a filtered tier would measure latency for -p's tasks only.
         """
         self.pids = tuple(pids)
-        self.threads = threads  # thread rows, or processes with their threads folded in
-        self.detail_tid: int | None = None  # if set, extras["sched_detail"] has its full /proc sched
+        self.default_request = ViewRequest(threads=threads)  # for collect() without a request
         self._reader = ProcfsReader(procfs_root)
         self._sched_ext_root = sched_ext_root
         self._use_bpf = use_bpf
@@ -156,7 +155,10 @@ class LiveSource:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def collect(self) -> Snapshot:
+    def collect(self, request: ViewRequest | None = None) -> Snapshot:
+        """One snapshot, built whole: procfs/debugfs, then the BPF tier's parts, then the
+        monitor's own cost. The request says which rows and which detail the view wants."""
+        request = request or self.default_request
         with self._lock:
             t = self._tier_thread
             if t is not None:
@@ -165,17 +167,16 @@ class LiveSource:
                 if not t.is_alive():
                     self._tier_thread = None
                     self._warnings.extend(self._tier_warnings)
-            snap = self._collect()
+            snap, own = self._collect(request)
             if self._tier is not None and self._tier_thread is None:
                 t0 = time.thread_time()
                 try:
                     snap = self._tier.enrich(snap)
                 except Exception as exc:
                     snap = replace(snap, warnings=snap.warnings + (f"BPF tier: {exc}",))
-                own = snap.extras.get("collector")
-                if isinstance(own, dict):  # ours, not yet handed out: still ours to fill
-                    own["bpf_cpu_ms"] = (time.thread_time() - t0) * 1e3
-            return snap
+                own["bpf_cpu_ms"] = (time.thread_time() - t0) * 1e3
+            # The monitor's own cost goes in last, so no part of the snapshot changes after it is built.
+            return replace(snap, extras={**snap.extras, "collector": own})
 
     # --- internals ---------------------------------------------------------
 
@@ -195,7 +196,7 @@ class LiveSource:
         except Exception as exc:
             self._tier_warnings.append(f"BPF tier failed to open: {exc}")
 
-    def _collect(self) -> Snapshot:
+    def _collect(self, request: ViewRequest) -> tuple[Snapshot, dict[str, Any]]:
         t_cpu = time.thread_time()
         warnings = list(self._warnings)
         cpu_times = self._reader.cpu_times()
@@ -252,14 +253,13 @@ class LiveSource:
             wanted = set(self.pids)
             shown = [s for s in samples if s.pid in wanted]
         tasks = self._thread_rows(shown, rates)
-        if not self.threads:
-            tasks = fold_processes(tasks)
+        if not request.threads:
+            tasks = fold_processes(tasks)  # here, not in the view: the BPF tier then sums whole processes
 
         extras: dict[str, Any] = {}
         if rq is not None and rq.base_slice_ns is not None:
             extras["debugfs"] = {"base_slice_ns": rq.base_slice_ns}
-        if self.detail_tid is not None:
-            extras["sched_detail"] = self._detail(self.detail_tid, samples)
+        detail = self._detail(request.detail_tid, samples) if request.detail_tid is not None else None
         # The monitor's own cost, per part, so it can be shown and benchmarked.
         own: dict[str, Any] = {"procfs_cpu_ms": (time.thread_time() - t_cpu) * 1e3, "extras_cpu_ms": {},
                "threads_read": self._reads, "threads_cached": len(samples) - self._reads}
@@ -270,7 +270,6 @@ class LiveSource:
             except Exception as exc:  # another area's bug must not stop the monitor
                 warnings.append(f"{name}: {type(exc).__name__}: {exc}")
             own["extras_cpu_ms"][name] = (time.thread_time() - t) * 1e3
-        extras["collector"] = own
 
         self._prev_ts = now
         self._prev_cpu = cpu_times
@@ -289,7 +288,8 @@ class LiveSource:
             source="procfs+debugfs" if rq is not None else "procfs",  # what this snapshot really used
             warnings=tuple(warnings),
             extras=extras,
-        )
+            detail=detail,
+        ), own
 
     def _read_threads(self, rq: debugfs.SchedDebug | None) -> list[ThreadSample]:
         """Every thread (estimates need them all); with debugfs, the followed ones only.
@@ -477,6 +477,6 @@ class LiveSource:
         self._rows = rows
         return tuple(out)
 
-    def _detail(self, tid: int, samples: Sequence[ThreadSample]) -> dict[str, Any]:
+    def _detail(self, tid: int, samples: Sequence[ThreadSample]) -> TaskDetail:
         pid = next((s.pid for s in samples if s.tid == tid), tid)
-        return {"pid": pid, "tid": tid, "fields": self._reader.sched_fields(pid, tid)}
+        return TaskDetail(pid, tid, self._reader.sched_fields(pid, tid))

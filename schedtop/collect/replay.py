@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, Mapping, overload
 
 from schedtop.collect.fold import fold_processes
-from schedtop.model import SCHEMA_VERSION, SchemaError, Snapshot, snapshot_from_dict
+from schedtop.model import SCHEMA_VERSION, SchemaError, Snapshot, ViewRequest, snapshot_from_dict
 
 REPLAY_VERSION = 1
 
@@ -455,7 +455,6 @@ class ReplaySource:
         self.replay = replay
         self.pos = -1  # index of the frame last returned; -1 before the first
         self.speed = 1.0
-        self.threads = True  # False: thread rows are folded into process rows, as live
 
     def __len__(self) -> int:
         return len(self.replay.snapshots)
@@ -464,21 +463,23 @@ class ReplaySource:
     def at_end(self) -> bool:
         return self.pos >= len(self.replay.snapshots) - 1
 
-    def current(self) -> Snapshot:
-        return self._frame(max(self.pos, 0))
+    def current(self, request: ViewRequest | None = None) -> Snapshot:
+        return self._frame(max(self.pos, 0), request)
 
-    def _frame(self, i: int) -> Snapshot:
+    def _frame(self, i: int, request: ViewRequest | None = None) -> Snapshot:
         s = self.replay.snapshots[i]
         if s.source != "replay":
             s = replace(s, source="replay", extras={**s.extras, "recorded_source": s.source})
-        if not self.threads:
-            s = replace(s, tasks=fold_processes(s.tasks))
+        if request is not None and not request.threads:
+            s = replace(s, tasks=fold_processes(s.tasks))  # as live; the recording keeps its threads
         return s
 
-    def collect(self) -> Snapshot:
+    def collect(self, request: ViewRequest | None = None) -> Snapshot:
+        """The next frame. A request's thread/process choice is honoured; the detail it asks
+        for is whatever was recorded."""
         if self.at_end:
-            return self.current()
-        snap = self._frame(self.pos + 1)  # a bad frame raises before the position moves
+            return self.current(request)
+        snap = self._frame(self.pos + 1, request)  # a bad frame raises before the position moves
         self.pos += 1
         return snap
 

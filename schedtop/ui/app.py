@@ -23,7 +23,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 
 from schedtop.collect.fold import fold_processes
-from schedtop.model import Snapshot, Task
+from schedtop.model import Snapshot, Task, ViewRequest
 from schedtop.ui import bpf_actions, ext_actions, scx_actions, steer_actions
 from schedtop.ui.bpf_actions import BpfActions
 from schedtop.ui.config import Config, ConfigError
@@ -132,7 +132,8 @@ class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[
         self.history = History()
         self.paused = paused  # a replay started paused shows its first frame and waits
         self.pending = 0  # frames collected while paused
-        self.thread_mode = bool(getattr(source, "threads", True))
+        self.thread_mode = True
+        self.detail_tid: int | None = None  # whose /proc sched the next collect reads (detail screen, side pane)
         self.follow_pid: int | None = None
         self.error: str | None = None
         self.collect_ms: float = 0.0
@@ -210,8 +211,8 @@ class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[
         if pane.display != wide:
             pane.display = wide
             self._show_pane()
-            if not wide and hasattr(self.source, "detail_tid") and not isinstance(self.screen, DetailScreen):
-                self.source.detail_tid = None  # nothing shows the fields any more
+            if not wide and not isinstance(self.screen, DetailScreen):
+                self.detail_tid = None  # nothing shows the fields any more
 
     def _show_pane(self) -> None:
         pane = self.query_one(TaskPane)
@@ -220,9 +221,9 @@ class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[
         table = self.query_one(TaskTable)
         task = table.selected
         tid = task.tid if task is not None else None
-        if hasattr(self.source, "detail_tid") and not self.replay and not isinstance(self.screen, DetailScreen):
-            self.source.detail_tid = tid  # the next collect reads its /proc sched fields for the pane
-        detail = self.snapshot.extras.get("sched_detail") if self.snapshot is not None else None
+        if not self.replay and not isinstance(self.screen, DetailScreen):
+            self.detail_tid = tid  # the next collect reads its /proc sched fields for the pane
+        detail = self.snapshot.detail if self.snapshot is not None else None
         pane.show(task, tid, self.history.trail(tid) if tid is not None else None, detail, self.replay)
 
     @on(TaskTable.CursorMoved)
@@ -236,6 +237,10 @@ class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[
                            and self.size.width >= LATENCY_MIN_WIDTH)
 
     # --- what mixins use ----------------------------------------------------
+
+    def view_request(self) -> ViewRequest:
+        """What the next collect is asked for: built on the UI thread, read by the collector's."""
+        return ViewRequest(threads=self.thread_mode, detail_tid=None if self.replay else self.detail_tid)
 
     def selected_task(self) -> Task | None:
         if self.snapshot is None:
@@ -402,12 +407,11 @@ class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[
         self._open_detail(event.task_row)
 
     def _open_detail(self, task: Task) -> None:
-        if hasattr(self.source, "detail_tid"):
-            self.source.detail_tid = task.tid  # the collector reads /proc/.../sched for it
+        if not self.replay:
+            self.detail_tid = task.tid  # the collector reads /proc/.../sched for it
 
         def closed(_: object) -> None:
-            if hasattr(self.source, "detail_tid"):
-                self.source.detail_tid = None
+            self.detail_tid = None
             self._show_pane()  # the side pane (wide terminals) takes the collector's detail back
 
         self.push_screen(DetailScreen(task.tid), closed)
@@ -422,9 +426,7 @@ class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[
         self.push_screen(QueueScreen(cpu))
 
     def action_threads(self) -> None:
-        self.thread_mode = not self.thread_mode
-        if hasattr(self.source, "threads") and not self.replay:
-            self.source.threads = self.thread_mode
+        self.thread_mode = not self.thread_mode  # the next request asks for it; this frame is folded here
         if self.snapshot is not None:
             self.show(self.snapshot)
         self._render_state()

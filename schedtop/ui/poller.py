@@ -21,7 +21,7 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from schedtop.model import Snapshot
+from schedtop.model import Snapshot, ViewRequest
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
@@ -65,14 +65,14 @@ class Poller:
             self._render_state()
             return
         self._polling = True
-        self._collect()
+        self._collect(self.view_request())
 
     @work(thread=True, exclusive=False, group="collect", exit_on_error=False)
-    def _collect(self) -> None:
+    def _collect(self, request: ViewRequest) -> None:
         worker = get_current_worker()
         t0 = time.perf_counter()
         try:
-            snap = self.source.collect()
+            snap = self.source.collect(request)
         except Exception as exc:  # a collector bug must not take the UI down
             if not worker.is_cancelled:
                 from schedtop.collect.replay import ReplayError

@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from schedtop.collect.live import LiveSource
+from schedtop.model import ViewRequest
 from schedtop.collect.procfs import ProcfsReader
 
 NCPU = os.cpu_count() or 1
@@ -101,8 +102,7 @@ def test_threads_and_folding(spawn):
     rows = src.collect().tasks
     assert sorted(t.tid for t in rows) == sorted(int(x) for x in os.listdir(f"/proc/{p.pid}/task"))
     assert all(t.pid == p.pid for t in rows)
-    src.threads = False
-    (proc,) = src.collect().tasks
+    (proc,) = src.collect(ViewRequest(threads=False)).tasks
     assert (proc.pid, proc.tid, proc.nr_threads) == (p.pid, p.pid, 4)
 
 
@@ -184,11 +184,10 @@ def test_extras_and_their_failures():
 
 def test_detail_pane_fields():
     src = LiveSource(pids=[os.getpid()], use_bpf=False)
-    src.detail_tid = os.getpid()
-    detail = src.collect().extras["sched_detail"]
-    assert detail["tid"] == os.getpid()
-    assert detail["fields"]["policy"] == "0"
-    assert "se.vruntime" in detail["fields"] and "nr_switches" in detail["fields"]
+    detail = src.collect(ViewRequest(detail_tid=os.getpid())).detail
+    assert detail is not None and detail.tid == os.getpid()
+    assert detail.fields["policy"] == "0"
+    assert "se.vruntime" in detail.fields and "nr_switches" in detail.fields
 
 
 def test_bpf_hook_failure_is_a_warning():

@@ -279,11 +279,11 @@ def test_detail_gets_proc_sched_fields_through_the_collector():
         app.query_one(TaskTable).select_tid(me)
         await pilot.press("enter")
         assert isinstance(app.screen, DetailScreen) and app.screen.tid == me
-        assert app.source.detail_tid == me
+        assert app.view_request().detail_tid == me
         await wait_for(pilot, lambda: "se.vruntime" in str(app.screen.query_one("#detail-fields-text").render()))
         await wait_for(pilot, lambda: len(app.history.trail(me).wait_ns_per_s) >= 3)
         await pilot.press("escape")
-        assert app.source.detail_tid is None
+        assert app.view_request().detail_tid is None
 
     run_live(body, pids=(me,))
 
@@ -299,10 +299,10 @@ def test_wide_side_pane_follows_the_cursor_with_proc_fields():
         assert pane.display
         await wait_for(pilot, lambda: app.query_one(TaskTable).select_tid(me))
         # the pane follows on the table's CursorMoved message, which is handled after this call
-        await wait_for(pilot, lambda: app.source.detail_tid == me)
+        await wait_for(pilot, lambda: app.view_request().detail_tid == me)
         await wait_for(pilot, lambda: "se.vruntime" in str(pane.query_one("#pane-fields").render()))
         assert f"pid {me}" in str(pane.query_one("#pane-summary").render())
         await pilot.resize_terminal(120, 40)
-        await wait_for(pilot, lambda: not pane.display and app.source.detail_tid is None)
+        await wait_for(pilot, lambda: not pane.display and app.view_request().detail_tid is None)
 
     run_live(body, size=(200, 60), pids=(me,))

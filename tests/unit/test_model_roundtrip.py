@@ -9,7 +9,7 @@ import pytest
 
 from schedtop.collect.live import LiveSource
 from schedtop.collect.sched_ext import read_scheduler_info
-from schedtop.model import SCHEMA_VERSION, SchemaError, snapshot_from_dict, to_dict
+from schedtop.model import SCHEMA_VERSION, SchemaError, ViewRequest, snapshot_from_dict, to_dict
 
 
 def test_live_snapshot_round_trip():
@@ -18,8 +18,7 @@ def test_live_snapshot_round_trip():
     snap = src.collect()
     back = snapshot_from_dict(json.loads(json.dumps(to_dict(snap))))
     assert back == snap
-    src.threads = False
-    folded = src.collect()
+    folded = src.collect(ViewRequest(threads=False))
     assert snapshot_from_dict(json.loads(json.dumps(to_dict(folded)))) == folded
 
 
@@ -70,3 +69,21 @@ def test_scheduler_schedtop_partial(tmp_path):
     # Survives the JSON form like the rest of a snapshot.
     snap = replace(LiveSource(use_bpf=False, sched_ext_root=root).collect(), scheduler=info)
     assert snapshot_from_dict(json.loads(json.dumps(to_dict(snap)))).scheduler == info
+
+
+def test_old_recordings_detail_moves_from_extras_to_its_part():
+    """Recordings made before TaskDetail kept the followed task's /proc sched in
+    extras["sched_detail"]; they load with it as Snapshot.detail, and round-trip as that."""
+    from pathlib import Path
+
+    from schedtop.collect.replay import load_replay
+    from schedtop.model import TaskDetail
+
+    raw = (Path(__file__).parents[1] / "tui" / "session-bpf.jsonl").read_text()
+    assert '"sched_detail"' in raw  # the old form, as recorded
+    snaps = [s for s in load_replay(str(Path(__file__).parents[1] / "tui" / "session-bpf.jsonl")).snapshots]
+    with_detail = [s for s in snaps if s.detail is not None]
+    assert with_detail and all("sched_detail" not in s.extras for s in snaps)
+    d = with_detail[0].detail
+    assert isinstance(d, TaskDetail) and d.tid > 0 and "se.vruntime" in d.fields
+    assert snapshot_from_dict(json.loads(json.dumps(to_dict(with_detail[0])))) == with_detail[0]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from schedtop.collect.live import LiveSource
+from schedtop.model import ViewRequest
 from schedtop.collect.procfs import (
     ProcfsReader,
     parse_cpu_list,
@@ -97,8 +98,7 @@ def test_fixture_live_source_fifo_and_folding():
     assert all(not c.nr_running_exact for c in snap.cpus)
     row = next(t for t in snap.tasks if t.tid == b["pid"])
     assert (row.comm, row.policy, row.rt_priority, row.prio) == (b["comm"], "FIFO", b["rt_priority"], b["prio"])
-    src.threads = False
-    folded = {t.pid: t for t in src.collect().tasks}
+    folded = {t.pid: t for t in src.collect(ViewRequest(threads=False)).tasks}
     assert folded[EXPECTED["a"]["pid"]].nr_threads == EXPECTED["a"]["threads"]
     assert folded[b["pid"]].nr_threads == 1
 

@@ -18,7 +18,7 @@ from schedtop.collect.replay import (
     load_replay,
     parse_replay,
 )
-from schedtop.model import SCHEMA_VERSION, to_dict
+from schedtop.model import SCHEMA_VERSION, ViewRequest, to_dict
 
 SESSION = Path(__file__).resolve().parents[1] / "fixtures" / "session.jsonl"
 
@@ -251,8 +251,7 @@ def test_replay_folds_threads_like_live():
 
     src = ReplaySource(load_replay(SESSION))
     threads = src.collect()
-    src.threads = False
-    procs = src.current()
+    procs = src.current(ViewRequest(threads=False))
     assert {t.pid for t in procs.tasks} == {t.pid for t in threads.tasks}
     assert len(procs.tasks) == len({t.pid for t in threads.tasks})
     assert all(p.tid == p.pid for p in procs.tasks)

@@ -1,6 +1,6 @@
 """The selected task in depth: sparklines of its vruntime growth, wait and slice, plus /proc/PID/sched.
 
-The /proc fields arrive through the collector (Snapshot.extras['sched_detail']),
+The /proc fields arrive through the collector (Snapshot.detail),
 never read here: this screen only renders.
 """
 
@@ -43,7 +43,7 @@ class DetailScreen(Screen[None]):
             task = next((t for t in snap.tasks if t.tid == self.tid), None)
         set_text(self.query_one("#detail-summary", Static), task_summary(task, self.tid))
         self.query_one(TaskSparks).show(self.app.history.trail(self.tid))
-        detail = snap.extras.get("sched_detail") if snap is not None else None
+        detail = snap.detail if snap is not None else None
         set_text(self.query_one("#detail-fields-text", Static), fields_markup(detail, self.tid, self.app.replay))
 
     def action_close(self) -> None:

@@ -5,14 +5,14 @@ The same pieces make the top of the detail screen (Enter), so the two never diff
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape
 from textual.widgets import Static
 
-from schedtop.model import Task
+from schedtop.model import Task, TaskDetail
 from schedtop.ui.history import TaskTrail
 from schedtop.ui.widgets.format import compact_cpus, fmt_ns, fmt_rate, fmt_us, fmt_vruntime, spark
 from schedtop.ui.widgets.text import set_text
@@ -42,12 +42,12 @@ def task_summary(t: Task | None, tid: int | None) -> str:
     )
 
 
-def fields_markup(detail: Mapping[str, Any] | None, tid: int, replay: bool = False) -> str:
-    if not isinstance(detail, Mapping) or detail.get("tid") != tid:
+def fields_markup(detail: TaskDetail | None, tid: int, replay: bool = False) -> str:
+    if detail is None or detail.tid != tid:
         if replay:
             return "[$text-muted]this recording has no /proc sched fields for this task[/]"
         return "[$text-muted]waiting for the collector to read /proc/PID/task/TID/sched…[/]"
-    fields = detail.get("fields") or {}
+    fields = detail.fields
     if not fields:
         return "[$text-muted]/proc/PID/sched is not readable for this task[/]"
     width = max(len(k) for k in fields)
@@ -89,7 +89,7 @@ class TaskPane(Vertical):
         yield Static(id="pane-fields")
 
     def show(self, task: Task | None, tid: int | None, trail: TaskTrail | None,
-             detail: Mapping[str, Any] | None = None, replay: bool = False) -> None:
+             detail: TaskDetail | None = None, replay: bool = False) -> None:
         set_text(self.query_one("#pane-summary", Static), task_summary(task, tid))
         self.query_one(TaskSparks).show(trail)
         fields = fields_markup(detail, tid, replay) if tid is not None else ""
