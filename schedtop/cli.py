@@ -11,7 +11,12 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
+
+# Bounds shared with the config file (ui/config.py is small and imports nothing heavy).
+from schedtop.ui.config import DELAY_RANGE, MAX_DELAY, MIN_DELAY
+
+MAX_ONCE_DELAY = 5.0  # --once: a script asking for -d 60 is not kept waiting a minute
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -39,14 +44,23 @@ subcommands:
 """ + "\n".join(f"  {name:<10} {text}" for name, (_, text) in SUBCOMMANDS.items())
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return value
+def seconds_in(lo: float, hi: float):
+    """An argparse type: seconds as a finite number in lo..hi (nan, inf and 1e12 refused)."""
+    def conv(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {_short(text)}") from None
+        if not lo <= value <= hi:  # false for nan too
+            raise argparse.ArgumentTypeError(f"{_short(text)} s is out of range: {lo:g}..{hi:g} seconds")
+        return value
+    conv.__name__ = "seconds"
+    return conv
+
+
+def _short(text: str, n: int = 30) -> str:
+    r = repr(text)
+    return r if len(r) <= n else r[: n - 4] + "...'"
 
 
 def pid_list(text: str) -> list[int]:
@@ -68,16 +82,18 @@ def monitor_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("-d", "--delay", type=positive_float, default=None, metavar="SECONDS",
-                   help="refresh interval (default: the config's delay, else 1.0)")
+    p.add_argument("-d", "--delay", type=seconds_in(MIN_DELAY, MAX_DELAY), default=None, metavar="SECONDS",
+                   help=f"refresh interval, {DELAY_RANGE} s (default: the config's delay, else 1.0; "
+                        f"--once waits at most {MAX_ONCE_DELAY:g} s between its two samples)")
     p.add_argument("-p", "--pid", type=pid_list, action="extend", default=[], metavar="PID[,PID...]",
                    help="follow these pids (repeatable, or comma-separated)")
     p.add_argument("--once", action="store_true", help="print one snapshot and exit")
     p.add_argument("--json", action="store_true", help="with --once: JSON instead of a table")
     p.add_argument("--record", metavar="FILE", help="record snapshots and actions to JSON Lines")
-    p.add_argument("--replay", metavar="FILE", help="drive the TUI from a recorded file")
+    p.add_argument("--replay", metavar="FILE", help="drive the TUI from a recorded file (with --once: print its last frame)")
     p.add_argument("--no-bpf", action="store_true", help="use procfs only, never load BPF")
-    p.add_argument("--profile", metavar="FILE", help="apply a TOML tuning profile live")
+    p.add_argument("--profile", metavar="FILE", help="apply a TOML tuning profile live (TUI only; "
+                   "for one pass: schedtop profile apply FILE)")
     p.add_argument("--keep", action="store_true", help="keep tuning changes on exit")
     p.add_argument("--config", metavar="FILE", help="config file (default: XDG config schedtop/config.toml)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (libbpf too)")
@@ -91,7 +107,11 @@ def _version() -> str:
     return f"schedtop {__version__}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse(argv: Sequence[str] | None = None) -> tuple[Callable[[argparse.Namespace], int], argparse.Namespace]:
+    """The command line checked whole, nothing run yet: (what to run, its arguments).
+
+    Bad input exits 2 with argparse's one-line usage error (SystemExit), as every option's
+    bounds are checked here; the fuzz tests drive this directly."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         name = argv[0]
@@ -100,13 +120,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog=f"schedtop {name}", description=text)
         module.configure(parser)
         args = parser.parse_args(argv[1:])
-        _logging(getattr(args, "verbose", 0))
-        return int(module.run(args) or 0)
+        check = getattr(module, "check", None)  # options that only mean something together
+        problem = check(args) if check is not None else None
+        if problem:
+            parser.error(problem)
+        return module.run, args
 
-    args = monitor_parser().parse_args(argv)
-    _logging(args.verbose)
+    parser = monitor_parser()
+    args = parser.parse_args(argv)
     if args.json and not args.once:
-        monitor_parser().error("--json needs --once")
+        parser.error("--json needs --once")
+    if args.once and args.profile:  # --once only looks: applying a profile and leaving is `profile apply`
+        parser.error("--profile applies live in the TUI, not with --once; "
+                     "for one pass use: schedtop profile apply FILE")
+    if args.replay and args.record:
+        parser.error("--record and --replay cannot be used together")
+    if args.replay is not None and not args.replay.strip():
+        parser.error("--replay needs a file name")
+    if args.record is not None and not args.record.strip():
+        parser.error("--record needs a file name")
+    return _run_monitor, args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run, args = parse(argv)
+    _logging(getattr(args, "verbose", 0))
+    return int(run(args) or 0)
+
+
+def _run_monitor(args: argparse.Namespace) -> int:
     from schedtop.ui.config import ConfigError, load_config
 
     try:  # read here, so --once and the TUI both refuse a bad or missing --config alike

@@ -17,7 +17,7 @@ from typing import Any
 
 from schedtop.model import Snapshot, to_dict
 
-MAX_ONCE_DELAY = 5.0
+from schedtop.cli import MAX_ONCE_DELAY
 TOP_TASKS = 25
 
 

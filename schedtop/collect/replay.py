@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import io
 import json
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -38,6 +40,7 @@ from typing import Any, BinaryIO, Mapping, overload
 
 from schedtop.collect.fold import fold_processes
 from schedtop.model import SCHEMA_VERSION, SchemaError, Snapshot, ViewRequest, snapshot_from_dict
+from schedtop.outfile import open_output
 
 REPLAY_VERSION = 1
 
@@ -74,12 +77,14 @@ class Recorder:
 
     def __init__(self, path: str | os.PathLike[str], *, host: str = "", kernel: str = "") -> None:
         self.path = os.fspath(path)
+        # No planted symlink followed, no other user's file in /tmp clobbered (outfile.py).
+        raw = self._raw = os.fdopen(open_output(self.path), "wb")
         if self.path.endswith(".gz"):
             # Long sessions: ~500 KB of JSON per frame at 1000 threads. Level 1 keeps the
             # cost small; every flush is a zlib sync point, so a crash loses one line at most.
-            self._f = gzip.open(self.path, "wt", compresslevel=1, encoding="utf-8")
+            self._f = gzip.open(raw, "wt", compresslevel=1, encoding="utf-8")
         else:
-            self._f = open(self.path, "w", encoding="utf-8")
+            self._f = io.TextIOWrapper(raw, encoding="utf-8")
         uname = os.uname()
         self._line({
             "schedtop_replay": REPLAY_VERSION,
@@ -109,8 +114,11 @@ class Recorder:
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
-            self._f = None
+            try:
+                self._f.close()
+            finally:
+                self._f = None
+                self._raw.close()  # gzip leaves a file object it was given open
 
     def __enter__(self) -> "Recorder":
         return self
@@ -202,6 +210,10 @@ def parse_replay(text: str, name: str = "replay") -> Replay:
 # decoding costs ~0.08 ms per task per frame, so an hour at 1 s with 1000 threads would
 # take minutes and GBs eagerly. Below it, everything is checked before the first frame.
 EAGER_BYTES = 8 << 20
+# A recording's JSON compresses about 10-20x at level 1: a .gz that inflates far more than
+# that is not one (a gzip of zeros), and is refused before it fills the temporary disk.
+GUNZIP_RATIO = 200
+GUNZIP_MIN_CAP = 1 << 30
 # Frames kept decoded: the one shown, a step back and forth, and the one in flight.
 CACHE_FRAMES = 8
 # How Recorder.snapshot starts every snapshot line: only such lines are left for later.
@@ -364,11 +376,12 @@ def index_replay(f: BinaryIO, name: str, cache_frames: int = CACHE_FRAMES) -> Re
     return Replay(header=header, snapshots=Frames(f, spans, name, cache_frames), actions=tuple(actions))
 
 
-def _gunzip_to_file(f: BinaryIO, name: str) -> tuple[Any, int]:
+def _gunzip_to_file(f: BinaryIO, name: str, cap: int) -> tuple[Any, int]:
     """Decompress into a private unlinked temporary file; returns it and the text size.
 
     Decompresses what is there: a recorder that crashed left no gzip trailer, but its last
-    sync point ends a complete line (a cut inside a line is caught as truncated)."""
+    sync point ends a complete line (a cut inside a line is caught as truncated). More than
+    `cap` bytes of text is refused: a gzip of zeros must not fill the disk."""
     out = tempfile.TemporaryFile()
     d = zlib.decompressobj(wbits=31)
     try:
@@ -376,7 +389,14 @@ def _gunzip_to_file(f: BinaryIO, name: str) -> tuple[Any, int]:
             chunk = f.read(1 << 20)
             if not chunk:
                 break
-            out.write(d.decompress(chunk))
+            while chunk:  # at most 1 MiB of output per step, however well it compresses
+                out.write(d.decompress(chunk, 1 << 20))
+                chunk = d.unconsumed_tail
+                if out.tell() > cap:
+                    out.close()
+                    raise ReplayError(f"{name}: decompresses to over {cap >> 20} MiB, "
+                                      "far more than a recording of its size")
+        out.write(d.flush())  # a match cut by the 1 MiB step above, at the very end
     except zlib.error:
         out.close()
         raise ReplayError(f"{name}: corrupt gzip data") from None
@@ -392,15 +412,22 @@ def load_replay(path: str | os.PathLike[str], *, eager_bytes: int = EAGER_BYTES,
     Above: the header and actions checked now, snapshots decoded when first shown
     (index_replay), so loading costs a scan of the text, not a decode of every frame."""
     name = os.fspath(path)
+    if not name:
+        raise ReplayError("no replay file named (an empty path)")
     try:
-        f = open(name, "rb")
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+        f = os.fdopen(os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb")
     except OSError as exc:
         raise ReplayError(f"{name}: {exc.strerror or exc}") from None
     keep = False  # the lazy path keeps its file open (Frames reads from it)
     try:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):  # /dev/zero never ends, a FIFO blocks: only files
+            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise ReplayError(f"{name}: {what}: a recording is a file written by --record")
         if f.read(2) == b"\x1f\x8b":
             f.seek(0)
-            tmp, size = _gunzip_to_file(f, name)
+            tmp, size = _gunzip_to_file(f, name, max(GUNZIP_MIN_CAP, GUNZIP_RATIO * st.st_size))
             f.close()
             f = tmp
         else:

@@ -31,6 +31,8 @@ from typing import IO, Iterable, Mapping
 from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
 from perfetto.trace_builder.proto_builder import StreamingTraceProtoBuilder
 
+from schedtop.outfile import open_output
+
 SEQ_ID = 0x5C4ED  # our trusted_packet_sequence_id for track events
 KINDS = ("switch", "waking", "wakeup", "wakeup_new", "migrate")
 # sched_switch prev_state bits as the kernel's TASK_REPORT encodes them (Perfetto decodes these).
@@ -113,13 +115,9 @@ class PerfettoWriter:
         self._first_track_event = True
         self._first_ts: int | None = None
         self._last_ts = 0
-        if exclusive:
-            # A name schedtop chose (the TUI's T, as root, in whatever directory it runs in):
-            # never follow a planted symlink or write into someone else's file.
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            self._file: IO[bytes] = os.fdopen(fd, "wb")
-        else:
-            self._file = open(self.path, "wb")  # a path the user named (-o), like perf record -o
+        # exclusive: a name schedtop chose (the TUI's T): a new file only. Either way no
+        # planted symlink is followed and no one else's file in /tmp is overwritten.
+        self._file: IO[bytes] = os.fdopen(open_output(self.path, exclusive=exclusive), "wb")
         self._out = StreamingTraceProtoBuilder(self._file)
         self._closed = False
         self._header()

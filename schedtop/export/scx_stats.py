@@ -24,6 +24,7 @@ import errno as errno_mod
 import json
 import logging
 import os
+import re
 import selectors
 import socket
 import stat
@@ -77,7 +78,7 @@ def _kind(raw: Any, where: str) -> str:
         return raw
     if isinstance(raw, dict) and isinstance(raw.get("struct"), str):
         return "struct:" + raw["struct"]
-    raise StatsError(f"stats_meta: {where}: unknown kind {raw!r}")
+    raise StatsError(f"stats_meta: {where}: unknown kind {repr(raw)[:60]}")
 
 
 def parse_meta(raw: Any) -> dict[str, StatsStruct]:
@@ -103,15 +104,22 @@ def parse_meta(raw: Any) -> dict[str, StatsStruct]:
                 key = _kind(f["dict"].get("key"), f"{name}.{fname}")
             else:
                 raise StatsError(f"stats_meta: {name}.{fname}: no datum/array/dict")
-            fields.append(StatsField(fname, shape, kind, key, str(f.get("desc", "")), dict(f.get("user", {}))))
+            fields.append(StatsField(fname, shape, kind, key, str(f.get("desc", "")), _user(f.get("user"))))
         out[name] = StatsStruct(
             name=str(m.get("name", name)),
             fields=tuple(fields),
             desc=str(m.get("desc", "")),
             top=bool(m.get("top")),
-            user=dict(m.get("user", {})),
+            user=_user(m.get("user")),
         )
     return out
+
+
+def _user(raw: Any) -> dict[str, str]:
+    """A struct's or field's "user" map (string -> string on the wire); anything else is dropped."""
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): v if isinstance(v, str) else json.dumps(v)[:200] for k, v in raw.items()}
 
 
 def top_struct(meta: Mapping[str, StatsStruct]) -> StatsStruct | None:
@@ -172,7 +180,11 @@ def _leaf(out: list[Metric], path: str, value: Any, kind: str, desc: str) -> Non
     if value is None or isinstance(value, (int, float, str)):
         out.append(Metric(path, value, kind, desc))
     else:
-        out.append(Metric(path, json.dumps(value, sort_keys=True)[:200], kind, desc))
+        try:
+            text = json.dumps(value, sort_keys=True)[:200]
+        except (RecursionError, ValueError):  # nested about as deep as json.loads allows
+            text = "(nested too deep)"
+        out.append(Metric(path, text, kind, desc))
 
 
 def _walk(meta: Mapping[str, StatsStruct], struct: StatsStruct | None, value: Any, prefix: str,
@@ -215,11 +227,35 @@ def _walk(meta: Mapping[str, StatsStruct], struct: StatsStruct | None, value: An
             _leaf(out, path, v, f.kind, f.desc)
 
 
+_NUMBER = re.compile(r"-?[0-9]{1,19}")
+
+
 def _natural(key: str) -> tuple[int, Any]:
-    return (0, int(key)) if key.lstrip("-").isdigit() else (1, key)
+    # Only plain numbers sort as numbers: "--1", "²" and a 5000-digit key sort as text.
+    return (0, int(key)) if _NUMBER.fullmatch(key) else (1, key)
 
 
 # --- client -----------------------------------------------------------------
+
+
+def parse_reply(reply: bytes, path: str, req: str) -> Any:
+    """One reply line's `resp`, or StatsError with one line: whatever the server sent."""
+    try:
+        msg = json.loads(reply)
+    except (ValueError, RecursionError):  # RecursionError: [[[[... nested past the stack
+        raise StatsError(f"{path}: reply is not JSON: {reply[:80]!r}") from None
+    if not isinstance(msg, dict) or not isinstance(msg.get("errno", 0), int) or isinstance(msg.get("errno"), bool):
+        raise StatsError(f"{path}: reply has no errno: {reply[:80]!r}")
+    args = msg.get("args")
+    if args is not None and not isinstance(args, dict):
+        raise StatsError(f"{path}: reply's args is not an object: {reply[:80]!r}")
+    resp = (args or {}).get("resp")
+    err = msg.get("errno", 0)
+    if err != 0:
+        why = os.strerror(err) if 0 < err < 4096 else f"errno {err}" if abs(err) < 10**9 else "bad errno"
+        raise StatsError(f"{path}: {req}: {why} ({str(resp)[:120]})")
+    return resp
+
 
 
 class StatsClient:
@@ -270,17 +306,10 @@ class StatsClient:
             self.close()  # a half-read reply would desynchronise the next request
             raise
         try:
-            msg = json.loads(reply)
-        except ValueError:
+            return parse_reply(reply, self.path, req)
+        except StatsError:
             self.close()
-            raise StatsError(f"{self.path}: reply is not JSON: {reply[:80]!r}") from None
-        if not isinstance(msg, dict) or not isinstance(msg.get("errno", 0), int):
-            raise StatsError(f"{self.path}: reply has no errno: {reply[:80]!r}")
-        resp = (msg.get("args") or {}).get("resp")
-        if msg.get("errno", 0) != 0:
-            err = msg["errno"]
-            raise StatsError(f"{self.path}: {req}: {os.strerror(err)} ({resp})")
-        return resp
+            raise
 
     def _send(self, s: socket.socket, data: bytes, deadline: float) -> None:
         view = memoryview(data)

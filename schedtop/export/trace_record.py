@@ -81,6 +81,12 @@ def tier_counters(tier: Any) -> tuple[int, int]:
     return int(c["events"]), int(c["dropped"]) + int(c.get("lost_user", 0))
 
 
+def _reason(exc: Exception, path: str) -> str:
+    if isinstance(exc, OSError):
+        return f"{path}: {exc.strerror or exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 @dataclass(frozen=True, slots=True)
 class RecordStatus:
     recording: bool
@@ -205,11 +211,14 @@ class TraceRecorder:
             self.bpf_events = ev1 - self._ev0
             self.bpf_dropped = drop1 - self._drop0
         except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.warning("trace recording failed: %s", self.error)
+            self.error = _reason(exc, self.path)
+            log.debug("trace recording failed: %s", self.error)
         finally:
             try:
                 self.summary = writer.close()
+            except Exception as exc:  # e.g. ENOSPC on the last write (-o /dev/full): said once, by stop()
+                self.error = self.error or _reason(exc, self.path)
+                self.summary = None
             finally:
                 if self._own_tier:
                     try:

@@ -45,7 +45,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                      "is journaled first; `schedtop restore` undoes it.")
     p.add_argument("pid", nargs="?", type=int, help="the pid/tid to change (one thread unless --threads/--tree)")
     p.add_argument("--slice", type=_type(units.parse_slice, "slice"), metavar="DUR",
-                   help=f"EEVDF slice, e.g. 3ms, 500us ({units.SLICE_RANGE}) or 'default'")
+                   help=f"EEVDF slice, e.g. 3ms, 500us ({units.SLICE_RANGE}) or 'default'; a bare number is "
+                        "nanoseconds, as chrt -T takes it (3000000 = 3ms)")
     p.add_argument("--pin", "--cpus", dest="pin", type=_type(units.parse_cpulist, "cpus"), metavar="LIST",
                    help="CPU affinity, e.g. 0, 0-1, 0,2 or all")
     p.add_argument("--nice", type=_int_in(-20, 19, "nice"), metavar="N", help="nice value -20..19")

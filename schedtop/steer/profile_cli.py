@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 
+from schedtop.cli import seconds_in
 from schedtop.steer.exec_watch import open_watch
 from schedtop.steer.journal import Journal, JournalError, hand_over, summarize
 from schedtop.steer.actions import sched_ext_available
@@ -29,12 +30,25 @@ def configure(p: argparse.ArgumentParser) -> None:
     a.add_argument("file")
     a.add_argument("--watch", action="store_true", help="keep applying to new tasks until interrupted")
     a.add_argument("--keep", action="store_true", help="with --watch: keep the changes on exit")
-    a.add_argument("--interval", type=float, default=None, metavar="S", help="poll interval (default: the profile's)")
-    a.add_argument("--duration", type=float, default=None, metavar="S", help="with --watch: stop after S seconds")
+    a.add_argument("--interval", type=seconds_in(0.1, 3600), default=None, metavar="S",
+                   help="with --watch: poll interval, 0.1..3600 s (default: the profile's poll)")
+    a.add_argument("--duration", type=seconds_in(0.1, 604800), default=None, metavar="S",
+                   help="with --watch: stop after S seconds, 0.1..604800 (a week; then restore, unless --keep)")
     a.add_argument("--no-exec-hook", action="store_true",
                    help="with --watch: find new tasks by polling only (no BPF exec/rename hook)")
     a.add_argument("-q", "--quiet", action="store_true")
     sub.add_parser("list", help="list the shipped profiles")
+
+
+def check(args: argparse.Namespace) -> str | None:
+    """Options that only mean something together: said at once, before the profile is read."""
+    if getattr(args, "action", None) != "apply" or args.watch:
+        return None
+    for opt, given in (("--duration", args.duration is not None), ("--interval", args.interval is not None),
+                       ("--keep", args.keep), ("--no-exec-hook", args.no_exec_hook)):
+        if given:
+            return f"{opt} needs --watch (without it the profile is applied once and kept)"
+    return None
 
 
 class _Stop(Exception):

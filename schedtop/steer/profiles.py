@@ -36,9 +36,9 @@ Applying is live: `ProfileRunner.poll()` rescans /proc and tunes threads it has 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -48,11 +48,18 @@ from schedtop.steer import autogroup, units
 from schedtop.steer.actions import SteerError, TaskRef, Tuning, sched_ext_available
 from schedtop.steer.change import ChangeReport, change
 from schedtop.steer.journal import Journal
+from schedtop.tomlfile import read_text_file, toml_loads
 
 SELECTORS = ("comm", "thread", "exe", "cgroup")
 SETTINGS = ("policy", "priority", "nice", "slice", "affinity", "group_nice")
 RULE_KEYS = ("name",) + SELECTORS + SETTINGS
 TOP_KEYS = ("name", "description", "poll", "rule")
+
+
+# Bounds on what a profile may hold: a real one is a few KiB, a few rules, a few globs each.
+MAX_PROFILE_BYTES = 1 << 20
+MAX_RULES = 1000
+MAX_GLOBS = 1000  # in the whole profile; each selector's globs are compiled into one regex
 
 
 class ProfileError(ValueError):
@@ -141,23 +148,14 @@ def load(spec: str | os.PathLike, here: bool = True) -> Profile:
     """Read and check a profile. ``here``: also check it against this kernel (policy "ext"
     needs sched_ext); off only to describe a profile, e.g. `schedtop profile list`."""
     path = resolve_path(str(spec))
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read: {exc.strerror}") from None
+    text = read_text_file(path, MAX_PROFILE_BYTES, ProfileError)
     return parse(text, str(path), has_ext=sched_ext_available() if here else None)
 
 
 def parse(text: str, path: str = "<profile>", has_ext: bool | None = None) -> Profile:
     """``has_ext``: whether this kernel has sched_ext; False refuses policy "ext" at its line,
     None does not judge (a pure check of the file)."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
-        where = f"{path}:{m.group(1)}" if m else path
-        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
-        raise ProfileError(f"{where}: TOML syntax: {reason}") from None
+    data = toml_loads(text, path, ProfileError)
     lines = _key_lines(text)
 
     def fail(rule: int | None, key: str, reason: str) -> ProfileError:
@@ -166,20 +164,32 @@ def parse(text: str, path: str = "<profile>", has_ext: bool | None = None) -> Pr
 
     for k in data:
         if k not in TOP_KEYS:
-            raise fail(None, k if (None, k) in lines else f"[{k}]", f"unknown key {k!r} (allowed: {', '.join(TOP_KEYS)})")
+            raise fail(None, k if (None, k) in lines else f"[{k}]", f"unknown key {_value(k)} (allowed: {', '.join(TOP_KEYS)})")
     name = data.get("name", Path(path).stem)
     if not isinstance(name, str):
         raise fail(None, "name", "name must be a string")
     desc = data.get("description", "")
+    if not isinstance(desc, str):
+        raise fail(None, "description", "description must be a string")
     poll = data.get("poll", 1.0)
     if isinstance(poll, bool) or not isinstance(poll, (int, float)) or not 0.1 <= poll <= 3600:
-        raise fail(None, "poll", f"poll must be seconds in 0.1..3600, got {poll!r}")
+        raise fail(None, "poll", f"poll must be seconds in 0.1..3600, got {_value(poll)}")
     raw_rules = data.get("rule", [])
     if not isinstance(raw_rules, list) or not raw_rules:
         raise fail(None, "rule", "a profile needs at least one [[rule]]")
+    if len(raw_rules) > MAX_RULES:
+        raise fail(None, "rule", f"{len(raw_rules)} rules: at most {MAX_RULES}")
     rules = []
+    globs = 0
     for i, r in enumerate(raw_rules):
+        if not isinstance(r, dict):
+            raise fail(None, "rule", f"rule {i + 1} is {type(r).__name__} {_value(r)}: each rule must be "
+                                     "a table, written [[rule]] with its keys below")
         rule = _rule(i, r, fail)
+        globs += sum(len(getattr(rule, k)) for k in SELECTORS)
+        if globs > MAX_GLOBS:
+            raise fail(i, "[[rule]]", f"over {MAX_GLOBS} globs in the profile (at rule {i + 1}): "
+                                      "merge them into fewer patterns")
         if rule.tuning.policy == units.SCHED_EXT and has_ext is False:
             # Refused here, not per task later: every matching task would fail with EINVAL.
             raise fail(i, "policy", "policy \"ext\" needs a kernel with sched_ext (CONFIG_SCHED_CLASS_EXT); "
@@ -193,7 +203,15 @@ def _globs(i, key, value, fail) -> tuple[str, ...]:
         value = [value]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
         raise fail(i, key, f"{key} must be a glob string or a list of them")
+    if len(value) > MAX_GLOBS:
+        raise fail(i, key, f"{len(value)} globs in {key}: at most {MAX_GLOBS} in the profile")
     return tuple(value)
+
+
+def _value(v: object, n: int = 30) -> str:
+    """A value from the file for a message: short, one line."""
+    r = repr(v) if not isinstance(v, (list, dict)) else ("[...]" if isinstance(v, list) else "{...}")
+    return r if len(r) <= n else r[: n - 3] + "..."
 
 
 def _policy(text: str) -> int:
@@ -208,7 +226,7 @@ def _policy(text: str) -> int:
 def _rule(i: int, r: dict, fail) -> Rule:
     for k in r:
         if k not in RULE_KEYS:
-            raise fail(i, k, f"unknown key {k!r} in rule {i + 1} (allowed: {', '.join(RULE_KEYS)})")
+            raise fail(i, k, f"unknown key {_value(k)} in rule {i + 1} (allowed: {', '.join(RULE_KEYS)})")
     sel = {k: _globs(i, k, r[k], fail) for k in SELECTORS if k in r}
     if not sel:
         raise fail(i, "[[rule]]", f"rule {i + 1} matches everything: give comm, thread, exe or cgroup")
@@ -260,9 +278,9 @@ def _rule(i: int, r: dict, fail) -> Rule:
     if "group_nice" in r:
         g = r["group_nice"]
         if isinstance(g, bool) or not isinstance(g, int):
-            raise fail(i, "group_nice", f"group_nice must be an integer -20..19, got {g!r}")
+            raise fail(i, "group_nice", f"group_nice must be an integer -20..19, got {_value(g)}")
         if not -20 <= g <= 19:
-            raise fail(i, "group_nice", f"group_nice {g} is out of range: -20..19")
+            raise fail(i, "group_nice", f"group_nice {_value(g)} is out of range: -20..19")
         group_nice = g
     tuning = Tuning(policy=policy, rt_priority=prio, nice=nice, slice_ns=slice_ns, affinity=aff,
                     group_nice=group_nice)
@@ -302,8 +320,15 @@ def _exe(pid: int) -> str:
         return ""
 
 
+@functools.lru_cache(maxsize=4096)
+def _matcher(globs: tuple[str, ...]):
+    """One compiled regex for a selector's globs: fnmatch's own cache holds 32768 patterns,
+    so matching every thread against a long list would recompile them on every poll."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs)).match
+
+
 def _any(globs: tuple[str, ...], value: str) -> bool:
-    return any(fnmatch.fnmatchcase(value, g) for g in globs)
+    return _matcher(globs)(value) is not None
 
 
 class ProfileRunner:
