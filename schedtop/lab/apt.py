@@ -1,8 +1,9 @@
-"""A private apt configuration for Debian sid: never touches /etc/apt.
+"""A private apt configuration per Debian suite: never touches /etc/apt.
 
 Installing from sid on a Debian 12 host would pull sid's libc into the system,
-so sid is only ever *read* through apt options pointing at our own directory:
-its own sources.list, lists and archive cache, and an empty dpkg status.
+so other suites are only ever *read* through apt options pointing at our own
+directory: its own sources.list, lists and archive cache, and an empty dpkg
+status. One directory per suite, so an index answer always names its suite.
 The mirror is the one the system already uses (read at run time).
 """
 
@@ -61,9 +62,26 @@ def system_mirror(sources: tuple[Path, ...] = SYSTEM_SOURCES) -> str:
     raise LabError("no Debian mirror found in /etc/apt (debian.sources or sources.list); configure apt first")
 
 
+def parse_stanza(text: str) -> dict[str, str]:
+    """The first deb822 stanza of text as a dict (continuation lines joined with newlines)."""
+    fields: dict[str, str] = {}
+    key = ""
+    for line in text.lstrip("\n").splitlines():
+        if not line.strip():
+            break
+        if line[0].isspace() and key:
+            fields[key] += "\n" + line.strip()
+        elif ":" in line:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
 class PrivateApt:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, suite: str = SUITE, source: bool = True) -> None:
         self.root = root
+        self.suite = suite
+        self.source = source  # deb-src too (libbpf's source package comes from sid)
         self.sources = root / "sources.list"
         self.lists = root / "lists"
         self.cache = root / "cache"
@@ -83,17 +101,19 @@ class PrivateApt:
             ensure_dir(d)
         mirror = mirror or system_mirror()
         opts = f"[signed-by={KEYRING}]"
-        text = f"deb {opts} {mirror} {SUITE} main\ndeb-src {opts} {mirror} {SUITE} main\n"
+        text = f"deb {opts} {mirror} {self.suite} main\n"
+        if self.source:
+            text += f"deb-src {opts} {mirror} {self.suite} main\n"
         if not self.sources.exists() or self.sources.read_text() != text:
             self.sources.write_text(text)
 
     def has_lists(self) -> bool:
-        return any(self.lists.glob(f"*_dists_{SUITE}_main_binary-*_Packages*")) and any(
-            self.lists.glob(f"*_dists_{SUITE}_main_source_Sources*"))
+        binary = any(self.lists.glob(f"*_dists_{self.suite}_main_binary-*_Packages*"))
+        return binary and (not self.source or any(self.lists.glob(f"*_dists_{self.suite}_main_source_Sources*")))
 
     def update(self) -> None:
-        """Refresh sid's indexes: the one step of a fetch that needs the network."""
-        with step("apt-get update (Debian sid, private lists)"):
+        """Refresh the suite's indexes: the one step of a fetch that needs the network."""
+        with step(f"apt-get update (Debian {self.suite}, private lists)"):
             proc = subprocess.run(["apt-get", *self.options(), "-q", "update"],
                                   capture_output=True, text=True)
         out = proc.stdout + proc.stderr
@@ -102,28 +122,32 @@ class PrivateApt:
             first = next((l for l in errors if any(h in l for h in _NETWORK_HINTS)), None)
             if first or not self.has_lists():
                 detail = (first or (errors[0] if errors else out.strip()[-200:])).strip()
-                raise LabError(f"no network: apt-get update could not read Debian sid's index ({detail}); "
+                raise LabError(f"no network: apt-get update could not read Debian {self.suite}'s index ({detail}); "
                                "check the network or apt proxy and retry")
             raise LabError(f"apt-get update failed: {errors[0] if errors else out.strip()[-200:]}")
 
     def show(self, package: str) -> dict[str, str]:
-        """The candidate version's control fields, or a clear error if sid has no such package."""
+        """The candidate version's control fields, or a clear error if the suite has no such package."""
         proc = subprocess.run(["apt-cache", *self.options(), "show", "--no-all-versions", package],
                               capture_output=True, text=True)
         if proc.returncode != 0 or not proc.stdout.strip():
-            raise LabError(f"missing package: Debian sid has no package {package!r} "
+            raise LabError(f"missing package: Debian {self.suite} has no package {package!r} "
                            "(run `schedtop lab fetch --refresh` to update the index, or check the name)")
-        fields: dict[str, str] = {}
-        key = ""
-        for line in proc.stdout.splitlines():
-            if not line.strip():
-                break
-            if line[0].isspace() and key:
-                fields[key] += "\n" + line.strip()
-            elif ":" in line:
-                key, _, value = line.partition(":")
-                fields[key] = value.strip()
-        return fields
+        return parse_stanza(proc.stdout)
+
+    def names(self, prefix: str) -> list[str]:
+        """Real package names in the suite's index that start with prefix."""
+        proc = subprocess.run(["apt-cache", *self.options(), "pkgnames", prefix],
+                              capture_output=True, text=True)
+        return sorted(proc.stdout.split()) if proc.returncode == 0 else []
+
+    def show_all(self, packages: list[str]) -> list[dict[str, str]]:
+        """Control fields of each package's candidate (one apt-cache call; unknown names are left out)."""
+        if not packages:
+            return []
+        proc = subprocess.run(["apt-cache", *self.options(), "show", "--no-all-versions", *packages],
+                              capture_output=True, text=True)
+        return [f for f in map(parse_stanza, proc.stdout.split("\n\n")) if "Package" in f]
 
     def uris(self, packages: list[str], source: bool = False) -> list[Remote]:
         """What apt would download for these packages, with sizes and hashes from the signed index."""

@@ -1,4 +1,4 @@
-"""`schedtop lab`: fetch, provide libbpf, boot and run, vmlinux.h, status."""
+"""`schedtop lab`: list kernels, fetch, provide libbpf, boot and run, vmlinux.h, status."""
 
 from __future__ import annotations
 
@@ -13,11 +13,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = ("cache: $SCHEDTOP_CACHE (default ~/.cache/schedtop). "
                      "Example: schedtop lab run -- cat /sys/kernel/sched_ext/state")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = sub.add_parser("fetch", help="download Debian sid's sched_ext kernel into the cache (no network when cached)")
-    p.add_argument("--refresh", action="store_true", help="update sid's index and fetch a newer kernel if there is one")
+    p = sub.add_parser("kernels", help="list the Debian kernels the lab can fetch and boot (suite, version, "
+                                       "sched_ext, cached, download size)")
+    p.add_argument("--refresh", action="store_true", help="update every suite's index first")
+    p.add_argument("--json", action="store_true", help="one JSON object per kernel")
+    p.add_argument("--all", action="store_true", help="every version in the indexes, not only each line's newest")
+    p = sub.add_parser("fetch", help="download a Debian kernel into the cache (no network when cached)")
+    add_kernel_option(p)
+    p.add_argument("--refresh", action="store_true", help="update the suite's index and fetch a newer kernel if there is one")
     p = sub.add_parser("libbpf", help="provide libbpf >= 1.4 (system's, else built from Debian's source package)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the cached libbpf even if present")
     p = sub.add_parser("run", help="boot the guest and run CMD in it as root; exits with CMD's code")
+    add_kernel_option(p)
     p.add_argument("--timeout", type=_seconds, default=900.0, metavar="S",
                    help="kill the guest after S seconds (default 900)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD...", help="the command to run")
@@ -25,6 +32,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--install", action="store_true",
                    help="copy it over the checkout's bpf/vmlinux/x86/vmlinux.h")
     sub.add_parser("status", help="what the cache holds")
+
+
+KERNEL_HELP = ("the guest kernel: a suite (sid, experimental, forky, trixie-backports, trixie = 6.12, "
+               "bookworm = 6.1), a version (7.3, 7.3.4, 6.18) or a release from `schedtop lab kernels`; "
+               "default: sid's current kernel (7.2.13 in Debian's index of 2026-12), the newest sched_ext "
+               "kernel the full guest suite runs on")
+
+
+def add_kernel_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kernel", metavar="SPEC", default=None, help=KERNEL_HELP)
 
 
 def _seconds(text: str) -> float:
@@ -51,7 +68,15 @@ def run(args: argparse.Namespace) -> int:
 def _fetch(args: argparse.Namespace) -> int:
     from schedtop.lab import kernel
 
-    kernel.fetch(refresh=args.refresh)
+    kernel.fetch(refresh=args.refresh, spec=args.kernel)
+    return 0
+
+
+def _kernels(args: argparse.Namespace) -> int:
+    from schedtop.lab import listing
+
+    rows = listing.kernel_rows(refresh=args.refresh, every=args.all)
+    print(listing.as_json(rows) if args.json else listing.as_table(rows))
     return 0
 
 
@@ -65,8 +90,13 @@ def _libbpf(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from schedtop.lab import guest
 
+    from schedtop.lab import kernel
+
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-    result = guest.run(cmd, timeout=args.timeout)
+    if not cmd:
+        raise LabError("no command given: schedtop lab run -- CMD...")
+    k = kernel.fetch(spec=args.kernel) if args.kernel else kernel.require_cached()
+    result = guest.run(cmd, timeout=args.timeout, kernel=k)
     return result.exit_code
 
 
@@ -93,8 +123,11 @@ def _status(args: argparse.Namespace) -> int:
     print(f"cache:   {cache_dir()}")
     k = kernel.cached()
     print(f"kernel:  {k.version} ({k.dir})" if k else "kernel:  none (schedtop lab fetch)")
+    for other in kernel.all_cached():
+        if k is None or other.version != k.version:
+            print(f"         {other.version}: {other.label()}")
     print(f"libbpf:  {libbpf_build.describe()}")
     return 0
 
 
-ACTIONS = {"fetch": _fetch, "libbpf": _libbpf, "run": _run, "vmlinux-h": _vmlinux_h, "status": _status}
+ACTIONS = {"kernels": _kernels, "fetch": _fetch, "libbpf": _libbpf, "run": _run, "vmlinux-h": _vmlinux_h, "status": _status}

@@ -41,6 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "in the guest), scx (schedtop's embedded Python scheduler) or none "
                              "(the default when running locally)")
     parser.add_argument("--local", action="store_true", help="run here even if this kernel has no sched_ext")
+    from schedtop.lab.cli import add_kernel_option
+
+    add_kernel_option(parser)
     parser.add_argument("--shell", action="store_true", help="after schedtop exits, stay in a root shell in the guest")
     parser.add_argument("schedtop_args", nargs=argparse.REMAINDER, metavar="-- ARGS",
                         help="extra arguments for schedtop (e.g. -- -d 0.5)")
@@ -49,9 +52,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     extra = args.schedtop_args[1:] if args.schedtop_args[:1] == ["--"] else args.schedtop_args
     try:
-        if sched_ext_state() is not None or args.local:
+        if args.kernel is None and (sched_ext_state() is not None or args.local):
             return run_local(args.scheduler or "none", extra)
-        return run_guest(args.scheduler or "minimal", extra, args.shell)
+        return run_guest(args.scheduler, extra, args.shell, args.kernel)
     except LabError as exc:
         print(f"schedtop demo: {exc}", file=sys.stderr)
         return 1
@@ -102,23 +105,31 @@ wait 2>/dev/null
 """
 
 
-def run_guest(scheduler: str, schedtop_args: list[str], stay_in_shell: bool) -> int:
+def run_guest(scheduler: str | None, schedtop_args: list[str], stay_in_shell: bool, spec: str | None = None) -> int:
     from schedtop.lab import kernel
+    from schedtop.lab.accel import decide
     from schedtop.lab.guest import check_host_tools, vng_command, vng_env
 
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise LabError("the demo needs a terminal (it runs schedtop's TUI inside the guest)")
-    k = kernel.fetch()
+    k = kernel.fetch(spec=spec)
+    if scheduler in ("minimal", "scx") and not k.sched_ext:
+        raise LabError(f"kernel {k.label()} has no sched_ext: no --scheduler {scheduler} there "
+                       "(use --scheduler none, or a kernel from 6.14 on)")
+    scheduler = scheduler or ("minimal" if k.sched_ext else "none")
     check_host_tools()
-    print(f"schedtop demo: this kernel ({os.uname().release}) has no sched_ext; booting the lab guest "
-          f"({k.version}, TCG, ~15 s)…", file=sys.stderr)
+    accel = decide(k)
+    why = (f"this kernel ({os.uname().release}) has no sched_ext" if spec is None
+           else f"--kernel {spec}")
+    print(f"schedtop demo: {why}; booting the lab guest ({k.label()}, {'KVM' if accel.kvm else 'TCG'}, "
+          f"{'~5' if accel.kvm else '~15'} s)…\nschedtop demo: {accel.line()}", file=sys.stderr)
     rwdir = Path(tempfile.mkdtemp(prefix="schedtop-demo-"))
     try:
         script = rwdir / "demo.sh"
         log = rwdir / "scheduler.log"  # in the --rwdir: what the guest writes here reaches us
         script.write_text(demo_script(scheduler, schedtop_args, stay_in_shell, log))
         script.chmod(0o755)
-        argv = vng_command(k, rwdir, Path.cwd(), exec_cmd=None) + ["--shell", str(script)]
+        argv = vng_command(k, rwdir, Path.cwd(), exec_cmd=None, accel=accel) + ["--shell", str(script)]
         # Interactive: vng owns this terminal until the guest powers off.
         code = subprocess.call(argv, env=vng_env())
         errors = log.read_text(errors="replace").strip() if log.exists() else ""

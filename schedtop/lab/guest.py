@@ -1,4 +1,6 @@
-"""Boot the sched_ext kernel under QEMU (virtme-ng) and run one command in it.
+"""Boot a lab kernel under QEMU (virtme-ng) and run one command in it.
+
+KVM where a probe boot shows it works, else single-threaded TCG (schedtop/lab/accel.py).
 
 The guest sees the host's root filesystem read-only through 9p, with virtme's
 tmpfs/overlay mounts on top. The command's output and exit code travel through
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from schedtop.lab.accel import Accel
 from schedtop.lab.cache import LabError, cache_dir
 from schedtop.lab.kernel import Kernel, require_cached
 from schedtop.lab.progress import console
@@ -118,8 +121,9 @@ sync
 """
 
 
-def vng_command(kernel: Kernel, rwdir: Path, cwd: Path, exec_cmd: str | None) -> list[str]:
-    cmd = [str(find_vng()), "--run", str(kernel.vmlinuz), "--disable-kvm", "--cpus", str(CPUS),
+def vng_command(kernel: Kernel, rwdir: Path, cwd: Path, exec_cmd: str | None, accel: Accel | None = None) -> list[str]:
+    kvm = accel is not None and accel.kvm
+    cmd = [str(find_vng()), "--run", str(kernel.vmlinuz), *([] if kvm else ["--disable-kvm"]), "--cpus", str(CPUS),
            "--memory", MEMORY, "--rwdir", str(rwdir), "--cwd", str(cwd),
            "--user", "root"]  # root in the guest whoever runs us: loading a scheduler needs it
     exported: list[Path] = []
@@ -136,7 +140,9 @@ def vng_command(kernel: Kernel, rwdir: Path, cwd: Path, exec_cmd: str | None) ->
     # each load flips static keys (text_poke_bp's int3), and the other vCPU still runs a
     # stale translation with the int3 in it. Single-threaded TCG: 0 panics in 150 cycles,
     # about 1.6x slower per cycle (tests/guest/test_lab.py, BENCHMARKS.md "Kernel lab").
-    cmd += [f"--qemu-opts={QEMU_ACCEL}"]
+    # Under KVM, vng adds `-machine accel=kvm:tcg -cpu host` itself (real vCPU threads).
+    if not kvm:
+        cmd += [f"--qemu-opts={QEMU_ACCEL}"]
     if exec_cmd is not None:
         cmd += ["--verbose", "--exec", exec_cmd]  # the console goes to vng.log: panics are shown
     return cmd
@@ -149,25 +155,35 @@ def vng_env() -> dict[str, str]:
 
 
 def run(cmd: list[str], timeout: float = 900.0, cwd: Path | None = None, kernel: Kernel | None = None,
-        out: BinaryIO | None = None, quiet: bool = False) -> GuestResult:
-    """Boot, run cmd as root in the guest, stream its output to `out`, return its exit code."""
+        out: BinaryIO | None = None, quiet: bool = False, accel: Accel | None = None) -> GuestResult:
+    """Boot, run cmd as root in the guest, stream its output to `out`, return its exit code.
+
+    accel: None decides (probe boot once per machine and kernel) and says which in one line."""
     if not cmd:
         raise LabError("no command given: schedtop lab run -- CMD...")
     kernel = kernel or require_cached()
     check_host_tools()
+    if accel is None:
+        from schedtop.lab.accel import decide
+
+        accel = decide(kernel)
+        if not quiet:
+            console.print(f"[dim]{accel.line()}[/]", markup=True)
     cwd = (cwd or Path.cwd()).resolve()
     out = out or sys.stdout.buffer
     rwdir = Path(tempfile.mkdtemp(prefix="schedtop-lab-"))
     try:
         script = rwdir / "run.sh"
         script.write_text(guest_script(cmd, rwdir, cwd))
-        argv = vng_command(kernel, rwdir, cwd, f"sh {shlex.quote(str(script))}")
-        return _boot_and_stream(argv, rwdir, timeout, out, quiet)
+        argv = vng_command(kernel, rwdir, cwd, f"sh {shlex.quote(str(script))}", accel)
+        what = f"{kernel.version}, {CPUS} vCPUs, {MEMORY}, {'KVM' if accel.kvm else 'TCG'}"
+        return _boot_and_stream(argv, rwdir, timeout, out, quiet, what)
     finally:
         shutil.rmtree(rwdir, ignore_errors=True)
 
 
-def _boot_and_stream(argv: list[str], rwdir: Path, timeout: float, out: BinaryIO, quiet: bool) -> GuestResult:
+def _boot_and_stream(argv: list[str], rwdir: Path, timeout: float, out: BinaryIO, quiet: bool,
+                     what: str) -> GuestResult:
     log_path = rwdir / "vng.log"
     start = time.monotonic()
     with log_path.open("wb") as log:
@@ -178,7 +194,7 @@ def _boot_and_stream(argv: list[str], rwdir: Path, timeout: float, out: BinaryIO
     offset = 0
     timed_out = False
     status = None
-    spinner = None if quiet else console.status(f"booting the sched_ext guest ({CPUS} vCPUs, {MEMORY}, TCG)…")
+    spinner = None if quiet else console.status(f"booting the guest ({what})…")
     try:
         if spinner:
             spinner.start()
@@ -207,14 +223,17 @@ def _boot_and_stream(argv: list[str], rwdir: Path, timeout: float, out: BinaryIO
     _pump(rwdir / "out", offset, out)
     total = time.monotonic() - start
     tail = log_path.read_text(errors="replace").splitlines()[-15:]
-    if timed_out:
+    if timed_out and not quiet:
         console.print(f"[red]schedtop lab: the guest command did not finish within {timeout:.0f} s; "
                       f"qemu was killed[/]")
+    if timed_out:
         return GuestResult(EXIT_TIMEOUT, boot_seconds, total, True, tail)
     try:
         code = int((rwdir / "rc").read_text().strip())
     except (OSError, ValueError):
         how = f"vng killed by signal {-status}" if status is not None and status < 0 else f"vng exit {status}"
+        if quiet:
+            return GuestResult(EXIT_NO_RESULT, boot_seconds, total, False, tail)
         console.print("[red]schedtop lab: the guest stopped before the command finished "
                       f"(boot failure or kernel panic; {how}); last lines of its log:[/]")
         for line in _crash_lines(log_path):

@@ -43,7 +43,19 @@ def test_state_output_and_exit_code_come_back(tmp_path: Path) -> None:
     assert proc.returncode == 42, proc.stderr
     assert proc.stdout.splitlines() == ["disabled", kernel.cached().version, str(ROOT), "to-stderr"]
     assert "guest booted: command started after" in proc.stderr
+    assert len([l for l in proc.stderr.splitlines() if l.startswith("guest accelerator: ")]) == 1, proc.stderr
     assert list(tmp_path.iterdir()) == []  # the rwdir is cleaned up
+
+
+def test_kernel_option_boots_a_one_package_kernel_without_sched_ext(tmp_path: Path) -> None:
+    """--kernel bookworm: Debian 12's 6.1 (xz vmlinuz, modules under lib/modules in its package)."""
+    k = kernel.cached("bookworm")
+    if k is None:
+        pytest.skip("no cached 6.1 kernel (schedtop lab fetch --kernel bookworm)")
+    proc = lab_run(tmp_path, "--kernel", "bookworm", "--", "sh", "-c",
+                   "uname -r; test -e /sys/kernel/sched_ext || echo no-sched_ext; grep -c 9p /proc/filesystems")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [k.version, "no-sched_ext", "1"]
 
 
 def test_a_hung_guest_is_killed_at_the_timeout(tmp_path: Path) -> None:

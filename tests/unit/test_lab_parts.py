@@ -67,7 +67,7 @@ def test_elf_section_names_of_real_binaries() -> None:
 def test_extract_vmlinux_refuses_what_is_not_a_kernel(tmp_path: Path) -> None:
     plain = tmp_path / "vmlinuz"
     plain.write_bytes(b"MZ" + os.urandom(4096))
-    with pytest.raises(LabError, match="no zstd payload"):
+    with pytest.raises(LabError, match="no zstd or xz payload"):
         kernel.extract_vmlinux(plain, tmp_path / "vmlinux")
     text = tmp_path / "payload"
     text.write_bytes(b"not an elf\n" * 100)
@@ -131,3 +131,34 @@ def test_lab_run_refuses_a_timeout_that_is_no_deadline(bad: str) -> None:
     r = subprocess.run([sys.executable, "-m", "schedtop", "lab", "run", f"--timeout={bad}", "--", "true"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--timeout" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_version_order_and_spec_matching() -> None:
+    from schedtop.lab.catalog import matches, upstream, version_key
+
+    ordered = ["6.1.176", "6.9.1", "6.12.117", "6.18.15", "7.3~rc7", "7.3", "7.3.4"]
+    assert sorted(ordered, key=version_key) == ordered
+    assert upstream("7.3.4-1~bpo13+1") == "7.3.4" and upstream("7.3~rc7-1~exp1") == "7.3~rc7"
+    assert upstream("6.1.176-1") == "6.1.176"
+    assert matches("7.3", "7.3.4", "7.3.4+deb13-amd64") and matches("7.3", "7.3~rc7", "7.3-amd64")
+    assert matches("6.1", "6.1.176", "6.1.0-50-amd64") and not matches("6.1", "6.18.15", "6.18.15+deb13-amd64")
+    assert not matches("7.3", "7.30.1", "7.30.1-amd64")
+    assert matches("6.1.0-50-amd64", "6.1.176", "6.1.0-50-amd64")
+
+
+def test_pick_takes_the_newest_bootable_and_names_what_an_unbootable_one_lacks() -> None:
+    from schedtop.lab.catalog import Offer, pick
+
+    rc = Offer("experimental", "7.3-amd64", "7.3~rc7", "split", ("linux-binary-7.3-amd64",), 1)
+    final = Offer("trixie-backports", "7.3.4+deb13-amd64", "7.3.4", "split", ("linux-binary-7.3.4+deb13-amd64",), 1)
+    leftover = Offer("trixie-backports", "7.1.13+deb13-amd64", "7.1.13", "split",
+                     ("linux-binary-7.1.13+deb13-amd64",), 1,
+                     ("linux-base-7.1.13+deb13-amd64", "linux-modules-7.1.13+deb13-amd64"))
+    assert pick("7.3", [rc, final, leftover]) == final
+    assert pick("7.3-amd64", [rc, final]) == rc
+    assert final.sched_ext and not Offer("trixie", "6.12.1-amd64", "6.12.1", "image", (), 1).sched_ext
+    with pytest.raises(LabError, match=r"kernel 7.1.13: the trixie-backports index has no "
+                                       r"linux-base-7.1.13\+deb13-amd64, linux-modules-7.1.13\+deb13-amd64"):
+        pick("7.1", [leftover, final])
+    with pytest.raises(LabError, match="no kernel matches '5.10'"):
+        pick("5.10", [rc, final])
