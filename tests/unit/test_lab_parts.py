@@ -162,3 +162,33 @@ def test_pick_takes_the_newest_bootable_and_names_what_an_unbootable_one_lacks()
         pick("7.1", [leftover, final])
     with pytest.raises(LabError, match="no kernel matches '5.10'"):
         pick("5.10", [rc, final])
+
+
+def test_matrix_reads_real_pytest_output_and_writes_the_readme_table(tmp_path: Path) -> None:
+    from schedtop.lab import matrix
+
+    (tmp_path / "test_t.py").write_text(
+        "import pytest, time\n"
+        "def test_ok():\n    time.sleep(0.01)\n"
+        "def test_bad():\n    assert 1 == 2\n"
+        "@pytest.mark.skip(reason='no sched_ext')\ndef test_skipped():\n    pass\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "--durations=0",
+                           "--durations-min=0", str(tmp_path / "test_t.py")], capture_output=True, text=True,
+                          cwd=tmp_path)
+    outcomes, seconds = matrix.parse_pytest(proc.stdout)
+    assert outcomes == {"test_ok": "PASSED", "test_bad": "FAILED", "test_skipped": "SKIPPED"}
+    assert seconds["test_ok"] >= 0.01
+    r = matrix.KernelResult("bookworm", "6.1.0-50-amd64", "6.1.176", "bookworm", False, "tcg", 15.1, 70.3,
+                            60.2, 80.4, 140.6, 1, outcomes, seconds)
+    doc = {"when": "2026-12-03 16:00 UTC", "cpus": 2, "loadavg": [3.0], "total_s": 140.6,
+           "kernels": [matrix.asdict(r)]}
+    row = matrix.table(doc).splitlines()[-1]
+    assert row == "| 6.1.176 | bookworm | no | 1 | 1 | 1 | 15 | 60 | 80 | test_bad |"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{matrix.README_BEGIN}\nold\n{matrix.README_END}\n\nafter\n")
+    matrix.update_readme(readme, doc)
+    text = readme.read_text()
+    assert "old" not in text and row in text and text.endswith(f"{matrix.README_END}\n\nafter\n")
+    readme.write_text("no markers\n")
+    with pytest.raises(LabError, match="has no kernels table markers"):
+        matrix.update_readme(readme, doc)
