@@ -55,7 +55,7 @@ def as_table(rows: list[KernelRow]) -> str:
              "yes" if r.cached else "no", f"{r.download_bytes / 1e6:.0f} MB" if r.download_bytes else "-", r.note)
             for r in rows]
     widths = [max(len(str(c[i])) for c in (head, *body)) for i in range(len(head))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in (head, *body)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in (head, *body)]
     default = next((r for r in rows if r.suite == catalog.DEFAULT_SUITE), None)
     if default:
         lines.append(f"default (no --kernel): {default.version} from {default.suite}; "

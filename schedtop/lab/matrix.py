@@ -127,7 +127,7 @@ def run(specs: list[str], timeout: float, path: Path, out: BinaryIO | None = Non
             results.append(KernelResult(spec, "", "", "", False, "", 0.0, 0.0, None, 0.0, 0.0, 1,
                                         {"fetch": f"ERROR: {exc}"}))
     ensure_dir(path.parent)
-    doc = {"when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    doc = {"when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
            "host_kernel": os.uname().release, "cpus": os.cpu_count(),
            "loadavg": [round(x, 1) for x in os.getloadavg()], "total_s": round(time.monotonic() - started, 1),
            "kernels": [asdict(r) for r in results]}
