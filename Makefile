@@ -78,6 +78,10 @@ lint: venv
 test-host: venv bpf
 	$(PY) -m pytest -m 'not kernel' tests
 
+# The fuzz suite alone, 20x deeper than in check (tests/fuzz/fuzzing.py: SCHEDTOP_FUZZ=deep).
+fuzz: venv
+	SCHEDTOP_FUZZ=deep $(PY) -m pytest tests/fuzz --hypothesis-show-statistics
+
 # Every @pytest.mark.kernel test, in ONE boot of the guest (root, checkout + venv visible,
 # HOME and the checkout writable as guest-only overlays; see schedtop/lab/guest.py).
 test-guest: venv bpf kernel

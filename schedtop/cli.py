@@ -44,6 +44,14 @@ subcommands:
 """ + "\n".join(f"  {name:<10} {text}" for name, (_, text) in SUBCOMMANDS.items())
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its error on one line: it echoes what was typed, and an argument may hold
+    a newline or a control character (schedtop $'a\\nb'), shown escaped instead."""
+
+    def error(self, message: str):  # type: ignore[override]
+        super().error("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
+
+
 def seconds_in(lo: float, hi: float):
     """An argparse type: seconds as a finite number in lo..hi (nan, inf and 1e12 refused)."""
     def conv(text: str) -> float:
@@ -76,7 +84,7 @@ def pid_list(text: str) -> list[int]:
 
 
 def monitor_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="schedtop",
         description="Watch the Linux CPU scheduler live and steer it.",
         epilog=EPILOG,
@@ -117,7 +125,7 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Callable[[argparse.Namespa
         name = argv[0]
         module_name, text = SUBCOMMANDS[name]
         module = importlib.import_module(module_name)
-        parser = argparse.ArgumentParser(prog=f"schedtop {name}", description=text)
+        parser = Parser(prog=f"schedtop {name}", description=text)
         module.configure(parser)
         args = parser.parse_args(argv[1:])
         check = getattr(module, "check", None)  # options that only mean something together

@@ -112,7 +112,7 @@ def parse_cpulist(text: str, check: bool = True) -> tuple[int, ...]:
     limit = max(possible_cpus()) if check else MAX_CPUS - 1
     cpus: set[int] = set()
     for part in filter(None, t.split(",")):
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part.strip())
+        m = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", part.strip())  # [0-9], not \d: "٣" is no CPU number
         if not m:
             raise ValueError(f"bad CPU list {_short(text)}: use e.g. 0, 0-1, 0,2 or all")
         for num in filter(None, m.groups()):  # the length first: int() of 10**6 digits is slow
