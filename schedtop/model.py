@@ -83,21 +83,21 @@ class Task:
 
 @dataclass(frozen=True, slots=True)
 class QueuedTask:
-    """A task on a CPU's EEVDF run queue (debugfs sched/debug 'runnable tasks')."""
+    """A task on a CPU's fair run queue (debugfs sched/debug 'runnable tasks'), EEVDF or CFS."""
 
     cpu: int
     pid: int
     comm: str
     running: bool  # the '>R' row: on the CPU now
-    eligible: bool
+    eligible: bool | None  # None: the kernel runs CFS (6.1), which has no eligibility
     vruntime_ns: int
-    deadline_ns: int
-    slice_ns: int
+    deadline_ns: int | None  # None on CFS
+    slice_ns: int | None  # None on CFS
     sum_exec_ns: int
     switches: int
     prio: int
     wait_ns: int
-    lag_ns: int = 0  # avg_vruntime - vruntime; positive means owed CPU time
+    lag_ns: int | None = 0  # avg_vruntime - vruntime; positive means owed CPU time; None on CFS
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,9 @@ import sys
 import time
 from typing import Any
 
+from schedtop.cli import MAX_ONCE_DELAY
 from schedtop.model import Snapshot, to_dict
 
-from schedtop.cli import MAX_ONCE_DELAY
 TOP_TASKS = 25
 
 
@@ -51,46 +51,69 @@ def _affinity(cpus: tuple[int, ...], ncpu: int) -> str:
 def render(snap: Snapshot, console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from schedtop.textsafe import rich_text as txt
 
     if console is None:
         console = Console()
         if not console.is_terminal:  # piped: no terminal width to fit, keep columns whole
             console = Console(width=200)
-    console.print(
-        f"[bold]{snap.host}[/]  kernel {snap.kernel}  up {snap.uptime_s / 3600:.1f}h  "
-        f"load {' '.join(f'{x:.2f}' for x in snap.loadavg)}  "
-        f"scheduler [bold]{snap.scheduler.label}[/]  source {snap.source}"
-    )
+    # Names come from the kernel and other users: Text (escaped, never markup), never an f-string.
+    head = Text.assemble(
+        txt(snap.host, "bold"), "  kernel ", txt(snap.kernel),
+        f"  up {snap.uptime_s / 3600:.1f}h  load {' '.join(f'{x:.2f}' for x in snap.loadavg)}  scheduler ",
+        txt(snap.scheduler.label, "bold"), "  source ", txt(snap.source))
+    console.print(head)
+
+    def number_column(table: Any, name: str) -> None:
+        # a narrow terminal folds a number onto two lines; it never cuts digits off
+        table.add_column(name, justify="right", overflow="fold")
+
     cpus = Table(title="CPUs", title_justify="left")
     for col in ("cpu", "util%", "runnable", "current", "switches/s"):
-        cpus.add_column(col, justify="right" if col != "current" else "left")
+        if col == "current":
+            cpus.add_column(col, justify="left")
+        else:
+            number_column(cpus, col)
     for c in snap.cpus:
         nr = str(c.nr_running) if c.nr_running_exact else f"~{c.nr_running}"
-        cur = f"{c.curr_comm} ({c.curr_pid})" if c.curr_pid else "idle"
+        cur = txt(f"{c.curr_comm} ({c.curr_pid})" if c.curr_pid else "idle")
         cpus.add_row(str(c.cpu), f"{c.util_pct:.1f}", nr, cur, f"{c.switches_per_s:.0f}")
     console.print(cpus)
     if snap.queues:
-        q = Table(title="Run queues (EEVDF pick order)", title_justify="left")
-        for col in ("cpu", "pid", "comm", "on cpu", "eligible", "lag", "deadline", "slice"):
-            q.add_column(col)
+        cfs = any(t.eligible is None for t in snap.queues)
+        q = Table(title="Run queues (CFS pick order: smallest vruntime; no eligibility, lag or deadline)" if cfs
+                  else "Run queues (EEVDF pick order)", title_justify="left")
+        cols = ("cpu", "pid", "comm", "on cpu", "vruntime", "wait") if cfs else (
+            "cpu", "pid", "comm", "on cpu", "eligible", "lag", "deadline", "slice")
+        for col in cols:
+            q.add_column(col, overflow="fold")
         for t in snap.queues:
-            q.add_row(str(t.cpu), str(t.pid), t.comm, ">" if t.running else "",
-                      "E" if t.eligible else "N", _fmt_ns(t.lag_ns), _fmt_ns(t.deadline_ns),
-                      _fmt_ns(t.slice_ns))
+            if cfs:
+                q.add_row(str(t.cpu), str(t.pid), txt(t.comm), ">" if t.running else "",
+                          _fmt_ns(t.vruntime_ns), _fmt_ns(t.wait_ns))
+            else:
+                q.add_row(str(t.cpu), str(t.pid), txt(t.comm), ">" if t.running else "",
+                          "E" if t.eligible else "N", _fmt_ns(t.lag_ns), _fmt_ns(t.deadline_ns),
+                          _fmt_ns(t.slice_ns))
         console.print(q)
     tasks = Table(title=f"Top {TOP_TASKS} of {len(snap.tasks)} tasks by CPU%", title_justify="left")
     for col in ("pid", "tid", "comm", "S", "policy", "nice", "prio", "cpu", "affinity",
                 "cpu%", "wait/s", "vruntime", "slice", "vcs/s", "ivcs/s"):
-        tasks.add_column(col, justify="left" if col in ("comm", "policy", "S") else "right")
+        if col in ("comm", "policy", "S"):
+            tasks.add_column(col, justify="left")
+        else:
+            number_column(tasks, col)
     ncpu = len(snap.cpus)
     for t in sorted(snap.tasks, key=lambda t: (-t.cpu_pct, -t.wait_ns_per_s, t.tid))[:TOP_TASKS]:
-        tasks.add_row(str(t.pid), str(t.tid), t.comm, t.state, t.policy, str(t.nice), str(t.prio),
+        tasks.add_row(str(t.pid), str(t.tid), txt(t.comm), txt(t.state), txt(t.policy), str(t.nice), str(t.prio),
                       str(t.cpu), _affinity(t.affinity, ncpu), f"{t.cpu_pct:.1f}",
                       _fmt_ns(int(t.wait_ns_per_s)), _fmt_ns(t.vruntime_ns), _fmt_ns(t.slice_ns),
                       f"{t.vol_cs_per_s:.0f}", f"{t.invol_cs_per_s:.0f}")
     console.print(tasks)
     for w in snap.warnings:
-        console.print(f"[yellow]note:[/] {w}")
+        console.print(Text.assemble(("note:", "yellow"), " ", txt(w)))
 
 
 def _live(args: Any) -> Snapshot:

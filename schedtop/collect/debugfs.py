@@ -6,10 +6,16 @@ Per CPU the file gives `.nr_running`, `.nr_switches`, `.curr->pid`, one
 is this CPU, sleeping ones too; the first column says which: '>R' is on the
 CPU now, 'R' is queued, anything else is not on the run queue.
 
-Row format (kernel/sched/debug.c print_task), comm is '%15s' at a fixed place:
+Row format (kernel/sched/debug.c print_task), comm is '%15s' at a fixed place.
+EEVDF (6.6+; 6.12 and 6.18 checked):
  S            task   PID       vruntime   eligible    deadline             slice  ...
 >R            grep  9477       134.797777   E         136.197777           1.400000 ...
-A custom per-task slice adds an 'S' between deadline and slice.
+A custom per-task slice (6.12+) adds an 'S' between deadline and slice.
+CFS (6.1) has no eligibility, deadline or slice; its vruntime column is `tree-key`:
+ S            task   PID         tree-key  switches  prio     wait-time             sum-exec        sum-sleep
+>R            bash   612      1234.567890       123   120         0.000000         10.000000      1000.000000
+and its cfs_rq blocks have .min_vruntime, not .avg_vruntime (so no lag). Which one a
+file is comes from the table's header line, never from the kernel version.
 """
 
 from __future__ import annotations
@@ -39,10 +45,10 @@ class RowTask:
     comm: str
     pid: int
     vruntime_ns: int
-    eligible: bool
-    deadline_ns: int
+    eligible: bool | None  # None on CFS: the kernel has no such thing
+    deadline_ns: int | None  # None on CFS
     custom_slice: bool
-    slice_ns: int
+    slice_ns: int | None  # None on CFS
     sum_exec_ns: int
     switches: int
     prio: int
@@ -65,17 +71,22 @@ class CpuRq:
 class SchedDebug:
     cpus: tuple[CpuRq, ...]
     base_slice_ns: int | None = None
+    fair: str = "EEVDF"  # "EEVDF" or "CFS", from the run-queue table's header
     # tid -> (cpu, its row text) for every task listed, queued or not. A row that is
     # byte-identical to the previous read means the task neither ran, woke, nor changed
     # prio: LiveSource then reuses its procfs sample instead of reading three files.
     fingerprints: dict[int, tuple[int, str]] = field(default_factory=dict)
 
     def queues(self) -> tuple[QueuedTask, ...]:
-        """Queued tasks of every CPU in EEVDF pick order: eligible first, then by deadline."""
+        """Queued tasks of every CPU in pick order: EEVDF's eligible first, then by deadline;
+        CFS's leftmost (smallest vruntime) first."""
         out: list[QueuedTask] = []
         for rq in self.cpus:
             queued = list(rq.rows)
-            queued.sort(key=lambda r: (r.state != ">R", not r.eligible, r.deadline_ns))
+            if self.fair == "CFS":
+                queued.sort(key=lambda r: (r.state != ">R", r.vruntime_ns))
+            else:
+                queued.sort(key=lambda r: (r.state != ">R", not r.eligible, r.deadline_ns or 0))
             for r in queued:
                 avg = rq.avg_vruntime.get(r.group)
                 out.append(
@@ -92,20 +103,36 @@ class SchedDebug:
                         switches=r.switches,
                         prio=r.prio,
                         wait_ns=r.wait_ns,
-                        # Lag in virtual time, V - v_i, against this task's own cfs_rq.
-                        lag_ns=(avg - r.vruntime_ns) if avg is not None else 0,
+                        # Lag in virtual time, V - v_i, against this task's own cfs_rq
+                        # (CFS has no avg_vruntime: no lag, rather than a made-up one).
+                        lag_ns=(avg - r.vruntime_ns) if avg is not None else None,
                     )
                 )
         return tuple(out)
 
 
-def parse_row(cpu: int, line: str) -> RowTask | None:
+def _group(line: str) -> str:
+    # The group path is the last column when CONFIG_CGROUP_SCHED is on; a cgroup
+    # name may hold spaces, so take everything from its leading '/' (after comm).
+    return line[g + 2 :].rstrip() if (g := line.find("  /", 18)) >= 0 else "/"
+
+
+def parse_row(cpu: int, line: str, fair: str = "EEVDF") -> RowTask | None:
     if len(line) < 20:
         return None
     state = line[:2].strip() if line.startswith(">R") else line[1:2]
     comm = line[3:18].strip()
     rest = line[18:].split()
+    state = ">R" if line.startswith(">R") else state
     try:
+        if fair == "CFS":
+            # PID tree-key switches prio wait-time sum-exec sum-sleep ...
+            if len(rest) < 6:
+                return None
+            return RowTask(cpu=cpu, state=state, comm=comm, pid=int(rest[0]), vruntime_ns=split_ns(rest[1]),
+                           eligible=None, deadline_ns=None, custom_slice=False, slice_ns=None,
+                           sum_exec_ns=split_ns(rest[5]), switches=int(rest[2]), prio=int(rest[3]),
+                           wait_ns=split_ns(rest[4]), group=_group(line))
         custom = len(rest) > 5 and rest[4] == "S"
         if custom:
             del rest[4]
@@ -113,7 +140,7 @@ def parse_row(cpu: int, line: str) -> RowTask | None:
             return None
         return RowTask(
             cpu=cpu,
-            state=">R" if line.startswith(">R") else state,
+            state=state,
             comm=comm,
             pid=int(rest[0]),
             vruntime_ns=split_ns(rest[1]),
@@ -125,12 +152,15 @@ def parse_row(cpu: int, line: str) -> RowTask | None:
             switches=int(rest[6]),
             prio=int(rest[7]),
             wait_ns=split_ns(rest[8]),
-            # The group path is the last column when CONFIG_CGROUP_SCHED is on; a cgroup
-            # name may hold spaces, so take everything from its leading '/' (after comm).
-            group=line[g + 2 :].rstrip() if (g := line.find("  /", 18)) >= 0 else "/",
+            group=_group(line),
         )
     except (ValueError, IndexError):
         return None
+
+
+def table_format(header: str) -> str:
+    """'CFS' for 6.1's `tree-key` table, else 'EEVDF' (eligible/deadline/slice columns)."""
+    return "CFS" if "tree-key" in header else "EEVDF"
 
 
 # A task row: state (2 chars), comm (%15s), pid. Matched over a whole table at C speed,
@@ -178,12 +208,14 @@ def parse_sched_debug(text: str) -> SchedDebug:
                 pass
     cpus: list[CpuRq] = []
     fingerprints: dict[int, tuple[int, str]] = {}
+    fair = "EEVDF"
     for chunk in chunks:
         try:
             cpu = int(chunk.split(",", 1)[0])
         except ValueError:
             continue
         header, _, table = chunk.partition("\nrunnable tasks:\n")
+        fair = table_format(table.split("\n", 1)[0]) if table else fair
         nr_running, nr_switches, curr, avg = _parse_header(cpu, header.splitlines()[1:])
         rows = []
         for line, pid in _ROW.findall(table):
@@ -191,11 +223,11 @@ def parse_sched_debug(text: str) -> SchedDebug:
             # Only queued rows ('>R' running, ' R' waiting) are parsed: the table also
             # lists every sleeping task whose last CPU is this one.
             if line[1] == "R":
-                row = parse_row(cpu, line)
+                row = parse_row(cpu, line, fair)
                 if row is not None:
                     rows.append(row)
         cpus.append(CpuRq(cpu, nr_running, nr_switches, curr, avg, tuple(rows)))
-    return SchedDebug(tuple(cpus), base_slice, fingerprints)
+    return SchedDebug(tuple(cpus), base_slice, fair, fingerprints)
 
 
 def ensure_mounted() -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from schedtop.collect import debugfs
+from schedtop.collect import debugfs, kernel_caps
 from schedtop.collect.fold import fold_processes
 from schedtop.collect.procfs import ProcfsReader, ThreadSample
 from schedtop.collect.sched_ext import SCHED_EXT, read_scheduler_info
@@ -257,6 +257,8 @@ class LiveSource:
             tasks = fold_processes(tasks)  # here, not in the view: the BPF tier then sums whole processes
 
         extras: dict[str, Any] = {}
+        if self._reader.live:  # EEVDF or CFS, per-task slice, base slice: probed once per process
+            extras["kernel"] = kernel_caps.current_dict()
         if rq is not None and rq.base_slice_ns is not None:
             extras["debugfs"] = {"base_slice_ns": rq.base_slice_ns}
         detail = self._detail(request.detail_tid, samples) if request.detail_tid is not None else None

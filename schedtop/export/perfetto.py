@@ -24,14 +24,16 @@ from __future__ import annotations
 import os
 import time
 import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterable, Mapping
+from typing import IO
 
 from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
 from perfetto.trace_builder.proto_builder import StreamingTraceProtoBuilder
 
 from schedtop.outfile import open_output
+from schedtop.textsafe import visible
 
 SEQ_ID = 0x5C4ED  # our trusted_packet_sequence_id for track events
 KINDS = ("switch", "waking", "wakeup", "wakeup_new", "migrate")
@@ -185,7 +187,7 @@ class PerfettoWriter:
         if pid not in self._comm and pid:
             self._meta(pid, tgid)
         if comm:
-            self._comm[pid] = comm
+            self._comm[pid] = visible(comm)  # thread names: shown escaped, like everywhere else
         else:
             self._comm.setdefault(pid, "")
         if tgid:
@@ -219,22 +221,22 @@ class PerfettoWriter:
         self._note(ev.pid, ev.comm, ev.tgid)
         if ev.kind == "switch":
             s = fe.sched_switch
-            s.prev_comm, s.prev_pid, s.prev_prio, s.prev_state = ev.comm, ev.pid, ev.prio, ev.prev_state
-            s.next_comm, s.next_pid, s.next_prio = ev.next_comm, ev.next_pid, ev.next_prio
+            s.prev_comm, s.prev_pid, s.prev_prio, s.prev_state = visible(ev.comm), ev.pid, ev.prio, ev.prev_state
+            s.next_comm, s.next_pid, s.next_prio = visible(ev.next_comm), ev.next_pid, ev.next_prio
             self._note(ev.next_pid, ev.next_comm)
             self._curr[ev.cpu] = ev.next_pid
         elif ev.kind == "waking":
             w = fe.sched_waking
-            w.comm, w.pid, w.prio, w.success, w.target_cpu = ev.comm, ev.pid, ev.prio, 1, ev.target_cpu
+            w.comm, w.pid, w.prio, w.success, w.target_cpu = visible(ev.comm), ev.pid, ev.prio, 1, ev.target_cpu
         elif ev.kind == "wakeup":
             w = fe.sched_wakeup
-            w.comm, w.pid, w.prio, w.success, w.target_cpu = ev.comm, ev.pid, ev.prio, 1, ev.target_cpu
+            w.comm, w.pid, w.prio, w.success, w.target_cpu = visible(ev.comm), ev.pid, ev.prio, 1, ev.target_cpu
         elif ev.kind == "wakeup_new":
             w = fe.sched_wakeup_new
-            w.comm, w.pid, w.prio, w.success, w.target_cpu = ev.comm, ev.pid, ev.prio, 1, ev.target_cpu
+            w.comm, w.pid, w.prio, w.success, w.target_cpu = visible(ev.comm), ev.pid, ev.prio, 1, ev.target_cpu
         elif ev.kind == "migrate":
             m = fe.sched_migrate_task
-            m.comm, m.pid, m.prio, m.orig_cpu, m.dest_cpu = ev.comm, ev.pid, ev.prio, ev.orig_cpu, ev.dest_cpu
+            m.comm, m.pid, m.prio, m.orig_cpu, m.dest_cpu = visible(ev.comm), ev.pid, ev.prio, ev.orig_cpu, ev.dest_cpu
         else:
             raise ValueError(f"unknown event kind {ev.kind!r}")
 
@@ -261,7 +263,7 @@ class PerfettoWriter:
                 p.sequence_flags = pb.TracePacket.SEQ_INCREMENTAL_STATE_CLEARED
                 self._first_track_event = False
             p.track_descriptor.uuid = uuid
-            p.track_descriptor.name = name
+            p.track_descriptor.name = visible(name)  # may hold a task or scx_stats name
             p.track_descriptor.counter.SetInParent()
             if unit:
                 p.track_descriptor.counter.unit_name = unit
@@ -314,7 +316,7 @@ class PerfettoWriter:
         for pid, (ppid, cmdline) in sorted(procs.items()):
             pr = tree.processes.add()
             pr.pid, pr.ppid = pid, ppid
-            pr.cmdline.extend(cmdline)
+            pr.cmdline.extend(visible(a) for a in cmdline)
         # A process's main thread is named by its comm too (the UI labels threads by name).
         for pid in sorted(procs):
             if pid and self._comm.get(pid):

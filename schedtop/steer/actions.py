@@ -27,6 +27,7 @@ from schedtop.steer.units import (
     format_ns,
     online_cpus,
 )
+from schedtop.textsafe import visible
 
 SYS_sched_setattr = 314  # x86_64
 SYS_sched_getattr = 315
@@ -78,7 +79,7 @@ class TaskRef:
     comm: str = ""
 
     def label(self) -> str:
-        return f"{self.comm}[{self.tid}]" if self.comm else str(self.tid)
+        return f"{visible(self.comm)}[{self.tid}]" if self.comm else str(self.tid)  # comm is anyone's: escaped
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schedtop.steer.actions import SteerError, TaskGone, TaskRef, cgroups_of, is_alive
+from schedtop.textsafe import visible
 
 ENABLED_PATH = "/proc/sys/kernel/sched_autogroup_enabled"
 _LINE = re.compile(r"^/autogroup-(\d+) nice (-?\d+)$")
@@ -57,7 +58,7 @@ class GroupEntry:
                                   comm=str(m.get("comm", ""))))
 
     def label(self) -> str:
-        return f"autogroup-{self.group} (session of {self.member.comm or self.member.pid}[{self.member.pid}])"
+        return f"autogroup-{self.group} (session of {visible(self.member.comm) or self.member.pid}[{self.member.pid}])"
 
 
 def enabled() -> bool:

@@ -11,11 +11,13 @@ import argparse
 import os
 import sys
 
+from schedtop.collect import kernel_caps
 from schedtop.steer import ext, units
 from schedtop.steer.actions import SteerError, Tuning, autogroup_note, read_params
 from schedtop.steer.change import change, change_base_slice
 from schedtop.steer.journal import Journal, JournalError
 from schedtop.steer.targets import resolve
+from schedtop.textsafe import visible
 
 
 def _type(fn, name):
@@ -97,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             if args.base_slice == 0:
                 raise SteerError(f"--base-slice needs a duration ({units.SLICE_RANGE})")
+            if (why := kernel_caps.why_not("base_slice")) is not None:
+                raise SteerError(f"--base-slice: {why}")
             if os.geteuid() != 0:
                 raise SteerError("the global base slice needs root (debugfs)")
             # Journaled like every change: `schedtop restore` puts the old value back.
@@ -109,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
         if args.pid is None and args.name is None:
             return rc
     tuning = tuning_from(args)
+    if tuning.slice_ns and (why := kernel_caps.why_not("slice")) is not None:
+        err(f"--slice: {why}")  # CFS would take sched_runtime and ignore it: refuse, do not pretend
+        return 2
     if tuning.group and tuning.nice is None:
         err("--group needs --nice N (it sets the session group's nice)")
         return 2
@@ -120,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if tuning.is_empty():
         for r in refs:  # like `chrt -p PID`: show, change nothing
             try:
-                print(f"pid {r.tid} ({r.comm}): {read_params(r).describe()}")
+                print(f"pid {r.tid} ({visible(r.comm)}): {read_params(r).describe()}")
             except SteerError as exc:
                 err(str(exc))
                 rc = 1
@@ -132,10 +139,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for r in report.results:
         if r.ok and not args.quiet:
-            print(f"pid {r.ref.tid} ({r.ref.comm}): {r.before.describe()} -> {r.after.describe()}")
+            print(f"pid {r.ref.tid} ({visible(r.ref.comm)}): {r.before.describe()} -> {r.after.describe()}")
         elif r.gone:
             if not args.quiet:
-                print(f"pid {r.ref.tid} ({r.ref.comm}): gone, skipped")
+                print(f"pid {r.ref.tid} ({visible(r.ref.comm)}): gone, skipped")
         elif not r.ok:
             err(r.error)
     for g in report.groups:

@@ -24,6 +24,7 @@ from textual.widgets import Footer, Input
 
 from schedtop.collect.fold import fold_processes
 from schedtop.model import Snapshot, Task, ViewRequest
+from schedtop.textsafe import visible
 from schedtop.ui import bpf_actions, ext_actions, scx_actions, steer_actions
 from schedtop.ui.bpf_actions import BpfActions
 from schedtop.ui.config import Config, ConfigError
@@ -224,7 +225,8 @@ class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[
         if not self.replay and not isinstance(self.screen, DetailScreen):
             self.detail_tid = tid  # the next collect reads its /proc sched fields for the pane
         detail = self.snapshot.detail if self.snapshot is not None else None
-        pane.show(task, tid, self.history.trail(tid) if tid is not None else None, detail, self.replay)
+        pane.show(task, tid, self.history.trail(tid) if tid is not None else None, detail, self.replay,
+                  siblings=table.siblings(task) if task is not None else None)
 
     @on(TaskTable.CursorMoved)
     def _cursor_moved(self) -> None:
@@ -246,6 +248,10 @@ class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[
         if self.snapshot is None:
             return None
         return self.query_one(TaskTable).selected
+
+    def notify(self, message: str, *args: Any, markup: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
+        """Notifications echo task names and kernel text: shown escaped, never read as markup."""
+        super().notify(visible(message, keep_newlines=True), *args, markup=markup, **kwargs)
 
     def record_action(self, action: dict) -> None:
         if self.recorder is None:

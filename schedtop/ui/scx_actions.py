@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import Any
 
 from textual.binding import Binding
-from textual.markup import escape
 
 SLICE_STEPS_US = (500, 1000, 2000, 3000, 5000, 10000, 20000)
 
@@ -119,7 +118,7 @@ class ScxActions:
 
         self.push_screen(ConfirmScreen(
             "Load scheduler",
-            f"Load schedtop's sched_ext scheduler, policy {escape(opts.policy)}, {mode}?\n\n"
+            f"Load schedtop's sched_ext scheduler, policy {opts.policy}, {mode}?\n\n"
             f"A Python loop will decide which task runs next. If it stalls for {opts.timeout_ms} ms the kernel "
             "ejects it and EEVDF takes over again; unloading (L) or quitting does the same.",
             yes="Load"), load)
@@ -152,7 +151,7 @@ class ScxActions:
         self._scx_sup.start()
         self.record_action({"type": "scx.load", "policy": self._scx_options.policy,
                             "partial": self._scx_options.partial})
-        self.notify(f"loading schedtop's scheduler ({escape(self._scx_options.policy)})")
+        self.notify(f"loading schedtop's scheduler ({self._scx_options.policy})")
 
     def _scx_stop(self) -> None:
         sup = self._scx_sup
@@ -192,7 +191,7 @@ class ScxActions:
 
         # The kernel's and the policy's words, not markup: a task name or exception text with
         # brackets would vanish, or raise MarkupError and take the app down.
-        text = escape(str(exit_.get("text")))
+        text = str(exit_.get("text"))  # plain: dialogs and notifications never read markup
         self.notify(f"scheduler gone: {text}", severity="error", timeout=15)
 
         def reload(yes: bool | None) -> None:

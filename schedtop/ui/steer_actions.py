@@ -29,6 +29,7 @@ from typing import Any
 from textual import work
 from textual.binding import Binding
 
+from schedtop.collect import kernel_caps
 from schedtop.steer import units
 from schedtop.steer import autogroup
 from schedtop.steer.actions import (
@@ -248,6 +249,10 @@ class SteerActions:
         if sel is None:
             return
         refs, have = sel
+        why = kernel_caps.why_not("slice")  # CFS (6.1) and EEVDF before 6.12 have no per-task slice
+        if why:
+            self.notify(f"S is unsupported here: {why}", severity="warning")
+            return
         if have.policy in units.RT_POLICIES:
             self.notify(f"{self._steer_who(refs)} is {units.POLICY_NAME[have.policy]}: a slice only applies "
                         "to OTHER/BATCH/IDLE (use Y to change the policy)", severity="warning")
@@ -262,6 +267,10 @@ class SteerActions:
             return
         if getattr(self, "_steer_journal", None) is None:
             self.notify("steering is off (no journal; see the earlier error)", severity="error")
+            return
+        why = kernel_caps.why_not("base_slice")
+        if why:
+            self.notify(f"G is unsupported here: {why}", severity="warning")
             return
         if os.geteuid() != 0:
             self.notify("the global base slice needs root (debugfs); per-task slices (S) work as any user",

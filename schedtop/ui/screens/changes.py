@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
+
+from schedtop.textsafe import visible
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +22,59 @@ class ChangeRow:
     what: str
     before: str
     now: str
+
+
+def collapse_steps(what: str) -> str:
+    """"nice -1 + nice -2 + nice -3 + pin" -> "nice ×3 + pin": eight F7 presses are one change."""
+    parts = [p for p in what.split(" + ") if p]
+    out: list[tuple[str, int, str]] = []  # (kind, count, last text)
+    for p in parts:
+        kind = p.split(" ", 1)[0]
+        if out and out[-1][0] == kind:
+            out[-1] = (kind, out[-1][1] + 1, p)
+        else:
+            out.append((kind, 1, p))
+    return " + ".join(text if n == 1 else f"{kind} ×{n}" for kind, n, text in out)
+
+
+def fit_cells(rows: list[tuple[str, str, str, str]], width: int) -> tuple[list[int], list[tuple[str, ...]]]:
+    """Column widths for TASK, CHANGES, ORIGINAL, NOW in `width` cells (each column pads 1 each side).
+
+    ORIGINAL and NOW are what the pane is for: they keep their full width, and TASK and
+    CHANGES give way first (cut with …)."""
+    heads = ("TASK", "CHANGES", "ORIGINAL", "NOW")
+    need = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(heads)]
+    room = max(0, width - 2 * len(heads))
+    w = list(need)
+    for i in (1, 0):  # CHANGES gives way first, then TASK, down to 12 cells each
+        over = sum(w) - room
+        if over > 0:
+            w[i] = max(min(12, need[i]), w[i] - over)
+    over = sum(w) - room
+    if over > 0:  # a very narrow terminal: share what is left between ORIGINAL and NOW
+        for i in (2, 3):
+            w[i] = max(len(heads[i]), w[i] - (over + 1) // 2)
+
+    def cut(text: str, n: int) -> str:
+        return text if len(text) <= n else text[: max(0, n - 1)] + "…"
+
+    return w, [tuple(cut(c, w[i]) for i, c in enumerate(r)) for r in rows]
+
+
+def count_text(rows: list[ChangeRow]) -> str:
+    """"2 threads, 1 session group and the base slice changed": a group is not a thread."""
+    groups = sum(r.key.startswith("group:") for r in rows)
+    base = sum(r.key == "base_slice" for r in rows)
+    threads = len(rows) - groups - base
+    parts = []
+    if threads:
+        parts.append(f"{threads} thread{'s' if threads != 1 else ''}")
+    if groups:
+        parts.append(f"{groups} session group{'s' if groups != 1 else ''}")
+    if base:
+        parts.append("the base slice")
+    text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"{text} changed"
 
 
 class ChangesScreen(ModalScreen[None]):
@@ -63,19 +119,32 @@ ChangesScreen #changes-status { height: auto; color: $text-muted; }
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("TASK", "CHANGES", "ORIGINAL", "NOW")
         self.refresh_rows()
         table.focus()
 
+    def on_resize(self) -> None:
+        self.refresh_rows(self._status)
+
+    def _table_width(self) -> int:
+        table = self.query_one(DataTable)
+        if table.size.width:
+            return table.size.width - 1  # room for a vertical scrollbar's column
+        return max(40, int(self.app.size.width * 0.95) - 5)  # before the first layout: the CSS box
+
     def refresh_rows(self, status: str = "") -> None:
         table = self.query_one(DataTable)
-        table.clear()
         rows = self._rows()
-        for r in rows:
-            table.add_row(r.task, r.what, r.before, r.now, key=r.key)
+        cells = [(visible(r.task), collapse_steps(visible(r.what)), visible(r.before), visible(r.now)) for r in rows]
+        widths, cut = fit_cells(cells, self._table_width())
+        table.clear(columns=True)
+        for label, w in zip(("TASK", "CHANGES", "ORIGINAL", "NOW"), widths):
+            table.add_column(label, width=w)
+        for r, c in zip(rows, cut):
+            # Text, not str: a DataTable reads str cells as markup, and names come from other users.
+            table.add_row(*(Text(x) for x in c), key=r.key)
         self._status = status
         self.query_one("#changes-status", Static).update(
-            status or (f"{len(rows)} thread(s) changed" if rows else "no active changes"))
+            Text(visible(status)) if status else (count_text(rows) if rows else "no active changes"))
 
     def show_snapshot(self, snap) -> None:  # the app calls this on every frame: keep NOW fresh
         table = self.query_one(DataTable)

@@ -39,9 +39,12 @@ class DetailScreen(Screen[None]):
 
     def show_snapshot(self, snap: Snapshot | None) -> None:
         task = None
+        siblings = None
         if snap is not None:
             task = next((t for t in snap.tasks if t.tid == self.tid), None)
-        set_text(self.query_one("#detail-summary", Static), task_summary(task, self.tid))
+            if task is not None and task.nr_threads == 1:
+                siblings = sum(1 for t in snap.tasks if t.pid == task.pid)
+        set_text(self.query_one("#detail-summary", Static), task_summary(task, self.tid, siblings))
         self.query_one(TaskSparks).show(self.app.history.trail(self.tid))
         detail = snap.detail if snap is not None else None
         set_text(self.query_one("#detail-fields-text", Static), fields_markup(detail, self.tid, self.app.replay))

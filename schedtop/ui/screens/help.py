@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from textual.app import ComposeResult
 from textual.binding import ActiveBinding, Binding
 from textual.containers import VerticalScroll
-from textual.markup import escape
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from schedtop.ui.widgets.text import safe
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,24 +45,29 @@ def help_rows(app, active: dict[str, ActiveBinding]) -> list[HelpRow]:
     return sorted(rows, key=lambda r: (not r.group.endswith("App"), order[r.group]))
 
 
-def help_markup(rows: Iterable[HelpRow]) -> str:
+def help_markup(rows: Iterable[HelpRow]) -> Content:
+    """Keys, descriptions and ids are substituted as plain text: `[` is a key, not markup."""
     rows = list(rows)
     dw = max((len(r.description) for r in rows), default=8)
-    lines: list[str] = []
+    lines: list[Content] = []
     group = None
     for r in rows:
         if r.group != group:
             group = r.group
             title = "schedtop" if group.endswith("App") else group
-            lines.append(f"\n[b $accent]{escape(title)}[/]")
-        tip = escape(r.tooltip) if r.tooltip and r.tooltip != r.description else ""
-        ident = f"  [$text-muted]({escape(r.binding_id)})[/]" if r.binding_id else ""
-        lines.append(f"  [b $accent]{escape(r.keys):>12}[/]  [b]{escape(r.description):<{dw}}[/]  {tip}{ident}")
-    lines.append(
-        "\n[$text-muted]Remap any key by id in ~/.config/schedtop/config.toml, e.g.\n"
-        "  [keymap]\n  \"schedtop.pause\" = \"p\"[/]"
-    )
-    return "\n".join(lines).lstrip("\n")
+            if lines:
+                lines.append(Content(""))
+            lines.append(safe("[b $accent]$title[/]", title=title))
+        tip = r.tooltip if r.tooltip and r.tooltip != r.description else ""
+        ident = "  [$text-muted]($ident)[/]" if r.binding_id else ""
+        lines.append(safe(f"  [b $accent]$keys[/]  [b]$desc[/]  $tip{ident}",
+                          keys=r.keys.rjust(12), desc=r.description.ljust(dw), tip=tip, ident=r.binding_id))
+    lines.append(Content(""))
+    lines.append(Content.from_markup(
+        "[$text-muted]Remap any key by id in ~/.config/schedtop/config.toml, e.g.[/]"))
+    lines.append(Content.from_markup('[$text-muted]  \\[keymap][/]'))
+    lines.append(Content.from_markup('[$text-muted]  "schedtop.pause" = "p"[/]'))
+    return Content("\n").join(lines)
 
 
 class HelpScreen(ModalScreen[None]):

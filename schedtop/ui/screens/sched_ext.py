@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.markup import escape
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from schedtop.collect.kernel_caps import caps_of
 from schedtop.model import Snapshot
+from schedtop.textsafe import visible
 from schedtop.ui.widgets.format import fmt_rate
+from schedtop.ui.widgets.text import safe
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 MARKS = {"load": "▲", "unload": "▼", "eject": "✖"}
@@ -59,86 +63,91 @@ def marker_row(stamps: Sequence[float], changes: Iterable[Mapping[str, Any]], wi
     return "".join(row)
 
 
-def sysfs_markup(snap: Snapshot | None, ext: Mapping[str, Any]) -> str:
+def sysfs_markup(snap: Snapshot | None, ext: Mapping[str, Any]) -> Content:
     if snap is None:
-        return "[$text-muted]no snapshot yet[/]"
+        return Content.from_markup("[$text-muted]no snapshot yet[/]")
     s = snap.scheduler
     if s.ext_state == "absent":
-        return ("[b]EEVDF (fair)[/b]: this kernel has no sched_ext (CONFIG_SCHED_CLASS_EXT).\n"
-                "[$text-muted]`schedtop demo` boots a kernel that has it in a QEMU guest.[/]")
+        caps = caps_of(snap.extras)
+        fair = "CFS" if caps is not None and caps.fair == "CFS" else "EEVDF"
+        return Content.from_markup(
+            f"[b]{fair} (fair)[/b]: this kernel has no sched_ext (CONFIG_SCHED_CLASS_EXT).\n"
+            "[$text-muted]`schedtop demo` boots a kernel that has it in a QEMU guest.[/]")
     state_style = {"enabled": "$success", "disabled": "$text-muted"}.get(s.ext_state, "$warning")
     mode = "-" if s.switch_all is None else ("all tasks" if s.switch_all else "partial (SCHED_EXT tasks only)")
     lines = [
-        f"state [{state_style}][b]{escape(s.ext_state)}[/b][/]   ops [b]{escape(s.ops_name or '-')}[/b]   "
-        f"switch_all {mode}",
-        f"enable_seq {_v(s.enable_seq)}   nr_rejected {_v(s.nr_rejected)}   hotplug_seq {_v(s.hotplug_seq)}",
+        safe(f"state [{state_style}][b]$state[/b][/]   ops [b]$ops[/b]   switch_all {mode}",
+             state=s.ext_state, ops=s.ops_name or "-"),
+        Content(f"enable_seq {_v(s.enable_seq)}   nr_rejected {_v(s.nr_rejected)}   hotplug_seq {_v(s.hotplug_seq)}"),
     ]
     if s.ext_state == "enabled":
         owned = sum(1 for t in snap.tasks if t.ext_enabled)
         known = sum(1 for t in snap.tasks if t.ext_enabled is not None)
         if known:
-            lines.append(f"tasks on the BPF scheduler: {owned} of {known} shown (ext.enabled)")
+            lines.append(Content(f"tasks on the BPF scheduler: {owned} of {known} shown (ext.enabled)"))
     if ext.get("warning"):
-        lines.append(f"[$warning]{escape(str(ext['warning']))}[/]")
-    return "\n".join(lines)
+        lines.append(safe("[$warning]$w[/]", w=ext["warning"]))
+    return Content("\n").join(lines)
 
 
 def _v(x: object) -> str:
     return "-" if x is None else str(x)
 
 
-def events_markup(snap: Snapshot | None, ext: Mapping[str, Any]) -> str:
+def events_markup(snap: Snapshot | None, ext: Mapping[str, Any]) -> Content:
     events = dict(snap.scheduler.events) if snap is not None else {}
     rates = ext.get("event_rates") or {}
     if not events:
         if snap is not None and snap.scheduler.ext_state == "enabled":
-            return "[$text-muted]root/events: not in this kernel (6.15+)[/]"
-        return "[$text-muted]root/events: no BPF scheduler loaded[/]"
-    width = max(len(k) for k in events)
-    lines = [f"[b]{'root/events':<{width}} {'total':>12} {'per s':>10}[/b]"]
+            return Content.from_markup("[$text-muted]root/events: not in this kernel (6.15+)[/]")
+        return Content.from_markup("[$text-muted]root/events: no BPF scheduler loaded[/]")
+    width = max(len(visible(k)) for k in events)
+    lines = [Content.from_markup(f"[b]{'root/events':<{width}} {'total':>12} {'per s':>10}[/b]")]
     for name in sorted(events):
         rate = rates.get(name)
         r = "-" if rate is None else fmt_rate(rate)
         style = "$warning" if rate else ""
-        row = f"{escape(name):<{width}} {events[name]:>12} {r:>10}"
-        lines.append(f"[{style}]{row}[/]" if style else row)
-    return "\n".join(lines)
+        row = f"$name {visible(events[name]):>12} {r:>10}"
+        lines.append(safe(f"[{style}]{row}[/]" if style else row, name=visible(name).ljust(width)))
+    return Content("\n").join(lines)
 
 
-def changes_markup(changes: Sequence[Mapping[str, Any]], limit: int = 8) -> str:
+def changes_markup(changes: Sequence[Mapping[str, Any]], limit: int = 8) -> Content:
     if not changes:
-        return "[$text-muted]no scheduler loaded or unloaded since schedtop started[/]"
+        return Content.from_markup("[$text-muted]no scheduler loaded or unloaded since schedtop started[/]")
     lines = []
     for ch in list(changes)[-limit:][::-1]:
         kind = ch.get("kind", "?")
         when = time.strftime("%H:%M:%S", time.localtime(ch.get("wall", 0)))
         mark = MARKS.get(kind, "?")
-        lines.append(f"[{MARK_STYLE.get(kind, '')}]{mark}[/] {when}  {escape(str(ch.get('label', kind)))}")
-    return "\n".join(lines)
+        style = MARK_STYLE.get(kind, "")
+        lines.append(safe((f"[{style}]$mark[/]" if style else "$mark") + f" {when}  $label",
+                          mark=mark, label=ch.get("label", kind)))
+    return Content("\n").join(lines)
 
 
-def stats_markup(stats: Mapping[str, Any], prev: Mapping[str, Any] | None, dt: float) -> str:
+def stats_markup(stats: Mapping[str, Any], prev: Mapping[str, Any] | None, dt: float) -> Content:
+    """Names, descriptions and values come from whichever scheduler serves the socket: plain text."""
     if not stats:
-        return "[$text-muted]scx_stats: not collected (replay, or --no-bpf session without the extra)[/]"
-    path = escape(str(stats.get("path", "")))
+        return Content.from_markup("[$text-muted]scx_stats: not collected (replay, or --no-bpf session without the extra)[/]")
+    path = str(stats.get("path", ""))
     if not stats.get("ok"):
         err = str(stats.get("error") or "unknown error")
         if "No such file" in err or "no scheduler serves" in err:
-            return f"[$text-muted]scx_stats: nothing serves {path}[/]"
-        return f"[$warning]scx_stats {path}: {escape(err)}[/]"
+            return safe("[$text-muted]scx_stats: nothing serves $path[/]", path=path)
+        return safe("[$warning]scx_stats $path: $err[/]", path=path, err=err)
     metrics: Mapping[str, Any] = stats.get("metrics") or {}
     kinds: Mapping[str, str] = stats.get("kinds") or {}
     descs: Mapping[str, str] = stats.get("descs") or {}
     pm: Mapping[str, Any] = (prev or {}).get("metrics") or {}
-    head = f"[b]{escape(str(stats.get('top') or 'stats'))}[/b]"
-    if stats.get("desc"):
-        head += f" - {escape(str(stats['desc']))}"
     lat = stats.get("latency_ms")
-    head += f"   [$text-muted]{path}" + (f", answered in {lat:.2f} ms" if lat is not None else "") + "[/]"
+    head = safe("[b]$top[/b]" + (" - $desc" if stats.get("desc") else "") + "   [$text-muted]$path"
+                + (f", answered in {lat:.2f} ms" if lat is not None else "") + "[/]",
+                top=stats.get("top") or "stats", desc=stats.get("desc") or "", path=path)
     if not metrics:
-        return head + "\n[$text-muted](no metrics)[/]"
-    width = min(max(len(k) for k in metrics), 40)
-    lines = [head, f"[b]{'metric':<{width}} {'value':>14} {'per s':>10}  description[/b]"]
+        return Content("\n").join([head, Content.from_markup("[$text-muted](no metrics)[/]")])
+    width = min(max(len(visible(k)) for k in metrics), 40)
+    lines = [head, Content.from_markup(f"[b]{'metric':<{width}} {'value':>14} {'per s':>10}  description[/b]")]
     for name in metrics:
         v = metrics[name]
         rate = ""
@@ -149,9 +158,12 @@ def stats_markup(stats: Mapping[str, Any], prev: Mapping[str, Any] | None, dt: f
             shown = f"{v:.3f}"
         else:
             shown = str(v)
-        lines.append(f"{escape(name[:width]):<{width}} {escape(shown[:14]):>14} {rate:>10}  "
-                     f"[$text-muted]{escape(descs.get(name, ''))}[/]")
-    return "\n".join(lines)
+        shown = visible(shown)
+        if len(shown) > 14:  # a value keeps its leading digits: cut at the end, marked
+            shown = shown[:13] + "…"
+        lines.append(safe(f"$name $value {rate:>10}  [$text-muted]$desc[/]",
+                          name=visible(name)[:width].ljust(width), value=shown.rjust(14), desc=descs.get(name, "")))
+    return Content("\n").join(lines)
 
 
 class SchedExtScreen(Screen[None]):

@@ -8,7 +8,8 @@ once the kernel ejected it, why.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from rich.markup import escape
 from textual.app import ComposeResult

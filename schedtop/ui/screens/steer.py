@@ -9,12 +9,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.markup import escape
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from schedtop.steer import units
+from schedtop.textsafe import visible
+from schedtop.ui.widgets.text import safe
 
 MODAL_CSS = """
 %s {
@@ -64,8 +66,9 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = self.title_text
-            yield Static(self.message, id="confirm-text")
+            # title and message may name a task: plain text, never markup
+            box.border_title = safe("$t", t=self.title_text)
+            yield Static(Content(visible(self.message, keep_newlines=True)), id="confirm-text")
             with Horizontal():
                 yield Button(f"{self.yes} (y)", variant="warning", id="confirm-yes")
                 yield Button(f"{self.no} (n)", id="confirm-no")
@@ -97,7 +100,7 @@ class CpuChooser(ModalScreen["tuple[int, ...] | None"]):
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = f"Pin {self.who}"
+            box.border_title = safe("Pin $who", who=self.who)
             box.border_subtitle = "Enter to pin, Esc to cancel"
             yield Static(f"online CPUs: [b]{units.format_cpulist(self.online)}[/b]   "
                          f"now: [b]{units.format_cpulist(self.current)}[/b]")
@@ -116,7 +119,7 @@ class CpuChooser(ModalScreen["tuple[int, ...] | None"]):
         try:
             cpus = units.parse_cpulist(event.value)
         except ValueError as exc:
-            self.query_one("#cpus-error", Static).update(escape(str(exc)))
+            self.query_one("#cpus-error", Static).update(safe("$e", e=exc))
             return
         self.dismiss(cpus)
 
@@ -148,32 +151,45 @@ PolicyChooser OptionList { height: auto; max-height: 8; }
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = f"Policy for {self.who}"
+            box.border_title = safe("Policy for $who", who=self.who)
             box.border_subtitle = "Enter to set, Esc to cancel"
-            yield Static(f"now: [b]{escape(self.current)}[/b]")
+            yield Static(safe("now: [b]$now[/b]", now=self.current))
             yield OptionList(*[Option(text, id=key) for key, text in POLICY_CHOICES], id="policy-list")
             yield Static("RT priority for FIFO/RR (1..99):", classes="steer-hint")
-            yield Input(value="88", id="policy-prio", restrict=r"[0-9]*", max_length=2)
+            # 3 digits, so 100 is typed whole and refused, never silently read as 10
+            yield Input(value="88", id="policy-prio", restrict=r"[0-9]*", max_length=3)
             yield Static("", classes="steer-error", id="policy-error")
 
     def on_mount(self) -> None:
         self.query_one(OptionList).focus()
+
+    def _priority(self) -> int | None:
+        """The typed RT priority, or None after saying why it is refused."""
+        error = self.query_one("#policy-error", Static)
+        try:
+            prio = units.check_rt_priority(int(self.query_one("#policy-prio", Input).value or "0"))
+        except ValueError as exc:
+            error.update(safe("$e", e=exc))
+            return None
+        error.update("")
+        return prio
 
     @on(OptionList.OptionSelected)
     def _chosen(self, event: OptionList.OptionSelected) -> None:
         policy = units.parse_policy(event.option.id or "other")
         prio = 0
         if policy in units.RT_POLICIES:
-            try:
-                prio = units.check_rt_priority(int(self.query_one("#policy-prio", Input).value or "0"))
-            except ValueError as exc:
-                self.query_one("#policy-error", Static).update(escape(str(exc)))
+            got = self._priority()
+            if got is None:
+                self.query_one("#policy-prio", Input).focus()
                 return
+            prio = got
         self.dismiss((policy, prio))
 
     @on(Input.Submitted, "#policy-prio")
     def _prio_done(self) -> None:
-        self.query_one(OptionList).focus()
+        if self._priority() is not None:  # a bad value keeps the focus here, with its message
+            self.query_one(OptionList).focus()
 
     def action_cancel(self) -> None:
         self.dismiss(None)

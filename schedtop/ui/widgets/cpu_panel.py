@@ -5,21 +5,22 @@ from __future__ import annotations
 import math
 
 from textual import events
-from textual.markup import escape
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import Static
 
-from schedtop.ui.widgets.text import set_text
 from schedtop.model import CpuStat, Snapshot
+from schedtop.textsafe import visible
 from schedtop.ui.widgets.format import bar, fmt_rate
+from schedtop.ui.widgets.text import safe, set_text
 
 MAX_ROWS = 8  # beyond this many CPUs, lay them out in columns
 
 
-def cpu_cell(c: CpuStat, width: int) -> str:
+def cpu_cell(c: CpuStat, width: int) -> Content:
     """One CPU in `width` cells; the bar takes what the text leaves."""
     run = f"{c.nr_running}{'' if c.nr_running_exact else '~'}"
-    curr = "idle" if c.curr_pid is None and not c.curr_comm else f"{c.curr_comm or '?'}"
+    curr = "idle" if c.curr_pid is None and not c.curr_comm else visible(c.curr_comm or "?")
     if c.curr_pid is not None:
         curr += f" ({c.curr_pid})"
     head = f"{c.cpu:>3} "
@@ -28,10 +29,8 @@ def cpu_cell(c: CpuStat, width: int) -> str:
     rest = max(0, width - len(head) - bar_w - len(nums))
     curr = curr if len(curr) <= rest else curr[: max(0, rest - 1)] + "…"
     level = "$success" if c.util_pct < 60 else ("$warning" if c.util_pct < 90 else "$error")
-    return (
-        f"{head}[{level}]{bar(c.util_pct / 100, bar_w)}[/]{nums}"
-        f"[$text-muted]{escape(curr.ljust(rest))}[/]"
-    )
+    return safe(f"{head}[{level}]{bar(c.util_pct / 100, bar_w)}[/]{nums}[$text-muted]$curr[/]",
+                curr=curr.ljust(rest))
 
 
 def grid(n: int, width: int) -> tuple[int, int, int]:
@@ -50,18 +49,18 @@ def cpu_at(n: int, width: int, x: int, y: int) -> int | None:
     return i if i < n else None
 
 
-def cpu_panel_markup(snap: Snapshot | None, width: int) -> str:
+def cpu_panel_markup(snap: Snapshot | None, width: int) -> Content:
     if snap is None or not snap.cpus:
-        return "[$text-muted]no CPU data yet[/]"
+        return Content.from_markup("[$text-muted]no CPU data yet[/]")
     cpus = snap.cpus
     ncols, nrows, colw = grid(len(cpus), width)
     exact = all(c.nr_running_exact for c in cpus)
     note = "runnable exact (debugfs)" if exact else "runnable ~ estimated from /proc (root: exact)"
-    lines = [f"[b]CPU[/b]  [$text-muted]{note}[/]"]
+    lines = [Content.from_markup(f"[b]CPU[/b]  [$text-muted]{note}[/]")]
     for r in range(nrows):
         cells = [cpu_cell(cpus[i], colw) for i in range(r, len(cpus), nrows)]
-        lines.append(" ".join(cells))
-    return "\n".join(lines)
+        lines.append(Content(" ").join(cells))
+    return Content("\n").join(lines)
 
 
 class CpuPanel(Static):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from schedtop.model import Task
 
@@ -28,11 +28,47 @@ def fmt_us(us: float | None) -> str:
     return "-" if us is None else fmt_ns(us * 1000.0)
 
 
-def fmt_vruntime(ns: int | None) -> str:
-    """vruntime is absolute and large; seconds with ms precision keeps growth readable."""
+def fmt_vruntime(ns: int | None, width: int = 10, decimals: int = 3) -> str:
+    """vruntime is absolute and large: seconds with ms precision, the unit shown ("1234.567s").
+
+    The task table and the queue view (with µs, decimals=6) both use this, so they agree."""
     if ns is None:
         return "-"
-    return f"{ns / 1e9:.3f}"
+    return fit_number(ns / 1e9, width, decimals, SECONDS)
+
+
+# A number never loses its leading digits: fit_number drops decimals, then moves to
+# the next unit, and only when even that fails shows OVERFLOW (never a cut number).
+SECONDS = (("s", 1.0), ("ks", 1e3), ("Ms", 1e6), ("Gs", 1e9), ("Ts", 1e12))
+COUNT = (("", 1.0), ("k", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12))
+OVERFLOW = "#"
+
+
+def fit_number(value: float, width: int, decimals: int = 1, units=COUNT) -> str:
+    """`value` (in units[0]) in at most `width` cells: fewer decimals first, then a bigger unit."""
+    if value != value:  # NaN from a corrupt recording
+        return "nan"[:width]
+    for unit, scale in units:
+        v = value / scale
+        for d in range(decimals, -1, -1):
+            text = f"{v:.{d}f}{unit}"
+            if len(text) <= width:
+                return text
+    return OVERFLOW * width
+
+
+def fit_text(text: str, width: int, value: float | None, decimals: int = 1, units=COUNT) -> str:
+    """`text` when it fits, else the same `value` refitted: the cut is never taken off the front."""
+    if len(text) <= width:
+        return text
+    if value is None:
+        return OVERFLOW * width
+    return fit_number(value, width, decimals, units)
+
+
+def fmt_pct(v: float) -> str:
+    """CPU% of a process may pass 100 per busy CPU: 1234.5, never a cut one."""
+    return f"{v:.1f}"
 
 
 def fmt_rate(v: float) -> str:

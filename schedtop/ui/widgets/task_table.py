@@ -8,8 +8,9 @@ fit the width are dropped by priority, which is what makes 80 columns work.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar
 
 from rich.segment import Segment
 from textual import events
@@ -20,9 +21,14 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from schedtop.model import Task
+from schedtop.textsafe import visible
 from schedtop.ui.widgets.format import (
+    OVERFLOW,
+    SECONDS,
     compact_cpus,
+    fit_number,
     fmt_ns,
+    fmt_pct,
     fmt_rate,
     fmt_us,
     fmt_vruntime,
@@ -40,8 +46,18 @@ class Column:
     keep: int  # lower survives longer when the terminal is narrow
     left: bool = False
     descending: bool = True  # first click sorts biggest first
-    needs: str = ""  # "" always, "threads", "lat" or "ext": shown only when the data has it
+    needs: str = ""  # "" always, "threads", "lat", "ext" or "slice": shown only when the data has it
     tip: str = ""
+    fit: Callable[[Task, int], str] | None = None  # a number too wide for its cell, refitted
+
+
+def _count(get: Callable[[Task], float | None], decimals: int = 0) -> Callable[[Task, int], str]:
+    return lambda t, w: fit_number(v, w, decimals) if (v := get(t)) is not None else OVERFLOW * w
+
+
+def _secs(get: Callable[[Task], float | None], scale: float = 1e9) -> Callable[[Task, int], str]:
+    """For durations: the value in seconds, refitted in s/ks/Ms."""
+    return lambda t, w: fit_number(v / scale, w, 2, SECONDS) if (v := get(t)) is not None else OVERFLOW * w
 
 
 def _opt(v: Any) -> tuple[int, Any]:
@@ -55,25 +71,41 @@ def _policy(t: Task) -> str:
 
 # keep: which columns survive a narrow terminal (0 always; 80 columns keep up to ~5).
 COLUMNS: tuple[Column, ...] = (
-    Column("pid", "PID", 7, lambda t: str(t.pid), lambda t: t.pid, 0, descending=False, tip="process id (tgid)"),
-    Column("tid", "TID", 7, lambda t: str(t.tid), lambda t: t.tid, 2, descending=False, needs="threads", tip="thread id"),
-    Column("comm", "COMMAND", 15, lambda t: t.comm, lambda t: t.comm.lower(), 0, left=True, descending=False),
-    Column("state", "S", 1, lambda t: t.state, lambda t: t.state, 3, descending=False, tip="R running/runnable, S sleeping, D disk"),
+    Column("pid", "PID", 7, lambda t: str(t.pid), lambda t: t.pid, 0, descending=False, tip="process id (tgid)",
+           fit=_count(lambda t: t.pid)),
+    Column("tid", "TID", 7, lambda t: str(t.tid), lambda t: t.tid, 2, descending=False, needs="threads", tip="thread id",
+           fit=_count(lambda t: t.tid)),
+    Column("comm", "COMMAND", 15, lambda t: visible(t.comm), lambda t: t.comm.lower(), 0, left=True, descending=False),
+    Column("state", "S", 1, lambda t: visible(t.state), lambda t: t.state, 3, descending=False,
+           tip="R running/runnable, S sleeping, D disk"),
     Column("policy", "POLICY", 6, _policy, lambda t: t.policy, 5, left=True, descending=False),
-    Column("nice", "NI", 3, lambda t: str(t.nice), lambda t: t.nice, 9, descending=False),
-    Column("prio", "PRI", 3, lambda t: str(t.prio), lambda t: t.prio, 11, descending=False, tip="kernel prio"),
-    Column("cpu", "CPU", 3, lambda t: str(t.cpu), lambda t: t.cpu, 8, descending=False, tip="last CPU"),
+    Column("nice", "NI", 3, lambda t: str(t.nice), lambda t: t.nice, 9, descending=False, fit=_count(lambda t: t.nice)),
+    Column("prio", "PRI", 3, lambda t: str(t.prio), lambda t: t.prio, 11, descending=False, tip="kernel prio",
+           fit=_count(lambda t: t.prio)),
+    Column("cpu", "CPU", 3, lambda t: str(t.cpu), lambda t: t.cpu, 8, descending=False, tip="last CPU",
+           fit=_count(lambda t: t.cpu)),
     Column("affinity", "AFFIN", 7, lambda t: compact_cpus(t.affinity), lambda t: (len(t.affinity), t.affinity), 12, left=True, descending=False),
-    Column("vruntime", "VRUNTIME", 10, lambda t: fmt_vruntime(t.vruntime_ns), lambda t: _opt(t.vruntime_ns), 4, tip="se.vruntime, s"),
-    Column("slice", "SLICE", 7, lambda t: fmt_ns(t.slice_ns), lambda t: _opt(t.slice_ns), 7, tip="se.slice"),
-    Column("cpu_pct", "CPU%", 5, lambda t: f"{t.cpu_pct:.1f}", lambda t: t.cpu_pct, 1),
-    Column("runtime", "RUNTIME", 8, lambda t: fmt_ns(t.runtime_ns), lambda t: t.runtime_ns, 13, tip="time on CPU (schedstat)"),
-    Column("wait", "WAIT/s", 7, lambda t: fmt_ns(t.wait_ns_per_s), lambda t: t.wait_ns_per_s, 2, tip="run-queue wait per second"),
-    Column("vcs", "VCS/s", 6, lambda t: fmt_rate(t.vol_cs_per_s), lambda t: t.vol_cs_per_s, 14, tip="voluntary switches/s"),
-    Column("ics", "ICS/s", 6, lambda t: fmt_rate(t.invol_cs_per_s), lambda t: t.invol_cs_per_s, 14, tip="involuntary switches/s"),
-    Column("lat_p50", "P50", 7, lambda t: fmt_us(t.lat_p50_us), lambda t: _opt(t.lat_p50_us), 16, needs="lat", tip="run-queue latency p50"),
-    Column("lat_p99", "P99", 7, lambda t: fmt_us(t.lat_p99_us), lambda t: _opt(t.lat_p99_us), 6, needs="lat", tip="run-queue latency p99"),
-    Column("lat_max", "LATMAX", 7, lambda t: fmt_us(t.lat_max_us), lambda t: _opt(t.lat_max_us), 15, needs="lat"),
+    Column("vruntime", "VRUNTIME", 10, lambda t: fmt_vruntime(t.vruntime_ns), lambda t: _opt(t.vruntime_ns), 4,
+           tip="se.vruntime, in seconds", fit=lambda t, w: fmt_vruntime(t.vruntime_ns, w)),
+    Column("slice", "SLICE", 7, lambda t: fmt_ns(t.slice_ns), lambda t: _opt(t.slice_ns), 7, needs="slice",
+           tip="se.slice (EEVDF; a CFS kernel has none)",
+           fit=_secs(lambda t: t.slice_ns)),
+    Column("cpu_pct", "CPU%", 5, lambda t: fmt_pct(t.cpu_pct), lambda t: t.cpu_pct, 1,
+           fit=_count(lambda t: t.cpu_pct, 1)),
+    Column("runtime", "RUNTIME", 8, lambda t: fmt_ns(t.runtime_ns), lambda t: t.runtime_ns, 13, tip="time on CPU (schedstat)",
+           fit=_secs(lambda t: t.runtime_ns)),
+    Column("wait", "WAIT/s", 7, lambda t: fmt_ns(t.wait_ns_per_s), lambda t: t.wait_ns_per_s, 2, tip="run-queue wait per second",
+           fit=_secs(lambda t: t.wait_ns_per_s)),
+    Column("vcs", "VCS/s", 6, lambda t: fmt_rate(t.vol_cs_per_s), lambda t: t.vol_cs_per_s, 14, tip="voluntary switches/s",
+           fit=_count(lambda t: t.vol_cs_per_s)),
+    Column("ics", "ICS/s", 6, lambda t: fmt_rate(t.invol_cs_per_s), lambda t: t.invol_cs_per_s, 14, tip="involuntary switches/s",
+           fit=_count(lambda t: t.invol_cs_per_s)),
+    Column("lat_p50", "P50", 7, lambda t: fmt_us(t.lat_p50_us), lambda t: _opt(t.lat_p50_us), 16, needs="lat",
+           tip="run-queue latency p50", fit=_secs(lambda t: t.lat_p50_us, 1e6)),
+    Column("lat_p99", "P99", 7, lambda t: fmt_us(t.lat_p99_us), lambda t: _opt(t.lat_p99_us), 6, needs="lat",
+           tip="run-queue latency p99", fit=_secs(lambda t: t.lat_p99_us, 1e6)),
+    Column("lat_max", "LATMAX", 7, lambda t: fmt_us(t.lat_max_us), lambda t: _opt(t.lat_max_us), 15, needs="lat",
+           fit=_secs(lambda t: t.lat_max_us, 1e6)),
     Column("ext", "EXT", 3, lambda t: "-" if t.ext_enabled is None else ("yes" if t.ext_enabled else "no"),
            lambda t: _opt(t.ext_enabled), 10, left=True, needs="ext", tip="scheduled by sched_ext"),
 )
@@ -150,6 +182,7 @@ class TaskTable(ScrollView, can_focus=True):
         self.thread_mode = True
         self.show_lat = False
         self.show_ext = False
+        self.show_slice = True
         self.cursor = 0
         self._selected_tid: int | None = None  # sticky only after the user moved the cursor
         self._columns: list[tuple[Column, int]] = []
@@ -159,6 +192,8 @@ class TaskTable(ScrollView, can_focus=True):
 
     def set_tasks(self, tasks: Sequence[Task], *, thread_mode: bool, show_lat: bool, show_ext: bool) -> None:
         self.tasks = tuple(tasks)
+        # CFS (6.1) gives no se.slice: no SLICE column of dashes pretending there could be one
+        self.show_slice = any(t.slice_ns is not None for t in self.tasks) or not self.tasks
         self.thread_mode = thread_mode
         self.show_lat = show_lat
         self.show_ext = show_ext
@@ -186,11 +221,18 @@ class TaskTable(ScrollView, can_focus=True):
             return self.rows[self.cursor]
         return None
 
+    def siblings(self, task: Task) -> int | None:
+        """How many threads of `task`'s process this table holds (None in process mode: rows are folded)."""
+        if not self.thread_mode:
+            return None
+        return sum(1 for t in self.tasks if t.pid == task.pid)
+
     def visible_columns(self) -> list[Column]:
         return [c for c, _ in self._columns]
 
     def available_columns(self) -> list[Column]:
-        have = {"": True, "threads": self.thread_mode, "lat": self.show_lat, "ext": self.show_ext}
+        have = {"": True, "threads": self.thread_mode, "lat": self.show_lat, "ext": self.show_ext,
+                "slice": self.show_slice}
         return [c for c in COLUMNS if have[c.needs]]
 
     def _rebuild(self) -> None:
@@ -313,7 +355,8 @@ class TaskTable(ScrollView, can_focus=True):
         for col, w in self._columns:
             s = col.text(task)
             if len(s) > w:
-                s = s[: w - 1] + "…" if col.left else s[-w:]
+                # text keeps its start; a number is refitted, never cut
+                s = s[: w - 1] + "…" if col.left else (col.fit(task, w) if col.fit else OVERFLOW * w)
             cells.append(s.ljust(w) if col.left else s.rjust(w))
         return " ".join(cells)
 
