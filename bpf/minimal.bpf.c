@@ -7,15 +7,13 @@
  * idle CPU goes straight to that CPU's local DSQ; everything else queues FIFO
  * on the global DSQ, which every CPU consumes when its local DSQ is empty.
  */
+#define BPF_NO_KFUNC_PROTOTYPES
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "compat.bpf.h"	/* the kfuncs, in the form the running kernel has */
 
 char LICENSE[] SEC("license") = "GPL";
-
-/* kfuncs, 7.2 signatures (scx_bpf_dispatch* were renamed in 6.13) */
-extern void scx_bpf_dsq_insert(struct task_struct *p, u64 dsq_id, u64 slice, u64 enq_flags) __ksym;
-extern s32 scx_bpf_select_cpu_dfl(struct task_struct *p, s32 prev_cpu, u64 wake_flags, bool *is_idle) __ksym;
 
 /* counters read from user space through .bss */
 u64 nr_local;

@@ -29,42 +29,18 @@
  *     set explicitly by the loader) ejects us; the kernel falls back to
  *     the fair class and ops.exit records why for Python to read.
  *
- * kfunc signatures were probed in the BTF of the 7.2.13 kernel (see the
- * declarations below); vmlinux.h's own kfunc prototypes are not used.
+ * The kfuncs come from compat.bpf.h, which picks each one's form for the
+ * running kernel (6.12 .. 7.3); vmlinux.h's own kfunc prototypes are not used.
  */
 #define BPF_NO_KFUNC_PROTOTYPES
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include "compat.bpf.h"
 #include "scx.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-/* --- kfuncs (7.2 BTF) ----------------------------------------------------- */
-extern void scx_bpf_dsq_insert(struct task_struct *p, u64 dsq_id, u64 slice, u64 enq_flags) __ksym;
-/*
- * 7.2 also has __scx_bpf_dsq_insert_vtime(p, struct args *), but clang 14 emits
- * no BTF for an extern whose name starts with "__", so libbpf cannot resolve it;
- * the five-argument form is still exported (probed in BTF) and does the same.
- */
-extern void scx_bpf_dsq_insert_vtime(struct task_struct *p, u64 dsq_id, u64 slice, u64 vtime,
-				     u64 enq_flags) __ksym;
-extern bool scx_bpf_dsq_move_to_local(u64 dsq_id) __ksym;
-extern s32 scx_bpf_create_dsq(u64 dsq_id, s32 node) __ksym;
-extern s32 scx_bpf_select_cpu_dfl(struct task_struct *p, s32 prev_cpu, u64 wake_flags,
-				  bool *is_idle) __ksym;
-extern s32 scx_bpf_pick_idle_cpu(const struct cpumask *cpus_allowed, u64 flags) __ksym;
-extern bool scx_bpf_test_and_clear_cpu_idle(s32 cpu) __ksym;
-extern void scx_bpf_kick_cpu(s32 cpu, u64 flags) __ksym;
-extern s32 scx_bpf_task_cpu(const struct task_struct *p) __ksym;
-extern u32 scx_bpf_dispatch_nr_slots(void) __ksym;
-extern s32 scx_bpf_dsq_nr_queued(u64 dsq_id) __ksym;
-extern u32 scx_bpf_nr_cpu_ids(void) __ksym;
-extern bool scx_bpf_task_set_slice(struct task_struct *p, u64 slice) __ksym;
-extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym;
-extern void bpf_task_release(struct task_struct *p) __ksym;
-extern bool bpf_cpumask_test_cpu(u32 cpu, const struct cpumask *cpumask) __ksym;
 
 #define PF_KSWAPD	0x00020000
 #define PF_KCOMPACTD	0x00010000
@@ -101,10 +77,27 @@ static u32 nr_cpu_ids;
 /* Set when we preempt a CPU for the loop or a boosted task; its victim is requeued. */
 static u32 cpu_preempted[SCHEDTOP_MAX_CPUS];
 
+/*
+ * &cpu_preempted[cpu], or NULL. One register is both checked and used as the
+ * index (the barrier keeps clang from checking a copy): 6.18's verifier lost the
+ * bound of a copy checked before the index was taken ("unbounded memory access").
+ */
+static __always_inline u32 *preempted_slot(s32 cpu)
+{
+	u32 idx = (u32)cpu;	/* a negative cpu fails the one check below */
+
+	barrier_var(idx);
+	if (idx >= SCHEDTOP_MAX_CPUS)
+		return NULL;
+	return &cpu_preempted[idx];
+}
+
 static __always_inline void mark_preempt(s32 cpu)
 {
-	if (cpu >= 0 && cpu < SCHEDTOP_MAX_CPUS)
-		cpu_preempted[cpu] = 1;
+	u32 *slot = preempted_slot(cpu);
+
+	if (slot)
+		*slot = 1;
 }
 /* Keep the record types in BTF: the Python mirrors are checked against them. */
 struct scx_queued *_btf_queued __attribute__((unused));
@@ -316,12 +309,13 @@ static void queue_to_user(struct task_struct *p, u64 enq_flags)
 static __always_inline bool requeue_preempted(struct task_struct *p, struct scx_task_knob *k, s32 cpu,
 					      u64 enq_flags)
 {
+	u32 *slot = preempted_slot(cpu);
 	struct task_ctx *tctx;
 	u64 left;
 
-	if ((enq_flags & SCX_ENQ_WAKEUP) || cpu < 0 || cpu >= SCHEDTOP_MAX_CPUS || !cpu_preempted[cpu])
+	if ((enq_flags & SCX_ENQ_WAKEUP) || !slot || !*slot)
 		return false;
-	cpu_preempted[cpu] = 0;	/* one victim per preemption */
+	*slot = 0;	/* one victim per preemption */
 	tctx = ctx_of(p);
 	if (!tctx || !tctx->slice_start || tctx->last_used >= tctx->slice_start)
 		return false;
@@ -416,6 +410,24 @@ static __always_inline void record_latency(u64 ns)
 		__sync_fetch_and_add(&lat_hist[b], 1);
 }
 
+/*
+ * Where the kernel has no callable scx_bpf_kick_cpu (compat.bpf.h), an idle CPU
+ * would not wake for a task queued in a DSQ: put the task on that CPU's local
+ * DSQ instead, which wakes it. @cpu < 0: any idle CPU the task may use.
+ */
+static __always_inline bool wake_idle_directly(struct task_struct *p, s32 cpu, u64 slice)
+{
+	if (cpu >= 0) {
+		if (!scx_bpf_test_and_clear_cpu_idle(cpu))
+			return false;
+	} else {
+		cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+	}
+	if (cpu < 0 || !local_ok(p, cpu))
+		return false;
+	return scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice, 0);
+}
+
 /* One decision from user space; returns 1 to stop the drain. */
 static long apply_decision(struct bpf_dynptr *dynptr, void *ctx)
 {
@@ -463,6 +475,10 @@ static long apply_decision(struct bpf_dynptr *dynptr, void *ctx)
 			cpu = -1;
 		}
 	}
+	if (!compat_can_kick() && wake_idle_directly(p, cpu, d->slice_ns)) {
+		__sync_fetch_and_add(&counters.nr_user_dispatches, 1);
+		goto done;
+	}
 	insert_vtime(p, dsq, d->slice_ns, d->deadline, 0);
 	__sync_fetch_and_add(&counters.nr_user_dispatches, 1);
 	if (cpu < 0)
@@ -492,11 +508,11 @@ void BPF_PROG(schedtop_dispatch, s32 cpu, struct task_struct *prev)
 	if (scx_bpf_dispatch_nr_slots())
 		bpf_user_ringbuf_drain(&dispatched, apply_decision, NULL, 0);
 
-	if (scx_bpf_dsq_move_to_local(SELF_DSQ))
+	if (scx_bpf_dsq_move_to_local(SELF_DSQ, 0))
 		return;
-	if (scx_bpf_dsq_move_to_local(cpu))
+	if (scx_bpf_dsq_move_to_local(cpu, 0))
 		return;
-	if (scx_bpf_dsq_move_to_local(SHARED_DSQ))
+	if (scx_bpf_dsq_move_to_local(SHARED_DSQ, 0))
 		return;
 	/*
 	 * Nothing else wants this CPU: let the previous task go on. Not the

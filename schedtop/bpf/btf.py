@@ -9,16 +9,70 @@ from dataclasses import dataclass
 
 from schedtop.bpf.libbpf import BpfError, BpfObject, _check_ptr, load_libbpf
 
-KIND_INT, KIND_PTR, KIND_ARRAY, KIND_STRUCT, KIND_UNION, KIND_ENUM = 1, 2, 3, 4, 5, 6
-KIND_TYPEDEF, KIND_FUNC, KIND_VAR, KIND_DATASEC = 8, 12, 14, 15
+KIND_INT, KIND_PTR, KIND_ARRAY, KIND_STRUCT, KIND_UNION, KIND_ENUM, KIND_FWD = 1, 2, 3, 4, 5, 6, 7
+KIND_TYPEDEF, KIND_VOLATILE, KIND_CONST, KIND_RESTRICT, KIND_FUNC, KIND_FUNC_PROTO = 8, 9, 10, 11, 12, 13
+KIND_VAR, KIND_DATASEC, KIND_FLOAT, KIND_DECL_TAG, KIND_TYPE_TAG, KIND_ENUM64 = 14, 15, 16, 17, 18, 19
+_MODIFIERS = (KIND_TYPEDEF, KIND_VOLATILE, KIND_CONST, KIND_RESTRICT, KIND_TYPE_TAG)
 
 
 class _BtfType(ctypes.Structure):
     _fields_ = [("name_off", ctypes.c_uint32), ("info", ctypes.c_uint32), ("size_or_type", ctypes.c_uint32)]
 
 
+class _BtfParam(ctypes.Structure):
+    _fields_ = [("name_off", ctypes.c_uint32), ("type", ctypes.c_uint32)]
+
+
 class _BtfMember(ctypes.Structure):
     _fields_ = [("name_off", ctypes.c_uint32), ("type", ctypes.c_uint32), ("offset", ctypes.c_uint32)]
+
+
+@dataclass(frozen=True, slots=True)
+class FuncProto:
+    """A function's prototype as libbpf compares a kfunc extern with the kernel's
+    (bpf_core_types_are_compat): typedefs and const/volatile dropped, integers alike,
+    pointers compared by what they point to, structs by kind only."""
+
+    ret: str
+    params: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, sig: str) -> tuple[str, FuncProto]:
+        """(name, proto) from a C declaration such as
+        ``void scx_bpf_kick_cpu(s32 cpu, u64 flags, const struct bpf_prog_aux * aux)``."""
+        head, _, rest = sig.partition("(")
+        args = rest.rsplit(")", 1)[0].strip()
+        ret, name = _split_decl(head)
+        params = [] if args in ("", "void") else [_split_decl(a)[0] for a in args.split(",")]
+        return name, cls(_c_shape(ret), tuple(_c_shape(p) for p in params))
+
+    def compatible(self, other: FuncProto) -> bool:
+        return self == other
+
+
+def _split_decl(decl: str) -> tuple[str, str]:
+    """'const struct bpf_prog_aux * aux' -> ('const struct bpf_prog_aux *', 'aux')."""
+    decl = decl.strip()
+    i = len(decl)
+    while i and (decl[i - 1].isalnum() or decl[i - 1] == "_"):
+        i -= 1
+    typ, name = decl[:i].strip(), decl[i:]
+    if not typ or typ in ("struct", "union", "enum", "const", "unsigned", "signed") or name in ("int", "long", "char"):
+        return decl, ""  # an unnamed parameter: the whole of it is the type
+    return typ, name
+
+
+def _c_shape(ctype: str) -> str:
+    words = [w for w in ctype.replace("*", " * ").split() if w not in ("const", "volatile", "restrict")]
+    if words and words[-1] == "*":
+        return "*" + _c_shape(" ".join(words[:-1]))
+    if not words or words == ["void"]:
+        return "void"
+    if words[0] in ("struct", "union"):
+        return "struct"
+    if words[0] == "enum":
+        return "enum"
+    return "float" if words[0] in ("float", "double") else "int"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +126,39 @@ class Btf:
     def has_func(self, name: str) -> bool:
         """A kernel function (e.g. a kfunc such as scx_bpf_dsq_insert) is in BTF."""
         return self.find(name, KIND_FUNC) is not None
+
+    def func_proto(self, name: str) -> FuncProto | None:
+        """Prototype of the function ``name`` (a kernel function, or an object's extern), or None."""
+        tid = self.find(name, KIND_FUNC)
+        if tid is None:
+            return None
+        proto = self._type(self._type(tid).size_or_type)
+        params = (_BtfParam * (proto.info & 0xFFFF)).from_address(ctypes.addressof(proto) + ctypes.sizeof(_BtfType))
+        shapes = tuple(self._shape(p.type) for p in params)
+        if shapes and shapes[-1] == "void":  # a trailing (void) entry marks varargs
+            shapes = shapes[:-1]
+        return FuncProto(self._shape(proto.size_or_type), shapes)
+
+    def _shape(self, tid: int, depth: int = 8) -> str:
+        if tid == 0:
+            return "void"
+        t = self._type(tid)
+        kind = (t.info >> 24) & 0x1F
+        if kind in _MODIFIERS and depth:
+            return self._shape(t.size_or_type, depth - 1)
+        if kind == KIND_PTR and depth:
+            return "*" + self._shape(t.size_or_type, depth - 1)
+        return {KIND_INT: "int", KIND_STRUCT: "struct", KIND_UNION: "struct", KIND_FWD: "struct",
+                KIND_ENUM: "enum", KIND_ENUM64: "enum", KIND_FLOAT: "float"}.get(kind, f"kind{kind}")
+
+    def extern_funcs(self) -> list[str]:
+        """Names of the functions an object declares extern (its kfuncs)."""
+        out = []
+        for tid in range(1, load_libbpf().btf__type_cnt(self._ptr)):
+            t = self._type(tid)
+            if (t.info >> 24) & 0x1F == KIND_FUNC and t.info & 0xFFFF == 2:  # vlen holds the linkage: 2 = extern
+                out.append(self._name(t.name_off))
+        return out
 
     def struct_fields(self, name: str) -> dict[str, Field]:
         """Members of struct/union ``name`` (anonymous members are flattened)."""

@@ -168,12 +168,15 @@ def run(args: argparse.Namespace) -> int:
         timer.start()
 
     mode = "partial" if args.partial else "full"
+    kernel_note = sched.compat.line()  # what this kernel's sched_ext lacks, "" for nothing
     if args.json:
         _emit({"event": "loaded", "policy": policy.name, "mode": mode, "pid": os.getpid(),
-               "slice_ns": slice_ns, "timeout_ms": args.timeout_ms}, True, lock)
+               "slice_ns": slice_ns, "timeout_ms": args.timeout_ms, "kernel_note": kernel_note}, True, lock)
     else:
         _emit_text(f"schedtop scx: loaded ({policy.name}, {mode} mode, slice {args.slice_us}us, "
                    f"timeout {args.timeout_ms}ms); ^C unloads", lock)
+        if kernel_note:
+            _emit_text(f"schedtop scx: {kernel_note}", lock)
     stats_server = _serve_stats(args.stats_socket, loop, lock)
     try:
         outcome = loop.run()

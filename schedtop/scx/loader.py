@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from schedtop.bpf import objects
-from schedtop.scx import protocol
+from schedtop.scx import compat, protocol
 
 OBJ_PATH = objects.path("scx")
 SYSFS = Path("/sys/kernel/sched_ext")
@@ -90,12 +90,40 @@ class Scheduler:
             raise LoadError(str(exc)) from None
         try:
             btf = Btf.of_object(self.obj)
+            self.compat = self._check_kernel(btf)
             self._configure(btf, cfg, own_tgid or os.getpid())
             self.obj.load()
             self._bind(btf)
         except BpfError as exc:
             self.obj.close()
             raise LoadError(f"loading the scheduler failed: {exc}") from None
+
+    def _ops_view(self, btf) -> tuple[memoryview, dict]:
+        """The object's struct sched_ext_ops as libbpf will hand it to the kernel, and its fields."""
+        addr, size = self.obj.map("schedtop_ops").initial_value()
+        return memoryview((ctypes.c_char * size).from_address(addr)).cast("B"), btf.struct_fields("sched_ext_ops")
+
+    def _check_kernel(self, btf) -> compat.CompatPlan:
+        """Probe the running kernel's BTF for what the object uses, before libbpf does.
+        Refuses a kernel that cannot run it; clears the ops it lacks (LoadError otherwise)."""
+        from schedtop.bpf.btf import Btf
+        from schedtop.bpf.libbpf import BpfError
+
+        externs = {name: btf.func_proto(name) for name in btf.extern_funcs()}
+        ops, fields = self._ops_view(btf)
+        used = [f.name for f in fields.values() if any(ops[f.offset:f.offset + f.size])]
+        try:
+            with Btf.vmlinux() as kbtf:
+                view = compat.KernelView.of_btf(kbtf, os.uname().release, map(compat.kernel_name, externs))
+        except BpfError as exc:
+            raise LoadError(f"cannot read the kernel's BTF to check sched_ext: {exc}") from None
+        plan = compat.plan(externs, used, view)
+        if plan.refused:
+            raise LoadError(plan.refused)
+        for op in plan.null_ops:  # as compat.h's __COMPAT_struct_has_field: libbpf skips a zeroed member
+            f = fields[op]
+            ops[f.offset:f.offset + f.size] = bytes(f.size)
+        return plan
 
     def _configure(self, btf, cfg: LoadConfig, tgid: int) -> None:
         ro = self.obj.global_data(".rodata")
@@ -105,10 +133,7 @@ class Scheduler:
         _write(ro, offs["heartbeat_ns"], ctypes.c_uint64, cfg.heartbeat_ms * 1_000_000)
         _write(ro, offs["loop_preempt"], ctypes.c_uint8, int(cfg.loop_preempt))
         # The struct_ops map's initial value is the object's own struct sched_ext_ops.
-        ops_map = self.obj.map("schedtop_ops")
-        addr, size = ops_map.initial_value()
-        ops = memoryview((ctypes.c_char * size).from_address(addr)).cast("B")
-        fields = btf.struct_fields("sched_ext_ops")
+        ops, fields = self._ops_view(btf)
         _write(ops, fields["flags"].offset, ctypes.c_uint64, SCX_OPS_SWITCH_PARTIAL if cfg.partial else 0)
         _write(ops, fields["timeout_ms"].offset, ctypes.c_uint32, cfg.timeout_ms)
 
