@@ -150,3 +150,27 @@ def test_real_terminal_keeps_its_title(hostile, tmp_path):
         assert t.pane("#{pane_title}") == before
     finally:
         t.close()
+
+
+def test_perfetto_names_are_escaped(hostile, tmp_path):
+    from schedtop.export.perfetto import PerfettoWriter, SchedEvent, read_trace
+
+    pid, tids = hostile
+    t = time.monotonic_ns()
+    out = tmp_path / "h.perfetto-trace"
+    with PerfettoWriter(out, ncpus=2) as w:
+        w.add([SchedEvent("switch", t, 0, 0, "swapper/0", 120, 0, pid, TITLE.decode(), 120),
+               SchedEvent("wakeup", t + 10, 1, tids[0], CLEAR.decode(), 120, target_cpu=1, tgid=pid)])
+        w.counter(f"slice {CLEAR.decode()}", 1.0)
+    trace = read_trace(out)  # (the raw protobuf has 0x1b bytes of its own: check the strings)
+    names = {th.tid: th.name for p in trace.packet if p.HasField("process_tree") for th in p.process_tree.threads}
+    assert names[pid] == visible(TITLE.decode()) and names[tids[0]] == visible(CLEAR.decode())
+    sw = next(fe.sched_switch for p in trace.packet if p.WhichOneof("data") == "ftrace_events"
+              for fe in p.ftrace_events.event if fe.WhichOneof("event") == "sched_switch")
+    assert sw.next_comm == "\\x1b]2;PWNED\\x07"
+    tracks = [p.track_descriptor.name for p in trace.packet if p.HasField("track_descriptor")]
+    assert "slice \\x1b[2J\\x1b[31mEVIL\\x07" in tracks
+    strings = [*names.values(), *tracks, sw.next_comm,
+               *(a for p in trace.packet if p.HasField("process_tree") for pr in p.process_tree.processes
+                 for a in pr.cmdline)]
+    assert not any(has_control(x) for x in strings)
