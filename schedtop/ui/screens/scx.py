@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rich.markup import escape
+import re
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -19,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from schedtop.model import Snapshot
+from schedtop.textsafe import visible
 
 COUNTERS = (
     ("nr_queued", "queued", "tasks sent to the Python loop"),
@@ -36,6 +38,13 @@ COUNTERS = (
 )
 
 
+def _plain(x: Any) -> str:
+    """Policy, exit and error text as literal markup: control characters made visible, `[` escaped,
+    and a backslash that would escape our own tag written as \\x5c."""
+    v = re.sub(r"\\(?=\[)|\\$", r"\\x5c", visible(str(x)))
+    return v.replace("[", "\\[")
+
+
 def _us(v: Any) -> str:
     return "-" if v is None else f"{float(v):,.0f} µs"
 
@@ -49,18 +58,18 @@ def panel_markup(scx: Mapping[str, Any]) -> str:
     lines = []
     if scx.get("running"):
         mode = "partial (SCHED_EXT tasks only)" if (stats.get("partial") or opts.get("partial")) else "full (every task)"
-        lines.append(f"[b]loaded[/b]  policy [$accent]{escape(str(stats.get('policy') or opts.get('policy')))}[/]  "
+        lines.append(f"[b]loaded[/b]  policy [$accent]{_plain(stats.get('policy') or opts.get('policy'))}[/]  "
                      f"mode {mode}  slice {int(stats.get('slice_ns') or 0) // 1000} µs  "
                      f"up {stats.get('uptime_s', 0):.0f} s")
     else:
         lines.append("[b]not loaded[/b] (the kernel runs EEVDF)  [b]L[/b] loads it")
     if scx.get("running") and scx.get("frozen") and not scx.get("exit"):
-        lines.append(f"[$warning]the policy loop is {escape(str(scx['frozen']))}: its tasks wait until the "
+        lines.append(f"[$warning]the policy loop is {_plain(scx['frozen'])}: its tasks wait until the "
                      "kernel's watchdog ejects the scheduler[/]")
     exit_ = scx.get("exit")
     if exit_:
         sev = "$success" if exit_.get("reason") == "stopped" else "$error"
-        lines.append(f"[{sev}]last exit: {escape(str(exit_.get('text')))}[/]")
+        lines.append(f"[{sev}]last exit: {_plain(exit_.get('text'))}[/]")
     if stats:
         rates = stats.get("rates") or {}
         counters = stats.get("counters") or {}
@@ -86,9 +95,9 @@ def panel_markup(scx: Mapping[str, Any]) -> str:
                 lines.append(f"  {pid}: {'-' if sl is None else f'{sl // 1000} µs'}, {'-' if cpu is None else cpu}, "
                              f"{'-' if weight is None else weight}, {'yes' if lat else 'no'}")
         if stats.get("last_error"):
-            lines.append(f"[$warning]last command failed: {escape(str(stats['last_error']))}[/]")
+            lines.append(f"[$warning]last command failed: {_plain(stats['last_error'])}[/]")
         for w in stats.get("warnings") or ():
-            lines.append(f"[$warning]{escape(str(w))}[/]")
+            lines.append(f"[$warning]{_plain(w)}[/]")
     lines.append("")
     lines.append("[$text-muted]L load/unload   P next policy   { } global slice   E task in/out of SCHED_EXT (partial)[/]")
     return "\n".join(lines)
