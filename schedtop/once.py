@@ -19,6 +19,9 @@ from schedtop.cli import MAX_ONCE_DELAY
 from schedtop.model import Snapshot, to_dict
 
 TOP_TASKS = 25
+# Which task columns a narrow terminal keeps first (pid, comm and cpu% always).
+TASK_COLUMN_RANK = ("pid", "comm", "cpu%", "tid", "S", "wait/s", "policy", "nice", "vruntime", "cpu",
+                    "slice", "prio", "affinity", "vcs/s", "ivcs/s")
 
 
 def _fmt_ns(ns: int | None) -> str:
@@ -54,6 +57,7 @@ def render(snap: Snapshot, console: Any = None) -> None:
     from rich.text import Text
 
     from schedtop.textsafe import rich_text as txt
+    from schedtop.textsafe import visible
 
     if console is None:
         console = Console()
@@ -98,19 +102,31 @@ def render(snap: Snapshot, console: Any = None) -> None:
                           "E" if t.eligible else "N", _fmt_ns(t.lag_ns), _fmt_ns(t.deadline_ns),
                           _fmt_ns(t.slice_ns))
         console.print(q)
-    tasks = Table(title=f"Top {TOP_TASKS} of {len(snap.tasks)} tasks by CPU%", title_justify="left")
-    for col in ("pid", "tid", "comm", "S", "policy", "nice", "prio", "cpu", "affinity",
-                "cpu%", "wait/s", "vruntime", "slice", "vcs/s", "ivcs/s"):
-        if col in ("comm", "policy", "S"):
-            tasks.add_column(col, justify="left")
-        else:
-            number_column(tasks, col)
+    names = ("pid", "tid", "comm", "S", "policy", "nice", "prio", "cpu", "affinity",
+             "cpu%", "wait/s", "vruntime", "slice", "vcs/s", "ivcs/s")
     ncpu = len(snap.cpus)
-    for t in sorted(snap.tasks, key=lambda t: (-t.cpu_pct, -t.wait_ns_per_s, t.tid))[:TOP_TASKS]:
-        tasks.add_row(str(t.pid), str(t.tid), txt(t.comm), txt(t.state), txt(t.policy), str(t.nice), str(t.prio),
-                      str(t.cpu), _affinity(t.affinity, ncpu), f"{t.cpu_pct:.1f}",
-                      _fmt_ns(int(t.wait_ns_per_s)), _fmt_ns(t.vruntime_ns), _fmt_ns(t.slice_ns),
-                      f"{t.vol_cs_per_s:.0f}", f"{t.invol_cs_per_s:.0f}")
+    rows = [(str(t.pid), str(t.tid), visible(t.comm), visible(t.state), visible(t.policy), str(t.nice),
+             str(t.prio), str(t.cpu), _affinity(t.affinity, ncpu), f"{t.cpu_pct:.1f}",
+             _fmt_ns(int(t.wait_ns_per_s)), _fmt_ns(t.vruntime_ns), _fmt_ns(t.slice_ns),
+             f"{t.vol_cs_per_s:.0f}", f"{t.invol_cs_per_s:.0f}")
+            for t in sorted(snap.tasks, key=lambda t: (-t.cpu_pct, -t.wait_ns_per_s, t.tid))[:TOP_TASKS]]
+    # A narrow terminal drops the least useful columns whole, rather than folding every number.
+    need = [max([len(n)] + [len(r[i]) for r in rows]) + 3 for i, n in enumerate(names)]
+    keep: set[int] = set()
+    used = 1
+    for i in sorted(range(len(names)), key=lambda i: TASK_COLUMN_RANK.index(names[i])):
+        if used + need[i] <= console.width or i in (0, 2, 9):
+            keep.add(i)
+            used += need[i]
+    shown = [i for i in range(len(names)) if i in keep]
+    tasks = Table(title=f"Top {TOP_TASKS} of {len(snap.tasks)} tasks by CPU%", title_justify="left")
+    for i in shown:
+        if names[i] in ("comm", "policy", "S"):
+            tasks.add_column(names[i], justify="left")
+        else:
+            number_column(tasks, names[i])
+    for r in rows:
+        tasks.add_row(*(Text(r[i]) for i in shown))  # Text: already escaped, never markup
     console.print(tasks)
     for w in snap.warnings:
         console.print(Text.assemble(("note:", "yellow"), " ", txt(w)))

@@ -84,3 +84,21 @@ def test_big_numbers_keep_their_leading_digits(tmp_path, size):
             assert _cell(table, BIG_PID, "cpu_pct") == "1234"
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_once_text_keeps_whole_numbers(tmp_path, width):
+    from rich.console import Console
+
+    from schedtop.collect.replay import last_good_frame
+    from schedtop.once import render
+
+    snap, _ = last_good_frame(load_replay(_recording(tmp_path)))
+    console = Console(width=width, record=True, color_system=None)
+    render(snap, console)
+    text = console.export_text()
+    row = next(line for line in text.splitlines() if "hugecpu" in line)
+    assert "1234.5" in row  # whole, on its row: a narrow terminal drops columns, not digits
+    if width >= 200:
+        assert "100000000.00s" in row and " 1000 " in row
+    assert max(len(line) for line in text.splitlines()) <= width
