@@ -69,6 +69,15 @@ def preflight() -> None:
         raise LoadError(objects.missing(OBJ_PATH))
 
 
+def object_externs(path: Path) -> dict:
+    """The object's kfunc externs and their prototypes, read from the file: once libbpf has
+    opened it, its in-memory BTF no longer marks them extern."""
+    from schedtop.bpf.btf import Btf
+
+    with Btf.from_file(path) as btf:
+        return {name: btf.func_proto(name) for name in btf.extern_funcs()}
+
+
 def _write(view: memoryview, offset: int, ctype: type, value: int) -> None:
     ctype.from_buffer(view, offset).value = value  # type: ignore[attr-defined]
 
@@ -90,7 +99,7 @@ class Scheduler:
             raise LoadError(str(exc)) from None
         try:
             btf = Btf.of_object(self.obj)
-            self.compat = self._check_kernel(btf)
+            self.compat = self._check_kernel(btf, obj_path)
             self._configure(btf, cfg, own_tgid or os.getpid())
             self.obj.load()
             self._bind(btf)
@@ -103,13 +112,13 @@ class Scheduler:
         addr, size = self.obj.map("schedtop_ops").initial_value()
         return memoryview((ctypes.c_char * size).from_address(addr)).cast("B"), btf.struct_fields("sched_ext_ops")
 
-    def _check_kernel(self, btf) -> compat.CompatPlan:
+    def _check_kernel(self, btf, obj_path: Path) -> compat.CompatPlan:
         """Probe the running kernel's BTF for what the object uses, before libbpf does.
         Refuses a kernel that cannot run it; clears the ops it lacks (LoadError otherwise)."""
         from schedtop.bpf.btf import Btf
         from schedtop.bpf.libbpf import BpfError
 
-        externs = {name: btf.func_proto(name) for name in btf.extern_funcs()}
+        externs = object_externs(obj_path)
         ops, fields = self._ops_view(btf)
         used = [f.name for f in fields.values() if any(ops[f.offset:f.offset + f.size])]
         try:

@@ -32,7 +32,9 @@ def loaded(caplog):
 def test_the_probe_predicts_exactly_the_externs_libbpf_resolved(loaded) -> None:
     sched, resolved = loaded
     assert resolved, "no libbpf debug lines about externs: is the log callback on?"
-    assert resolved == sched.compat.resolves
+    predicted = sched.compat.resolves
+    assert resolved == predicted, (f"libbpf only {sorted(resolved - predicted)}, "
+                                   f"probe only {sorted(predicted - resolved)}")
     for need in compat.NEEDS:  # and the form it names is the newest one resolved
         got = [f for f in need.forms if f in resolved]
         assert (compat.kernel_name(got[0]) if got else None) == sched.compat.chosen.get(need.api), need.api
@@ -44,12 +46,9 @@ def test_the_probe_agrees_with_the_dump_of_this_release(loaded) -> None:
     kf, ops = DUMPS / f"kf-{release}.json", DUMPS / f"ops-{release}.txt"
     if not kf.exists():
         pytest.skip(f"no BTF dump of {release} in {DUMPS}")
-    from schedtop.bpf.btf import Btf
-    from schedtop.scx.loader import OBJ_PATH
+    from schedtop.scx.loader import OBJ_PATH, object_externs
 
-    with Btf.from_file(OBJ_PATH) as btf:
-        externs = {n: btf.func_proto(n) for n in btf.extern_funcs()}
+    externs = object_externs(OBJ_PATH)
     dumped = compat.KernelView.from_dumps(kf, ops, release)
     from_dump = compat.plan(externs, ["select_cpu", "enqueue", "dispatch"], dumped)
-    assert from_dump.chosen == sched.compat.chosen
-    assert from_dump.off == sched.compat.off
+    assert (from_dump.chosen, from_dump.off) == (sched.compat.chosen, sched.compat.off)

@@ -12,7 +12,7 @@ import pytest
 
 from schedtop.bpf.btf import Btf, FuncProto
 from schedtop.scx import compat
-from schedtop.scx.loader import OBJ_PATH, LoadConfig, LoadError, Scheduler
+from schedtop.scx.loader import OBJ_PATH, LoadConfig, LoadError, Scheduler, object_externs
 
 DUMPS = Path(__file__).resolve().parents[1] / "fixtures" / "sched_ext-btf"
 RELEASES = sorted(p.name[3:-5] for p in DUMPS.glob("kf-*.json"))
@@ -25,8 +25,20 @@ pytestmark = pytest.mark.skipif(not OBJ_PATH.exists(), reason="scx.bpf.o not bui
 
 @pytest.fixture(scope="module")
 def externs() -> dict[str, FuncProto]:
-    with Btf.from_file(OBJ_PATH) as btf:
-        return {name: btf.func_proto(name) for name in btf.extern_funcs()}
+    return object_externs(OBJ_PATH)  # what the loader probes with
+
+
+def test_the_loader_sees_every_kfunc_of_the_object_even_once_libbpf_opened_it() -> None:
+    from schedtop.bpf.libbpf import BpfObject
+
+    obj = BpfObject.open(OBJ_PATH)
+    try:
+        assert Btf.of_object(obj).extern_funcs() == []  # why the loader reads them from the file
+    finally:
+        obj.close()
+    names = set(object_externs(OBJ_PATH))
+    assert {f for need in compat.NEEDS for f in need.forms} <= names
+    assert {"scx_bpf_create_dsq", "bpf_task_from_pid", "scx_bpf_select_cpu_dfl"} <= names
 
 
 def view(release: str) -> compat.KernelView:
