@@ -23,6 +23,7 @@ from schedtop.steer.units import (
     POLICY_NAME,
     RT_POLICIES,
     SCHED_EXT,
+    SCHED_IDLE,
     format_cpulist,
     format_ns,
     online_cpus,
@@ -195,6 +196,70 @@ def comm_of(pid: int, tid: int) -> str:
         return ""
 
 
+PF_KTHREAD = 0x00200000  # include/linux/sched.h
+PF_NO_SETAFFINITY = 0x04000000  # per-CPU kernel threads: userland may not move them
+CAP_SYS_NICE = 23
+
+
+def task_flags(pid: int, tid: int) -> int:
+    """/proc stat field 9 (the task's PF_* flags); 0 when unreadable."""
+    try:
+        return int(read_stat(pid, tid)[6])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def task_uids(pid: int, tid: int) -> tuple[int, int] | None:
+    """(real, effective) uid of a thread, the two the kernel's ownership check compares."""
+    try:
+        with open(f"{task_dir(pid, tid)}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    ids = line.split()[1:3]
+                    return int(ids[0]), int(ids[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def has_cap_sys_nice() -> bool:
+    """Whether this process may raise priority at all (root has it; so may a capable binary)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_SYS_NICE & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
+
+
+def _not_owner(tid: int) -> str | None:
+    """Why the kernel says EPERM for another user's task, or None when the task is ours."""
+    me = os.geteuid()
+    if me == 0:
+        return None
+    pid = tgid_of(tid) or tid
+    uids = task_uids(pid, tid)
+    if uids is None or me in uids:
+        return None
+    return f"pid {tid} belongs to uid {uids[1]}, not you (uid {me}): another user's task needs root or CAP_SYS_NICE"
+
+
+def nice_floor(tid: int) -> int | None:
+    """The lowest nice the task's RLIMIT_NICE lets an unprivileged user set (None: any)."""
+    lim = _rlimit(tid, resource.RLIMIT_NICE)
+    if lim is None or lim == resource.RLIM_INFINITY:
+        return None
+    return 20 - lim
+
+
+def can_set_nice(tid: int, nice: int) -> bool:
+    """The kernel's can_nice(): RLIMIT_NICE allows it, or CAP_SYS_NICE."""
+    floor = nice_floor(tid)
+    return floor is None or nice >= floor or has_cap_sys_nice()
+
+
 def ref_for(tid: int, pid: int | None = None) -> TaskRef:
     """A TaskRef for a live tid; raises TaskGone like chrt's 'No such process'."""
     pid = pid if pid is not None else tgid_of(tid)
@@ -279,6 +344,9 @@ def _why(e: int, tid: int, attr: SchedAttr) -> str:
         return f" ({NO_SCHED_EXT})"  # the kernel's valid_policy() knows 7 only with the class built in
     if e != errno.EPERM:
         return ""
+    other = _not_owner(tid)
+    if other:
+        return f" ({other})"
     if attr.sched_policy in RT_POLICIES:
         lim = _rlimit(tid, resource.RLIMIT_RTPRIO)
         return (f" (RT priority {attr.sched_priority} needs root/CAP_SYS_NICE or "
@@ -350,7 +418,10 @@ def _setpriority(tid: int, nice: int) -> None:
         raise TaskGone(f"pid {tid} is gone", errno.ESRCH) from None
     except OSError as exc:
         why = ""
-        if exc.errno in (errno.EPERM, errno.EACCES):
+        other = _not_owner(tid) if exc.errno == errno.EPERM else None
+        if other:
+            why = f" ({other})"
+        elif exc.errno in (errno.EPERM, errno.EACCES):
             lim = _rlimit(tid, resource.RLIMIT_NICE)
             floor = 20 - lim if lim is not None and lim != resource.RLIM_INFINITY else None
             why = (" (lowering nice needs root or CAP_SYS_NICE"
@@ -394,7 +465,18 @@ def _cpuset_of(pid: int) -> str | None:
     return None
 
 
+def _bound_kthread(ref: TaskRef) -> str:
+    try:
+        cpus = format_cpulist(sorted(os.sched_getaffinity(ref.tid)))
+    except OSError:
+        cpus = "?"
+    return (f"pid {ref.tid} ({ref.comm or comm_of(ref.pid, ref.tid)}) is a kernel thread bound to CPU {cpus}: "
+            "the kernel does not let it be moved")
+
+
 def _setaffinity(ref: TaskRef, cpus: tuple[int, ...]) -> None:
+    if task_flags(ref.pid, ref.tid) & PF_NO_SETAFFINITY:
+        raise SteerError(f"failed to set pid {ref.tid}'s affinity: {_bound_kthread(ref)}", errno.EINVAL)
     try:
         os.sched_setaffinity(ref.tid, cpus)
     except ProcessLookupError:
@@ -406,7 +488,7 @@ def _setaffinity(ref: TaskRef, cpus: tuple[int, ...]) -> None:
             why = (f" (CPUs {format_cpulist(cpus)} not allowed: online {format_cpulist(online_cpus())}"
                    + (f", the task's cpuset allows {cs}" if cs else "") + ")")
         elif exc.errno == errno.EPERM:
-            why = " (changing another user's task needs root or CAP_SYS_NICE)"
+            why = f" ({_not_owner(ref.tid) or 'changing another user task needs root or CAP_SYS_NICE'})"
         raise SteerError(f"failed to set pid {ref.tid}'s affinity: {os.strerror(exc.errno)}{why}",
                          exc.errno) from None
 
@@ -456,6 +538,31 @@ def apply_tuning(ref: TaskRef, tuning: Tuning, have: TaskParams | None = None) -
                          "OTHER/BATCH/IDLE tasks", errno.EINVAL)
     set_params(ref, want, have)
     return read_params(ref)
+
+
+def special_task(ref: TaskRef) -> str | None:
+    """Why changing this task needs a confirmation: pid 1 and kernel threads (None: an ordinary task)."""
+    if ref.pid == 1:
+        return f"pid 1 ({ref.comm or 'init'}) is the init process: every service it starts inherits the change"
+    if task_flags(ref.pid, ref.tid) & PF_KTHREAD:
+        return (f"pid {ref.tid} ({ref.comm or comm_of(ref.pid, ref.tid)}) is a kernel thread: the kernel's own "
+                "work (interrupts, writeback, RCU) runs there")
+    return None
+
+
+def cannot_undo(ref: TaskRef, have: TaskParams, want: TaskParams) -> str | None:
+    """Why this user could not put the task back after this change (None: it could): without
+    CAP_SYS_NICE, going back to a lower nice or out of SCHED_IDLE needs RLIMIT_NICE."""
+    if has_cap_sys_nice():
+        return None
+    if want.nice > have.nice and not can_set_nice(ref.tid, have.nice):
+        return (f"nice {have.nice} -> {want.nice} on pid {ref.tid} cannot be undone by you: going back to "
+                f"nice {have.nice} needs root or CAP_SYS_NICE (RLIMIT_NICE allows nice >= {nice_floor(ref.tid)})")
+    if (want.policy == SCHED_IDLE and have.policy != SCHED_IDLE and want.policy != have.policy
+            and not can_set_nice(ref.tid, want.nice)):
+        return (f"SCHED_IDLE on pid {ref.tid} cannot be undone by you: leaving IDLE needs root or CAP_SYS_NICE "
+                f"(RLIMIT_NICE allows nice >= {nice_floor(ref.tid)})")
+    return None
 
 
 # --- the global knob -------------------------------------------------------------------------

@@ -17,8 +17,13 @@ from schedtop.steer.actions import (
     TaskRef,
     Tuning,
     apply_tuning,
+    can_set_nice,
+    cannot_undo,
     check_tuning,
+    has_cap_sys_nice,
     read_params,
+    special_task,
+    target_params,
 )
 from schedtop.steer.autogroup import GroupEntry
 from schedtop.steer.journal import Journal
@@ -50,6 +55,8 @@ class Result:
     error: str = ""
     errno: int = 0
     gone: bool = False
+    unchanged: bool = False  # it already was as asked: nothing changed, nothing journaled
+    needs_force: bool = False  # refused until confirmed: pid 1, a kernel thread, or not undoable
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +76,21 @@ class ChangeReport:
 
     @property
     def changed(self) -> int:
-        return sum(1 for r in self.results if r.ok)
+        return sum(1 for r in self.results if r.ok and not r.unchanged)
+
+    @property
+    def unchanged(self) -> int:
+        return sum(1 for r in self.results if r.unchanged)
 
     def errors(self) -> list[Result | GroupResult]:
         return [r for r in self.results if not r.ok and not r.gone] + [g for g in self.groups if not g.ok]
 
     def summary(self) -> str:
         n, errs = self.changed, self.errors()
-        if self.results or not self.groups:
+        if n or not self.groups or errs:
             text = f"{self.label}: {n} thread{'s' if n != 1 else ''} changed"
+            if self.unchanged:
+                text += f", {self.unchanged} already so"
         else:
             text = self.label  # the group part below says what changed
         gone = sum(1 for r in self.results if r.gone)
@@ -94,31 +107,85 @@ class ChangeReport:
         return text
 
 
-def change(refs: list[TaskRef], tuning: Tuning, journal: Journal, label: str | None = None) -> ChangeReport:
+def refusal(ref: TaskRef, have: TaskParams, want: TaskParams) -> str | None:
+    """Why this change waits for a confirmation (--force, or a yes in the TUI): a task that is
+    pid 1 or a kernel thread, or a change this user could not undo. None: go ahead."""
+    return special_task(ref) or cannot_undo(ref, have, want)
+
+
+def check(refs: list[TaskRef], tuning: Tuning) -> str | None:
+    """For a caller that asks first (the TUI): the reason the first target would be refused
+    without force, or None when change() would go ahead."""
     check_tuning(tuning)
-    label = label or tuning.describe()
-    befores: list[tuple[TaskRef, TaskParams]] = []
-    results: list[Result] = []
     for ref in refs:
         try:
-            befores.append((ref, read_params(ref)))
+            have = read_params(ref)
+        except SteerError:
+            continue
+        want = target_params(have, tuning)
+        if want != have:
+            why = refusal(ref, have, want)
+            if why:
+                return why
+    g_target = tuning.group_target()
+    if g_target is not None and not has_cap_sys_nice():
+        for ref in refs:
+            g = autogroup.read(ref.pid)
+            if g is not None and g_target > g.nice and g.nice < 0 and not can_set_nice(ref.tid, g.nice):
+                return (f"session nice {g.nice} -> {g_target} of pid {ref.pid}'s session cannot be undone by you: "
+                        "going back below 0 needs root or CAP_SYS_NICE")
+    return None
+
+
+def change(refs: list[TaskRef], tuning: Tuning, journal: Journal, label: str | None = None,
+           force: bool = False) -> ChangeReport:
+    """Journal, apply, read back; all under the state dir's lock, so sessions sharing a task
+    see each other's changes in the order the kernel got them. A thread already as asked is
+    not journaled (unchanged=True); pid 1, kernel threads and changes this user could not undo
+    are refused (needs_force=True) unless ``force``."""
+    check_tuning(tuning)
+    label = label or tuning.describe()
+    with journal.transaction():
+        return _change(refs, tuning, journal, label, force)
+
+
+def _change(refs: list[TaskRef], tuning: Tuning, journal: Journal, label: str, force: bool) -> ChangeReport:
+    befores: list[tuple[TaskRef, TaskParams]] = []
+    wants: list[TaskParams] = []
+    results: list[Result] = []
+    group_only: list[tuple[TaskRef, TaskParams]] = []
+    thread_knobs = not replace(tuning, group=False, group_nice=None).is_empty()
+    for ref in refs:
+        try:
+            have = read_params(ref)
         except SteerError as exc:
             results.append(Result(ref, False, error=str(exc), errno=exc.errno, gone=isinstance(exc, TaskGone)))
-    if not befores:
-        return ChangeReport(label, tuple(results), None)
-    groups, notes = _groups(befores, tuning)
-    if replace(tuning, group=False, group_nice=None).is_empty():
-        # Only session groups change (a profile's group_nice alone): the threads just lead to
-        # them, so none is journaled; a restore must not later reset what schedtop never set.
-        befores = []
-        if not groups:
-            return ChangeReport(label, tuple(results), None, (), tuple(notes))
-    step = journal.record(label, befores, groups)  # durable before the first syscall
+            continue
+        want = target_params(have, tuning)
+        if want == have:
+            if not thread_knobs:  # only session groups change: the threads just lead to them
+                group_only.append((ref, have))
+            else:
+                results.append(Result(ref, True, before=have, after=have, unchanged=True))
+            continue
+        why = None if force else refusal(ref, have, want)
+        if why:
+            results.append(Result(ref, False, before=have, error=f"not changed: {why}", errno=errno.EPERM,
+                                  needs_force=True))
+            continue
+        befores.append((ref, have))
+        wants.append(want)
+    group_refs = befores or group_only or [(r.ref, r.before) for r in results if r.unchanged]
+    groups, notes = _groups(group_refs, tuning)
+    if not befores and not groups:
+        return ChangeReport(label, tuple(results), None, (), tuple(notes))
+    step = journal.record(label, befores, groups, wants=wants, group_want=tuning.group_target())
     failed: list[TaskRef] = []
-    for ref, before in befores:
+    for (ref, before), want in zip(befores, wants):
         try:
             after = apply_tuning(ref, tuning, before)
             results.append(Result(ref, True, before=before, after=after))
+            journal.settle(step, ref, after)
         except SteerError as exc:
             if _unchanged(ref, before):  # a half-done change (policy set, pin refused) stays journaled
                 failed.append(ref)
@@ -155,7 +222,7 @@ def _groups(befores: list[tuple[TaskRef, TaskParams]], tuning: Tuning) -> tuple[
                 notes.append(why)
             continue
         g = autogroup.read(ref.pid)
-        if g is not None and g.id not in seen:
+        if g is not None and g.id not in seen and g.nice != tuning.group_target():  # already so: a no-op
             seen[g.id] = GroupEntry(g.id, g.nice, ref)
     return list(seen.values()), notes
 
@@ -176,13 +243,14 @@ def change_base_slice(ns: int, journal: Journal, label: str | None = None, curre
 
     if not SLICE_MIN_NS <= ns <= SLICE_MAX_NS:
         raise SteerError(f"base slice {format_ns(ns)} is out of range ({SLICE_RANGE})", errno.ERANGE)
-    before = read_base_slice() if current is None else current
-    if before == ns:
-        return f"base slice is already {format_ns(ns)}"
-    sid = journal.record_base_slice(label or f"base slice {format_ns(ns)}", before)
-    try:
-        msg = set_base_slice(ns)
-    except SteerError:
-        journal.forget_step(sid)
-        raise
+    with journal.transaction():
+        before = read_base_slice() if current is None else current
+        if before == ns:
+            return f"base slice is already {format_ns(ns)}"
+        sid = journal.record_base_slice(label or f"base slice {format_ns(ns)}", before, ns)
+        try:
+            msg = set_base_slice(ns)
+        except SteerError:
+            journal.forget_step(sid)
+            raise
     return f"{msg} (was {format_ns(before)})"

@@ -71,6 +71,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", metavar="GLOB", help="every task whose name matches, e.g. 'pipewire*'")
     p.add_argument("--base-slice", type=_type(units.parse_slice, "slice"), metavar="DUR",
                    help="set the global EEVDF base slice (debugfs)")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="change pid 1, kernel threads, or what you could not undo yourself (without root, "
+                        "a raised nice or SCHED_IDLE cannot be taken back); refused without it")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
 
 
@@ -119,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
     if tuning.group and tuning.nice is None:
         err("--group needs --nice N (it sets the session group's nice)")
         return 2
+    if args.pid is not None and args.name is not None:
+        err(f"give a pid or --name GLOB, not both (pid {args.pid} and {args.name!r}: which one did you mean?)")
+        return 2
     try:
         refs = resolve(args.pid, threads=args.threads, tree=args.tree, name=args.name)
     except SteerError as exc:
@@ -133,12 +139,18 @@ def run(args: argparse.Namespace) -> int:
                 rc = 1
         return rc
     try:
-        report = change(refs, tuning, Journal.shared())
+        journal = Journal.shared()
+        for problem in journal.problems:
+            err(problem)
+        report = change(refs, tuning, journal, force=args.force)
     except (SteerError, JournalError) as exc:
         err(str(exc))
         return 1
     for r in report.results:
-        if r.ok and not args.quiet:
+        if r.unchanged:
+            if not args.quiet:
+                print(f"pid {r.ref.tid} ({visible(r.ref.comm)}): already {r.before.describe()}: nothing to change")
+        elif r.ok and not args.quiet:
             print(f"pid {r.ref.tid} ({visible(r.ref.comm)}): {r.before.describe()} -> {r.after.describe()}")
         elif r.gone:
             if not args.quiet:
@@ -153,7 +165,9 @@ def run(args: argparse.Namespace) -> int:
     for note in report.notes:
         if not args.quiet:
             print(f"no group nice: {note}")
-    if report.errors() or not report.changed:
+    if any(r.needs_force for r in report.results):
+        err("add --force to change it anyway")
+    if report.errors() or not (report.changed or report.unchanged or report.groups):
         rc = 1
     if report.changed and tuning.policy == units.SCHED_EXT and not args.quiet:
         note = ext.note_after_move()

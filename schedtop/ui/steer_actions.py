@@ -35,7 +35,7 @@ from schedtop.steer import autogroup
 from schedtop.steer.actions import (
     SteerError, TaskParams, TaskRef, Tuning, base_slice_mounted, is_alive, read_base_slice, read_params, ref_for,
 )
-from schedtop.steer.change import ChangeReport, change, change_base_slice
+from schedtop.steer.change import ChangeReport, change, change_base_slice, check
 from schedtop.steer.journal import Journal, JournalError, hand_over, summarize
 from schedtop.steer.targets import thread_refs
 
@@ -155,13 +155,24 @@ class SteerActions:
             return refs[0].label()
         return f"{refs[0].comm or refs[0].pid}[{refs[0].pid}] ({len(refs)} threads)"
 
-    def _steer_apply(self, tuning: Tuning, label: str | None = None, refs: list[TaskRef] | None = None) -> ChangeReport | None:
+    def _steer_apply(self, tuning: Tuning, label: str | None = None, refs: list[TaskRef] | None = None,
+                     force: bool = False) -> ChangeReport | None:
         refs = refs if refs is not None else self._steer_targets()
         if not refs:
             return None
-        label = f"{label or tuning.describe()}: {self._steer_who(refs)}"
+        asked, label = label, f"{label or tuning.describe()}: {self._steer_who(refs)}"
         try:
-            report = change(refs, tuning, self._steer_journal, label)
+            why = None if force else check(refs, tuning)
+        except SteerError:
+            why = None  # change() says it
+        if why:  # pid 1, a kernel thread, or a change this user could not undo: ask first
+            from schedtop.ui.screens.steer import ConfirmScreen
+
+            self.push_screen(ConfirmScreen("Change anyway?", f"{why}.", yes="Change"),
+                             lambda yes: yes and self._steer_apply(tuning, asked, refs, force=True))
+            return None
+        try:
+            report = change(refs, tuning, self._steer_journal, label, force=force)
         except (SteerError, JournalError) as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return None
@@ -477,10 +488,13 @@ class SteerActions:
 
     def _steer_offer_recovery(self) -> None:
         try:
-            orphans = [j for j in Journal.orphans() if len(j)]
+            found, problems = Journal.scan()
         except JournalError as exc:
             self.notify(str(exc), severity="error")
             return
+        for p in problems:  # refused or moved aside: said once, never a crash at start
+            self.notify(p, severity="error", timeout=15)
+        orphans = [j for j in found if j.owner is not None and len(j)]
         if not orphans:
             return
         n = sum(len(j) for j in orphans)

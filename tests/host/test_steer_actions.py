@@ -219,8 +219,14 @@ def test_non_root_gets_eperm_with_the_reason(nobody_install):
         r = schedtop("set", str(c.pid), "--nice", "-5", env=env, prefix=sp.NOBODY, exe=nobody_install.schedtop)
         assert r.returncode == 1 and "Operation not permitted" in r.stderr and "CAP_SYS_NICE" in r.stderr
         assert (sp.policy(c.pid), sp.nice(c.pid)) == (0, 0)
-        # lowering its own priority is allowed, and journaled in the user's XDG dir (0700)
+        # lowering its own priority is allowed but cannot be undone by nobody (RLIMIT_NICE 0): it
+        # is refused with the reason before anything changes, then made with --force
         r = schedtop("set", str(c.pid), "--nice", "5", env=env, prefix=sp.NOBODY, exe=nobody_install.schedtop)
+        assert r.returncode == 1 and sp.nice(c.pid) == 0, r.stdout + r.stderr
+        assert "cannot be undone by you: going back to nice 0 needs root or CAP_SYS_NICE" in r.stderr
+        assert "add --force" in r.stderr and not (xdg / "schedtop" / "cli.json").exists()
+        r = schedtop("set", str(c.pid), "--nice", "5", "--force", env=env, prefix=sp.NOBODY,
+                     exe=nobody_install.schedtop)
         assert r.returncode == 0, r.stderr
         assert sp.nice(c.pid) == 5
         d = xdg / "schedtop"
@@ -232,6 +238,13 @@ def test_non_root_gets_eperm_with_the_reason(nobody_install):
             r = schedtop("set", str(root_child.pid), "--pin", "0", env=env, prefix=sp.NOBODY,
                          exe=nobody_install.schedtop)
             assert r.returncode == 1 and "Operation not permitted" in r.stderr
+            assert f"pid {root_child.pid} belongs to uid 0, not you" in r.stderr
+            # raising another user's nice: the reason is the owner, not "raising priority needs root"
+            r = schedtop("set", str(root_child.pid), "--nice", "5", "--force", env=env, prefix=sp.NOBODY,
+                         exe=nobody_install.schedtop)
+            assert r.returncode == 1 and sp.nice(root_child.pid) == 0, r.stderr
+            assert f"pid {root_child.pid} belongs to uid 0, not you (uid 65534)" in r.stderr
+            assert "raising priority" not in r.stderr
         finally:
             root_child.kill()
     finally:

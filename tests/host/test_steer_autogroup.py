@@ -172,7 +172,7 @@ def test_non_root_gets_eperm_for_the_group_and_may_raise_it(nobody_install):
         assert group_of(c.pid) == (gid, 0) and sp.nice(c.pid) == 0
         # raising it is allowed and journaled; `schedtop restore` as nobody may lower the group's
         # nice back to 0 (the kernel checks only nice < 0 there), but not the thread's (RLIMIT_NICE)
-        r = schedtop("set", str(c.pid), "--nice", "5", "--group", env=env, prefix=sp.NOBODY,
+        r = schedtop("set", str(c.pid), "--nice", "5", "--group", "--force", env=env, prefix=sp.NOBODY,
                      exe=nobody_install.schedtop)
         assert r.returncode == 0, r.stderr
         assert group_of(c.pid) == (gid, 5)
@@ -180,6 +180,10 @@ def test_non_root_gets_eperm_for_the_group_and_may_raise_it(nobody_install):
         assert f"autogroup-{gid}" in r.stdout and "nice 0: restored" in r.stdout
         assert r.returncode == 1 and "raising priority needs root or CAP_SYS_NICE" in r.stderr
         assert group_of(c.pid) == (gid, 0) and sp.nice(c.pid) == 5
+        # said once: what nobody can never undo is dropped from the journal, not asked again
+        assert "dropped from the journal" in r.stderr
+        r = schedtop("restore", env=env, prefix=sp.NOBODY, exe=nobody_install.schedtop)
+        assert r.returncode == 0 and r.stdout.strip() == "nothing to restore", r.stdout + r.stderr
     finally:
         c.kill()
         shutil.rmtree(xdg, ignore_errors=True)

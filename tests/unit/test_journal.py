@@ -118,19 +118,26 @@ def test_foreign_owned_state_dir_is_refused(tmp_path):
         ensure_dir(d)
 
 
-def test_loose_mode_is_tightened(tmp_path):
+def test_readable_mode_is_tightened_and_writable_by_others_is_refused(tmp_path):
     d = tmp_path / "loose"
-    d.mkdir(mode=0o777)
-    os.chmod(d, 0o777)
+    d.mkdir()
+    os.chmod(d, 0o755)
     ensure_dir(d)
     assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    os.chmod(d, 0o777)  # anyone could have put a journal there: nothing in it is trusted
+    with pytest.raises(JournalError, match=r"writable by others \(mode 0777\)"):
+        ensure_dir(d)
+    assert stat.S_IMODE(d.stat().st_mode) == 0o777  # left for the user to check, not silently fixed
 
 
-def test_corrupt_journal_names_the_file(tmp_path):
+def test_corrupt_journal_names_the_file_and_is_moved_aside(tmp_path):
     d = ensure_dir(tmp_path / "st")
     (d / "cli.json").write_text("{not json")
-    with pytest.raises(JournalError, match=r"cli\.json: unreadable journal"):
-        Journal.shared(d)
+    j = Journal.shared(d)
+    assert len(j) == 0 and len(j.problems) == 1
+    assert j.problems[0].startswith(f"{d / 'cli.json'}: not a usable journal: not JSON")
+    assert "moved aside to cli.json.bad" in j.problems[0]
+    assert (d / "cli.json.bad").read_text() == "{not json" and not (d / "cli.json").exists()
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="kernel without autogroup")
