@@ -1014,6 +1014,8 @@ class Journal:
                 k = (h.key, h.attr)
                 if to is not None and status == "restored":
                     self.held[k] = replace(h, value=to)  # still held: an earlier step changed it too
+                elif to is not None and status == "kept":
+                    pass  # another session changed it since: ours stays held for its earlier steps
                 elif not keep:
                     self.held.pop(k, None)
                 else:

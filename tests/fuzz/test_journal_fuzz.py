@@ -13,13 +13,14 @@ import os
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, example, given, settings
+from fuzzing import fuzz
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from schedtop.steer import restore_cli
 from schedtop.steer.journal import Journal, JournalCorrupt, JournalError
 
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = fuzz(400)  # 200 examples per test in make check, 8000 with SCHEDTOP_FUZZ=deep
 
 json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
                       st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12))
@@ -132,7 +133,7 @@ def test_the_valid_journal_loads():
     assert j is not None and len(j) == 3 and j.active_base_slice() == (2800000, ("base slice 3ms",))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz(80)
 @given(st.sampled_from(ALL_PATHS), json_any)
 def test_restore_list_on_a_broken_journal_never_raises(at, new):
     """`schedtop restore --list` as the CLI runs it: rc 0 or 1, each problem in one line."""

@@ -123,3 +123,29 @@ def test_nonroot_session_journal_is_cleared_of_what_it_restored(nobody_env, endi
         assert r.returncode == 0 and r.stdout.strip() == "nothing to restore", r.stdout + r.stderr
     finally:
         c.kill()
+
+
+CHECK = r"""
+import sys
+from schedtop.steer.actions import Tuning, ref_for
+from schedtop.steer.change import check
+ref = ref_for(int(sys.argv[1]))
+print(check([ref], Tuning(nice=5)))
+print(check([ref], Tuning(affinity=(0,))))
+"""
+
+
+def test_the_tui_can_ask_before_a_change_nobody_could_not_undo(nobody_env):
+    """change.check(): the reason the TUI shows in its confirmation, None when it can go ahead."""
+    xdg, env, inst = nobody_env
+    c = spawn("stt-nrc", prefix=sp.NOBODY, python=inst.python)
+    try:
+        r = subprocess.run([*sp.NOBODY, str(inst.python), "-c", CHECK, str(c.pid)], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == [
+            f"nice 0 -> 5 on pid {c.pid} cannot be undone by you: going back to nice 0 needs root or "
+            "CAP_SYS_NICE (RLIMIT_NICE allows nice >= 20)", "None"]
+        assert sp.nice(c.pid) == 0  # asking changes nothing
+    finally:
+        c.kill()

@@ -32,6 +32,10 @@ for line in sys.stdin:
     if cmd == "end":
         print(json.dumps([o.line() for o in j.restore_all()]), flush=True)
         break
+    if cmd == "undo":  # z
+        label, outs = j.undo_last()
+        print(json.dumps([o.line() for o in outs]), flush=True)
+        continue
     ref = ref_for(int(a[0]))
     if cmd == "nice":
         rep = change([ref], Tuning(nice=read_params(ref).nice + int(a[1])), j)
@@ -198,3 +202,21 @@ def test_the_journal_is_on_disk_before_the_change(sleeper, state):
     assert [(h["attr"], h["original"], h["value"]) for h in held] == [("affinity", [0, 1], [1])]
     s1.kill9()
     assert schedtop("restore").returncode == 0 and sp.affinity(pid) == "0-1"
+
+
+def test_undo_in_one_session_leaves_what_another_changed_since(sleeper, state):
+    """z in session 1 after session 2 changed the same nice: left to session 2, and said."""
+    pid = sleeper.pid
+    s1, s2 = Session(state), Session(state)
+    s1.do("nice", str(pid), "-1")
+    s1.do("nice", str(pid), "-1")
+    s2.do("nice", str(pid), "-3")
+    assert sp.nice(pid) == -5
+    lines = s1.do("undo")
+    assert sp.nice(pid) == -5 and any(f"left to session pid {s2.pid}" in x for x in lines), lines
+    lines = s2.do("undo")  # session 2's own undo steps back to the value it found
+    assert sp.nice(pid) == -2, lines
+    s2.end()
+    s1.end()
+    assert sp.nice(pid) == 0
+    assert schedtop("restore").stdout.strip() == "nothing to restore"
