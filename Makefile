@@ -12,7 +12,7 @@ export SCHEDTOP_CACHE ?= $(HOME)/.cache/schedtop
 # Debian 12 packages: BPF toolchain, guest, terminal tests, benchmark peers.
 APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config make gcc \
 	qemu-system-x86 kmod zstd dpkg-dev busybox-static tmux htop stress-ng rt-tests linux-perf \
-	libbpf-tools bpftool python3-venv file debian-archive-keyring
+	libbpf-tools bpftool python3-venv pipx file debian-archive-keyring
 
 # CO-RE objects in schedtop/bpf/obj/<machine>/, where the wheel has them too; the flags and
 # the libbpf headers' search are in hatch_build.py (the wheel's build hook) alone.
@@ -20,7 +20,8 @@ ARCH := $(shell uname -m)
 BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,schedtop/bpf/obj/$(ARCH)/%.bpf.o,$(BPF_SRC))
 
-.PHONY: all run check lint deps venv bpf libbpf kernel test test-host test-guest screenshots bench clean
+.PHONY: all run check lint deps venv bpf libbpf kernel test test-host test-guest wheel wheel-smoke check-lowest \
+	screenshots bench clean
 
 all: venv bpf
 
@@ -29,7 +30,8 @@ run: deps venv libbpf bpf
 
 # The whole suite: host tests, then the guest tests in one boot of the sched_ext kernel.
 check: lint deps venv libbpf bpf kernel
-	@rc=0; $(MAKE) test-host || rc=1; $(MAKE) test-guest || rc=1; \
+	@rc=0; for part in test-host test-guest wheel-smoke; do s=$$(date +%s); $(MAKE) $$part || rc=1; \
+		echo "make check: $$part took $$(( $$(date +%s) - s )) s"; done; \
 	if [ $$rc = 0 ]; then echo "make check: host and guest suites passed"; else echo "make check: FAILED (see above)"; fi; exit $$rc
 
 deps:
@@ -75,6 +77,30 @@ lint: venv
 	$(VENV)/bin/ruff check --extend-select I,UP,B,E501 $(LINT_STRICT)
 	$(VENV)/bin/mypy $(LINT_TYPED)
 
+# The wheel a user installs, in dist/: hatch_build.py compiles the CO-RE objects into it
+# (it fails without clang or libbpf >= 1.4 headers; see the README, "Install for yourself").
+wheel: venv libbpf
+	rm -rf dist
+	$(PY) -m pip wheel -q --no-deps -w dist .
+
+# That wheel pipx-installed outside the checkout, run with no clang on PATH: host smoke
+# (BPF data in --once --json, the exec hook), then the installed scheduler in one guest boot.
+wheel-smoke: wheel kernel
+	.ci/wheel-smoke
+
+# The app on the lowest Textual pyproject.toml allows (its own venv): the Pilot tests that
+# do not compare SVGs, which need tests/constraints.txt's exact Textual. Not part of check.
+TEXTUAL_LOWEST = $(shell $(PYTHON) -c "import re, tomllib; print(next(re.search(r'>=([0-9.]+)', d)[1] \
+	for d in tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'] if d.startswith('textual')))")
+check-lowest: bpf
+	test -x .venv-lowest/bin/python || $(PYTHON) -m venv .venv-lowest
+	.venv-lowest/bin/pip install -q -e '.[test]' 'textual==$(TEXTUAL_LOWEST)'
+	.venv-lowest/bin/python -c "import textual; print('textual', textual.__version__)"
+	.venv-lowest/bin/python -m pytest -q -p no:cacheprovider tests/tui/test_keys.py tests/tui/test_parts.py \
+		tests/tui/test_exit_during_poll.py tests/tui/test_scx_ext_key.py tests/tui/test_base_slice_key.py \
+		tests/tui/test_frame_during_push.py tests/tui/test_replay_large_ui.py tests/host/test_bpf_ui.py \
+		tests/host/test_scx_events_ui.py
+
 test-host: venv bpf
 	$(PY) -m pytest -m 'not kernel' tests
 
@@ -103,4 +129,4 @@ anchors: venv kernel
 	$(PY) bench/anchor_build.py
 
 clean:
-	rm -rf schedtop/bpf/obj build dist
+	rm -rf schedtop/bpf/obj build dist .venv-lowest
