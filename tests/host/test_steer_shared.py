@@ -220,3 +220,25 @@ def test_undo_in_one_session_leaves_what_another_changed_since(sleeper, state):
     s1.end()
     assert sp.nice(pid) == 0
     assert schedtop("restore").stdout.strip() == "nothing to restore"
+
+
+CRASH_BEFORE_SYSCALL = r"""
+import os, sys
+from pathlib import Path
+from schedtop.steer.actions import Tuning, read_params, ref_for, target_params
+from schedtop.steer.journal import Journal
+j = Journal.session(Path(sys.argv[1]))
+ref = ref_for(int(sys.argv[2]))
+have = read_params(ref)
+j.record("pin 1", [(ref, have)], wants=[target_params(have, Tuning(affinity=(1,)))])
+os._exit(0)  # dies between the journal write and the syscall
+"""
+
+
+def test_a_crash_between_the_journal_and_the_syscall_restores_cleanly(sleeper, state):
+    pid = sleeper.pid
+    subprocess.run([sys.executable, "-c", CRASH_BEFORE_SYSCALL, str(state), str(pid)], check=True)
+    assert len(list(state.glob("session-*.json"))) == 1 and sp.affinity(pid) == "0-1"
+    r = schedtop("restore")
+    assert r.returncode == 0 and "1 restored" in r.stdout and "changed" not in r.stdout, r.stdout + r.stderr
+    assert sp.affinity(pid) == "0-1" and list(state.glob("session-*.json")) == []
