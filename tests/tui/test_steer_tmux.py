@@ -163,7 +163,9 @@ def test_pin_boost_rt_undo_quit_with_proc_checked(child, state):
 
         tui.keys("c")
         tui.wait_text("Active changes")
-        tui.wait_text("pin 1 + boo")  # the row, once the table has filled (the CHANGES column is cut to fit)
+        # the row, once the table has filled; at 80 columns CHANGES wraps ("pin 1 +" / "boost + RT boost")
+        # so that ORIGINAL and NOW stay whole beside it
+        wait_for(lambda: "pin 1 +" in (sc := tui.screen()) and "boost + RT boost" in sc, "the changes row")
         tui.keys("Escape")
         # ESC followed at once by z would read as Alt+z: wait until the pane is closed
         wait_for(lambda: "Active changes" not in tui.screen(), "changes pane closed")

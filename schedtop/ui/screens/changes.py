@@ -38,27 +38,36 @@ def collapse_steps(what: str) -> str:
 
 
 def fit_cells(rows: list[tuple[str, str, str, str]], width: int) -> tuple[list[int], list[tuple[str, ...]]]:
-    """Column widths for TASK, CHANGES, ORIGINAL, NOW in `width` cells (each column pads 1 each side).
+    """Column widths for TASK, CHANGES, ORIGINAL, NOW in `width` cells (each column pads 1 each side),
+    and the cells wrapped onto as many lines as they need: nothing is ever cut.
 
-    ORIGINAL and NOW are what the pane is for: they keep their full width, and TASK and
-    CHANGES give way first (cut with …)."""
+    When the row does not fit, the widest column gives a cell at a time, so all four
+    columns stay side by side and each wraps only as much as it must."""
     heads = ("TASK", "CHANGES", "ORIGINAL", "NOW")
-    need = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(heads)]
+    w = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(heads)]
+    floor = [min(x, 12) for x in w]
     room = max(0, width - 2 * len(heads))
-    w = list(need)
-    for i in (1, 0):  # CHANGES gives way first, then TASK, down to 12 cells each
-        over = sum(w) - room
-        if over > 0:
-            w[i] = max(min(12, need[i]), w[i] - over)
-    over = sum(w) - room
-    if over > 0:  # a very narrow terminal: share what is left between ORIGINAL and NOW
-        for i in (2, 3):
-            w[i] = max(len(heads[i]), w[i] - (over + 1) // 2)
+    while sum(w) > room:
+        i = max((i for i in range(4) if w[i] > floor[i]), key=lambda i: (w[i], i), default=None)
+        if i is None:
+            break
+        w[i] -= 1
+    return w, [tuple(wrap_cell(c, w[i]) for i, c in enumerate(r)) for r in rows]
 
-    def cut(text: str, n: int) -> str:
-        return text if len(text) <= n else text[: max(0, n - 1)] + "…"
 
-    return w, [tuple(cut(c, w[i]) for i, c in enumerate(r)) for r in rows]
+def wrap_cell(text: str, width: int) -> str:
+    """`text` on lines of at most `width` cells, broken after " + " or a space where it can."""
+    lines: list[str] = []
+    rest = text
+    while len(rest) > width > 0:
+        plus = rest.rfind(" + ", 0, width - 1)
+        cut = plus + 2 if plus > 0 else max(rest.rfind(" ", 0, width + 1), rest.rfind(",", 0, width) + 1)
+        if cut <= 0:
+            cut = width
+        lines.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    lines.append(rest)
+    return "\n".join(lines)
 
 
 def count_text(rows: list[ChangeRow]) -> str:
@@ -141,7 +150,7 @@ ChangesScreen #changes-status { height: auto; color: $text-muted; }
             table.add_column(label, width=w)
         for r, c in zip(rows, cut):
             # Text, not str: a DataTable reads str cells as markup, and names come from other users.
-            table.add_row(*(Text(x) for x in c), key=r.key)
+            table.add_row(*(Text(x) for x in c), key=r.key, height=max(x.count("\n") + 1 for x in c))
         self._status = status
         self.query_one("#changes-status", Static).update(
             Text(visible(status)) if status else (count_text(rows) if rows else "no active changes"))
