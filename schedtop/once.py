@@ -56,6 +56,7 @@ def render(snap: Snapshot, console: Any = None) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from schedtop.collect.kernel_caps import scheduler_label
     from schedtop.textsafe import rich_text as txt
     from schedtop.textsafe import visible
 
@@ -67,7 +68,7 @@ def render(snap: Snapshot, console: Any = None) -> None:
     head = Text.assemble(
         txt(snap.host, "bold"), "  kernel ", txt(snap.kernel),
         f"  up {snap.uptime_s / 3600:.1f}h  load {' '.join(f'{x:.2f}' for x in snap.loadavg)}  scheduler ",
-        txt(snap.scheduler.label, "bold"), "  source ", txt(snap.source))
+        txt(scheduler_label(snap.scheduler.label, snap.extras), "bold"), "  source ", txt(snap.source))
     console.print(head)
 
     def number_column(table: Any, name: str) -> None:
@@ -118,6 +119,8 @@ def render(snap: Snapshot, console: Any = None) -> None:
         if used + need[i] <= console.width or i in (0, 2, 9):
             keep.add(i)
             used += need[i]
+    if snap.tasks and all(t.slice_ns is None for t in snap.tasks):
+        keep.discard(names.index("slice"))  # CFS: the kernel has no se.slice, so no column of dashes
     shown = [i for i in range(len(names)) if i in keep]
     tasks = Table(title=f"Top {TOP_TASKS} of {len(snap.tasks)} tasks by CPU%", title_justify="left")
     for i in shown:

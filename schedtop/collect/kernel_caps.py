@@ -74,6 +74,14 @@ def caps_of(extras: Mapping[str, Any] | None) -> KernelCaps | None:
     return KernelCaps.from_dict(k) if isinstance(k, Mapping) and "fair" in k else None
 
 
+def scheduler_label(label: str, extras: Mapping[str, Any] | None) -> str:
+    """SchedulerInfo.label, but a CFS kernel's fair class is called CFS, not EEVDF."""
+    caps = caps_of(extras)
+    if caps is not None and caps.fair == "CFS" and label.startswith("EEVDF"):
+        return "CFS" + label[len("EEVDF"):]
+    return label
+
+
 def fair_from_proc_sched(text: str) -> str | None:
     """EEVDF kernels list se.slice (and, 6.6+, se.deadline) in /proc/PID/sched; CFS does not."""
     keys = {line.split(":", 1)[0].strip() for line in text.splitlines() if ":" in line}

@@ -71,3 +71,25 @@ def test_bpf_session_200x60(snap_compare):
     rec = Path(__file__).with_name("session-bpf.jsonl")
     app = CoreApp(ReplaySource(load_replay(rec)), delay=1.0, paused=True)
     assert snap_compare(app, terminal_size=(200, 60), run_before=_at_frame(app, 6, ("down",)))
+
+
+def _cfs_app():
+    """A recording made on Debian 12's 6.1 (CFS) in the lab guest: 3 busy shells on CPU 0."""
+    from pathlib import Path
+
+    from schedtop.collect.replay import ReplaySource, load_replay
+
+    rec = Path(__file__).resolve().parents[1] / "fixtures" / "session_6.1.jsonl"
+    return CoreApp(ReplaySource(load_replay(rec)), delay=1.0, paused=True)
+
+
+def test_cfs_6_1_main_view_120x30(snap_compare):
+    """scheduler CFS (fair), no SLICE column."""
+    app = _cfs_app()
+    assert snap_compare(app, terminal_size=(120, 30), run_before=_at_frame(app, 1))
+
+
+def test_cfs_6_1_queue_view_80x24(snap_compare):
+    """CFS order by vruntime, no eligibility/deadline/lag/slice, and why."""
+    app = _cfs_app()
+    assert snap_compare(app, terminal_size=(80, 24), run_before=_at_frame(app, 1, ("down", "e")))

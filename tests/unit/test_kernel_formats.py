@@ -112,3 +112,23 @@ def test_caps_travel_in_the_snapshot_and_back():
     back = snapshot_from_dict(json.loads(json.dumps(to_dict(snap))))
     assert caps_of(back.extras) == caps_of(snap.extras) and caps_of(back.extras).fair == "CFS"
     assert caps_of({}) is None
+
+
+def test_once_on_a_6_1_recording_says_cfs_and_shows_no_slice():
+    """The recording was made by `schedtop --once --record` in the 6.1 guest."""
+    from rich.console import Console
+
+    from schedtop.collect.replay import last_good_frame, load_replay
+    from schedtop.once import render
+
+    snap, _ = last_good_frame(load_replay(FIX / "session_6.1.jsonl"))
+    assert caps_of(snap.extras).fair == "CFS" and snap.kernel == "6.1.0-50-amd64"
+    console = Console(width=200, record=True, color_system=None)
+    render(snap, console)
+    text = console.export_text()
+    assert "scheduler CFS (fair)" in text and "EEVDF (fair)" not in text
+    assert "Run queues (CFS pick order" in text
+    qhead = next(line for line in text.splitlines() if "┃ cpu" in line and "comm" in line)
+    assert qhead.split("┃")[1:-1] == [" cpu ", " pid ", " comm     ", " on cpu ", " vruntime ", " wait "]
+    head = next(line for line in text.splitlines() if "┃ pid" in line and "tid" in line)
+    assert "vruntime" in head and "slice" not in head

@@ -7,6 +7,7 @@ import time
 from textual.content import Content
 from textual.widgets import Static
 
+from schedtop.collect.kernel_caps import scheduler_label
 from schedtop.model import Snapshot
 from schedtop.ui.widgets.format import fmt_uptime
 from schedtop.ui.widgets.text import safe, set_text
@@ -31,7 +32,7 @@ def header_markup(snap: Snapshot | None, mode: str) -> Content:
     return safe(
         f"[b]schedtop[/b]  [$accent]$host[/]  [$text-muted]{clock}[/]  "
         f"up {fmt_uptime(snap.uptime_s)}  load {load}  kernel $kernel\n" + line2,
-        host=snap.host, kernel=snap.kernel, label=sched.label, ext=ext, source=snap.source, mode=mode,
+        host=snap.host, kernel=snap.kernel, label=scheduler_label(sched.label, snap.extras), ext=ext, source=snap.source, mode=mode,
     )
 
 
