@@ -4,7 +4,6 @@ before the fixes these grew to GBs (MemoryError tracebacks under the limit) or n
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -86,13 +85,45 @@ def test_once_replay_prints_the_replays_data_not_live():
     assert len(got["tasks"]) == len(last.tasks)  # the recording's tasks, not this machine's
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("true"), reason="trace records as root")
+@pytest.mark.skipif(os.geteuid() != 0, reason="trace records as root")
 def test_trace_into_dev_full_is_a_message_not_a_traceback():
-    r = run_bounded(["trace", "-o", "/dev/full", "-t", "0.2"], timeout=120)
-    if "BPF tier" in r.stderr:
-        pytest.skip(r.stderr.strip())
+    r = _trace(["-o", "/dev/full", "-t", "0.2"])
     assert_one_line_error_lines = [ln for ln in r.stderr.splitlines() if "recording for" not in ln]
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert assert_one_line_error_lines == ["schedtop trace: recording failed: /dev/full: No space left on device"], r.stderr
 
 
+
+
+def test_once_record_through_a_planted_symlink_is_refused(tmp_path):
+    target = tmp_path / "root-owned"
+    target.write_text("precious\n")
+    link = tmp_path / "x.jsonl"
+    link.symlink_to(target)
+    r = run_bounded(["--once", "--no-bpf", "-d", "0.1", "--record", str(link)])
+    assert_one_line_error(r, str(link), "symbolic link")
+    assert target.read_text() == "precious\n"
+
+
+def _trace(argv: list[str]):
+    r = run_bounded(["trace", *argv], timeout=120)
+    if "BPF tier" in r.stderr:
+        pytest.skip(r.stderr.strip())
+    return r
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="trace records as root")
+def test_trace_through_a_planted_symlink_is_refused(tmp_path):
+    target = tmp_path / "root-owned"
+    target.write_text("precious\n")
+    link = tmp_path / "x.perfetto-trace"
+    link.symlink_to(target)
+    assert_one_line_error(_trace(["-o", str(link), "-t", "0.1"]), str(link), "symbolic link")
+    assert target.read_text() == "precious\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="trace records as root")
+def test_trace_stats_socket_that_is_not_there_claims_no_counters(tmp_path):
+    r = _trace(["-o", str(tmp_path / "x.perfetto-trace"), "-t", "0.1", "--stats", "/nonexistent.sock"])
+    assert_one_line_error(r, "--stats /nonexistent.sock", "no scx_stats there")
+    assert "with schedtop scx counters" not in r.stderr and not (tmp_path / "x.perfetto-trace").exists()
