@@ -20,7 +20,7 @@ ARCH := $(shell uname -m)
 BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,schedtop/bpf/obj/$(ARCH)/%.bpf.o,$(BPF_SRC))
 
-.PHONY: all run check lint deps venv bpf libbpf kernel test test-host test-guest wheel wheel-smoke check-lowest \
+.PHONY: all run check lint fuzz deps venv bpf libbpf kernel test test-host test-guest wheel wheel-smoke check-lowest \
 	screenshots bench clean
 
 all: venv bpf
