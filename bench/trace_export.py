@@ -68,7 +68,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="schedtop-bench-"))
     base, st, pf = [], [], []
     st_cpu, pf_cpu, st_ev, pf_ev, st_bytes, pf_bytes = [], [], [], [], [], []
-    schedtop = [sys.executable, "-m", "schedtop", "trace", "-t", "0"]
+    schedtop = [sys.executable, "-m", "schedtop", "trace", "-t", "86400"]  # the longest; SIGINT ends it
     for r in range(args.rounds):
         base.append(workload(args.groups, args.loops))
         out = tmp / f"s{r}.perfetto-trace"
