@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from schedtop.textsafe import visible
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/var/run/scx/root/stats"
@@ -81,6 +83,11 @@ def _kind(raw: Any, where: str) -> str:
     raise StatsError(f"stats_meta: {where}: unknown kind {repr(raw)[:60]}")
 
 
+def _label(name: str) -> str:
+    """A struct or field name from the server, for a one-line message: escaped, cut."""
+    return visible(name)[:80]
+
+
 def parse_meta(raw: Any) -> dict[str, StatsStruct]:
     """The `stats_meta` reply as StatsStructs; unknown extra keys are ignored (forward compatible)."""
     if not isinstance(raw, dict):
@@ -88,22 +95,23 @@ def parse_meta(raw: Any) -> dict[str, StatsStruct]:
     out: dict[str, StatsStruct] = {}
     for name, m in raw.items():
         if not isinstance(m, dict) or not isinstance(m.get("fields", {}), dict):
-            raise StatsError(f"stats_meta: {name}: expected an object with fields")
+            raise StatsError(f"stats_meta: {_label(name)}: expected an object with fields")
         fields = []
         for fname, f in sorted(m.get("fields", {}).items()):
             if not isinstance(f, dict):
-                raise StatsError(f"stats_meta: {name}.{fname}: expected an object")
+                raise StatsError(f"stats_meta: {_label(f'{name}.{fname}')}: expected an object")
             key = None
+            where = _label(f"{name}.{fname}")
             if "datum" in f:
-                shape, kind = "datum", _kind(f["datum"], f"{name}.{fname}")
+                shape, kind = "datum", _kind(f["datum"], where)
             elif "array" in f:
-                shape, kind = "array", _kind(f["array"], f"{name}.{fname}")
+                shape, kind = "array", _kind(f["array"], where)
             elif "dict" in f and isinstance(f["dict"], dict):
                 shape = "dict"
-                kind = _kind(f["dict"].get("datum"), f"{name}.{fname}")
-                key = _kind(f["dict"].get("key"), f"{name}.{fname}")
+                kind = _kind(f["dict"].get("datum"), where)
+                key = _kind(f["dict"].get("key"), where)
             else:
-                raise StatsError(f"stats_meta: {name}.{fname}: no datum/array/dict")
+                raise StatsError(f"stats_meta: {where}: no datum/array/dict")
             fields.append(StatsField(fname, shape, kind, key, str(f.get("desc", "")), _user(f.get("user"))))
         out[name] = StatsStruct(
             name=str(m.get("name", name)),
@@ -253,7 +261,7 @@ def parse_reply(reply: bytes, path: str, req: str) -> Any:
     err = msg.get("errno", 0)
     if err != 0:
         why = os.strerror(err) if 0 < err < 4096 else f"errno {err}" if abs(err) < 10**9 else "bad errno"
-        raise StatsError(f"{path}: {req}: {why} ({str(resp)[:120]})")
+        raise StatsError(f"{path}: {req}: {why} ({visible(str(resp))[:120]})")
     return resp
 
 

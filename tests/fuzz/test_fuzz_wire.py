@@ -71,6 +71,7 @@ def test_replay_headers_and_records(tmp_path_factory, hkey, hval, line, t, data)
 @example(b'{"errno": 99999999999999999999, "args": {"resp": "x"}}')
 @example(b'{"errno": -5, "args": []}')
 @example(b'{"errno": true}')
+@example(b'{"errno": 22, "args": {"resp": "bad\\nline \\u001b[2J"}}')
 def test_scx_stats_replies(reply):
     try:
         parse_reply(reply, "/run/stats", "stats")
@@ -81,6 +82,8 @@ def test_scx_stats_replies(reply):
 @fuzz(300)
 @given(JSON, JSON)
 @example({"M": {"top": "true", "fields": {"a": {"datum": {"struct": "M"}}}}}, {"a": {"a": {"a": 1}}})
+@example({"\n": None}, None)  # found by SCHEDTOP_FUZZ=deep: a struct name broke the error's line
+@example({"M": {"fields": {"\x1b]2;x\x07": {"datum": "?"}}}}, None)
 @example({"M": {"top": 1, "fields": {"d": {"dict": {"key": "u64", "datum": "u64"}}}, "user": [1]}},
          {"d": {"--1": 1, "²": 2, "9" * 5000: 3}})
 def test_scx_stats_meta_and_values(meta, value):
