@@ -104,6 +104,11 @@ class LiveSource:
     # --- API ---------------------------------------------------------------
 
     @property
+    def sched_ext_root(self) -> str:
+        """Where this source reads sched_ext's sysfs (a test's fake directory, or the kernel's)."""
+        return self._sched_ext_root
+
+    @property
     def source(self) -> str:
         return "procfs+debugfs" if self._debugfs else "procfs"
 

@@ -25,7 +25,7 @@ from textual.widgets import Footer, Input
 from schedtop.collect.fold import fold_processes
 from schedtop.model import Snapshot, Task, ViewRequest
 from schedtop.textsafe import visible
-from schedtop.ui import bpf_actions, ext_actions, scx_actions, steer_actions
+from schedtop.ui import bpf_actions, ext_actions, steer_actions
 from schedtop.ui.bpf_actions import BpfActions
 from schedtop.ui.config import Config, ConfigError
 from schedtop.ui.ext_actions import ExtActions
@@ -36,7 +36,9 @@ from schedtop.ui.screens.detail import DetailScreen
 from schedtop.ui.screens.help import HelpScreen, help_rows
 from schedtop.ui.screens.queue import QueueScreen
 from schedtop.ui.screens.too_small import TooSmallScreen, too_small
-from schedtop.ui.scx_actions import ScxActions
+from schedtop.collect.live import LiveSource
+from schedtop.collect.sched_ext import SCHED_EXT
+from schedtop.ui.controllers.scheduler import SchedulerController
 from schedtop.ui.steer_actions import SteerActions
 from schedtop.ui.widgets.cpu_panel import CpuPanel
 from schedtop.ui.widgets.filter_box import FilterBox
@@ -79,6 +81,24 @@ CORE_BINDINGS: list[Binding] = [
 REPLAY_ACTIONS = {"step", "speed"}
 
 
+def _scx(key: str, action: str, description: str, ident: str, tooltip: str, show: bool = False) -> Binding:
+    return Binding(key, action, description, show=show, id=f"schedtop.scx.{ident}", tooltip=tooltip)
+
+
+# schedtop's own sched_ext scheduler (SchedulerController); E is a steering change (steer_actions).
+SCHEDULER_BINDINGS: list[Binding] = [
+    _scx("L", "scx_toggle", "sched_ext", "toggle", "Load / unload schedtop's own sched_ext scheduler (asks first)",
+         show=True),
+    _scx("P", "scx_policy", "Scx policy", "policy", "Switch the scheduler's policy live: deadline, fifo, interactive"),
+    _scx("left_curly_bracket", "scx_slice(-1)", "Scx slice -", "slice_down",
+         "Shorter global slice of schedtop's scheduler"),
+    _scx("right_curly_bracket", "scx_slice(1)", "Scx slice +", "slice_up", "Longer global slice of schedtop's scheduler"),
+    _scx("M", "scx_mode", "Scx mode", "mode", "Full (every task) or partial (SCHED_EXT tasks only) for the next load"),
+    _scx("E", "scx_ext", "In/out of EXT", "ext", "Partial mode: move the selected task into or out of SCHED_EXT"),
+    _scx("g", "scx_panel", "Scx panel", "panel", "schedtop's scheduler: counters, queue depth, latency"),
+]
+
+
 def action_text(action: dict) -> str:
     """A recorded action in one short phrase, whatever area wrote it."""
     for key in ("text", "summary", "description", "message"):
@@ -97,14 +117,14 @@ class MainScreen(Screen[None]):
         self.app._layout_pane()
 
 
-class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[int]):
+class SchedtopApp(Poller, SteerActions, ExtActions, BpfActions, App[int]):
     TITLE = "schedtop"
     CSS_PATH = Path(__file__).with_name("schedtop.tcss")  # absolute: subclasses live elsewhere
     COMMANDS = App.COMMANDS | {ActionsProvider}
     BINDINGS: ClassVar[list[Binding]] = [
         *CORE_BINDINGS,
         *steer_actions.BINDINGS,
-        *scx_actions.BINDINGS,
+        *SCHEDULER_BINDINGS,
         *ext_actions.BINDINGS,
         *bpf_actions.BINDINGS,
     ]
@@ -139,6 +159,8 @@ class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[
         self.error: str | None = None
         self.collect_ms: float = 0.0
         self.poller_init()
+        root = source.sched_ext_root if isinstance(source, LiveSource) else SCHED_EXT
+        self.scheduler = SchedulerController(self.post_message, self.record_action, sched_ext_root=root)
         self._hooks_done = False
         self._warned: set[str] = set()  # warnings already shown as a banner
         if self.config.theme:
@@ -178,8 +200,9 @@ class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[
                 loop.add_signal_handler(sig, self._on_signal, sig)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread (tests): nothing to install
+        if not self.replay and hasattr(self.source, "add_extra"):
+            self.source.add_extra("scx", self.scheduler.part)
         self.steer_mount()
-        self.scx_mount()
         self.ext_mount()
         self.bpf_mount()
         self._poll()
@@ -471,6 +494,71 @@ class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[
     def _sorted(self) -> None:
         self._render_state()
 
+    # --- schedtop's sched_ext scheduler ------------------------------------
+
+    def action_scx_toggle(self) -> None:
+        if self.replay:
+            self.notify("replay: no live scheduler to drive", severity="warning")
+            return
+        from schedtop.ui.screens.steer import ConfirmScreen
+
+        ctl = self.scheduler
+        if ctl.running:
+            def unload(yes: bool | None) -> None:
+                if yes:
+                    ctl.unload()
+
+            self.push_screen(ConfirmScreen("Unload scheduler", "Unload schedtop's scheduler and go back to EEVDF?",
+                                           yes="Unload"), unload)
+            return
+        why = ctl.refusal()  # nothing is offered that cannot happen
+        if why is not None:
+            self.notify(why, severity="error", timeout=10)
+            return
+
+        def load(yes: bool | None) -> None:
+            if yes:
+                ctl.load()
+
+        self.push_screen(ConfirmScreen("Load scheduler", ctl.load_question(), yes="Load"), load)
+
+    def action_scx_policy(self) -> None:
+        self.scheduler.next_policy()
+
+    def action_scx_slice(self, direction: int) -> None:
+        self.scheduler.step_slice(direction)
+
+    def action_scx_mode(self) -> None:
+        self.scheduler.toggle_mode()
+
+    def action_scx_panel(self) -> None:
+        from schedtop.ui.screens.scx import ScxScreen
+
+        self.push_screen(ScxScreen())
+
+    def on_scheduler_controller_note(self, message: SchedulerController.Note) -> None:
+        self.notify(message.text, severity=message.severity, timeout=message.timeout)
+
+    def on_scheduler_controller_exited(self, message: SchedulerController.Exited) -> None:
+        text = str(message.exit.get("text"))  # plain: dialogs and notifications never read markup
+        if not message.loaded:  # it never got into the kernel: nothing was ejected
+            self.notify(f"schedtop's scheduler did not load: {text}", severity="error", timeout=15)
+            return
+        if message.exit.get("reason") == "stopped":
+            self.notify("schedtop's scheduler unloaded: back on EEVDF")
+            return
+        from schedtop.ui.screens.steer import ConfirmScreen
+
+        self.notify(f"scheduler gone: {text}", severity="error", timeout=15)
+
+        def reload(yes: bool | None) -> None:
+            if yes:
+                self.scheduler.load()
+
+        self.push_screen(ConfirmScreen(
+            "Scheduler ejected", f"{text}\n\nThe machine runs on EEVDF again. Reload schedtop's scheduler?",
+            yes="Reload"), reload)
+
     # --- exit ---------------------------------------------------------------
 
     def run_exit_hooks(self) -> None:
@@ -479,7 +567,7 @@ class SchedtopApp(Poller, SteerActions, ScxActions, ExtActions, BpfActions, App[
             return
         self._hooks_done = True
         self.poller_stop()
-        for hook in (self.bpf_unmount, self.ext_unmount, self.scx_unmount, self.steer_unmount):
+        for hook in (self.bpf_unmount, self.ext_unmount, self.scheduler.close, self.steer_unmount):
             try:
                 hook()
             except Exception as exc:  # one area's failure must not skip another's restore

@@ -182,16 +182,16 @@ class SteerActions:
 
     def _steer_scx_route(self, report: ChangeReport, tuning: Tuning, label: str) -> None:
         """While schedtop's sched_ext scheduler runs, the same keys also set its per-task knobs
-        (ScxActions.scx_steer): under sched_ext the EEVDF slice means nothing. RT tasks bypass it."""
-        if not getattr(self, "scx_running", False):
+        (SchedulerController.steer): under sched_ext the EEVDF slice means nothing. RT tasks bypass it."""
+        if not self.scheduler.running:
             return
         for r in report.results:
             if not r.ok:
                 continue
             if label.startswith("boost"):
-                self.scx_steer("boost", r.ref.tid)
+                self.scheduler.steer("boost", r.ref.tid)
             elif tuning.policy in (units.SCHED_BATCH, units.SCHED_IDLE):
-                self.scx_steer("demote", r.ref.tid)
+                self.scheduler.steer("demote", r.ref.tid)
             elif tuning.policy not in units.RT_POLICIES:
                 values: dict[str, Any] = {}
                 if tuning.slice_ns is not None:
@@ -199,16 +199,16 @@ class SteerActions:
                 if tuning.affinity is not None:
                     values["cpu"] = tuning.affinity[0] if len(tuning.affinity) == 1 else None
                 if values:
-                    self.scx_steer("knob", r.ref.tid, **values)
+                    self.scheduler.steer("knob", r.ref.tid, **values)
 
     def _steer_scx_reset(self, outcomes) -> None:
-        if not getattr(self, "scx_running", False):
+        if not self.scheduler.running:
             return
         j = getattr(self, "_steer_journal", None)
         still = {a.ref.tid: a for a in j.active()} if j is not None else {}
         for o in outcomes:
             if o.status == "restored" and o.group is None and o.base_slice is None:  # no scx knob for those
-                self.scx_steer("reset", o.ref.tid)
+                self.scheduler.steer("reset", o.ref.tid)
                 if o.ref.tid in still:  # an undo of one change: the task's other changes keep their knobs
                     self._steer_scx_resend(still[o.ref.tid])
 
@@ -220,16 +220,16 @@ class SteerActions:
             return
         tid, before = a.ref.tid, a.before
         if any(lbl.startswith("boost") for lbl in a.labels):
-            self.scx_steer("boost", tid)
+            self.scheduler.steer("boost", tid)
         elif now.policy in (units.SCHED_BATCH, units.SCHED_IDLE) and now.policy != before.policy:
-            self.scx_steer("demote", tid)
+            self.scheduler.steer("demote", tid)
         values: dict[str, Any] = {}
         if now.slice_ns != before.slice_ns:
             values["slice_ns"] = now.slice_ns or None
         if now.affinity != before.affinity and len(now.affinity) == 1:
             values["cpu"] = now.affinity[0]
         if values:
-            self.scx_steer("knob", tid, **values)
+            self.scheduler.steer("knob", tid, **values)
 
     def _steer_report(self, report: ChangeReport) -> None:
         errs = report.errors()
@@ -483,6 +483,46 @@ class SteerActions:
         self._steer_scx_reset(outcomes)
         self.record_action({"type": "steer.restore", "message": summarize(outcomes)})
         return f"restore all: {summarize(outcomes)}"
+
+    def action_scx_ext(self) -> None:
+        """Move the selected thread (or process, with A) into SCHED_EXT, or an EXT one back out.
+
+        Both are ordinary steering changes (schedtop.steer.change through the session journal):
+        shown in the changes pane, reverted by z, on quit and by `schedtop restore`. Into EXT only
+        while schedtop's scheduler runs in partial mode (otherwise it would not be what schedules
+        the task); out of EXT always (the safe direction), back to the journaled policy."""
+        if self._steer_replaying():
+            self.notify("replay: no live scheduler to drive", severity="warning")
+            return
+        from schedtop.steer import ext
+
+        refs = self._steer_targets()  # the steering keys' targets: scope (A), pid reuse, journal
+        if not refs:
+            return
+        try:
+            on = read_params(refs[0]).policy != units.SCHED_EXT  # live, not the snapshot's
+        except SteerError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        if on and not (self.scheduler.running and self.scheduler.options.partial):
+            self.notify("moving tasks into SCHED_EXT needs the scheduler loaded in partial mode", severity="warning")
+            return
+        if on:
+            tuning, label = ext.INTO, ext.INTO_LABEL
+        else:
+            tuning, label = ext.out_tuning(refs[0], [self._steer_journal, *self._steer_shared_journal()]), ext.OUT_LABEL
+        report = self._steer_apply(tuning, label, refs)
+        if report is not None and report.changed:
+            self.record_action({"type": "scx.ext", "pid": refs[0].tid, "on": on, "label": report.label})
+
+    @staticmethod
+    def _steer_shared_journal() -> list[Any]:
+        """`schedtop set`'s journal, so E takes a task moved in by `schedtop set --ext` back out to
+        its old policy too (the shared journal keeps that step for `schedtop restore`)."""
+        try:
+            return [Journal.shared()]
+        except JournalError:
+            return []
 
     # --- crash recovery and profiles ------------------------------------------------------
 

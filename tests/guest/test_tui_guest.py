@@ -155,7 +155,7 @@ def header(app) -> str:
 
 
 def stats(app) -> dict:
-    return (app.scx_extras() or {}).get("stats") or {}
+    return (app.scheduler.part() or {}).get("stats") or {}
 
 
 NUM = r"([\d,]+) µs"
@@ -175,7 +175,7 @@ def test_load_panel_live_knobs_and_unload() -> None:
         asked = await confirm(app, pilot, "Load scheduler", "n")
         assert "full mode" in asked and "policy deadline" in asked
         await pilot.pause(1.0)
-        assert state() == "disabled" and enable_seq() == seq0 and not app.scx_running and not scx_children()
+        assert state() == "disabled" and enable_seq() == seq0 and not app.scheduler.running and not scx_children()
 
         seq = await load(app, pilot)
         assert (SCX / "switch_all").read_text().strip() == "1"  # full mode: every task
@@ -233,15 +233,15 @@ def test_load_panel_live_knobs_and_unload() -> None:
         assert stats(app).get("last_error") is None
 
         # Unload: asks, then EEVDF again; the app goes on.
-        child = app._scx_sup._proc
+        child = app.scheduler.supervisor._proc
         await pilot.press("L")  # from the panel: the app's keys work on every screen
         await confirm(app, pilot, "Unload scheduler", "y")
         await until(pilot, lambda: state() == "disabled", 30, "scheduler disabled")
-        await until(pilot, lambda: child.poll() is not None and not app.scx_running, 30, "child gone")
+        await until(pilot, lambda: child.poll() is not None and not app.scheduler.running, 30, "child gone")
         await pilot.press("escape")
         assert not isinstance(app.screen, ScxScreen)
         await until(pilot, lambda: "EEVDF" in header(app), 30, "header back to EEVDF")
-        assert app.is_running and app.scx_extras()["exit"]["reason"] == "stopped"
+        assert app.is_running and app.scheduler.part()["exit"]["reason"] == "stopped"
         frames = app.history.frames
         await until(pilot, lambda: app.history.frames > frames + 1, 30, "app still collecting")
 
@@ -258,7 +258,7 @@ async def ejected(app, pilot, child: subprocess.Popen, reason: str) -> Any:
     msg = text(offer.query_one("#confirm-text"))
     assert reason in msg.lower() and "EEVDF" in msg, msg
     assert any(reason in n.lower() for n in app.notes), f"no notification with the reason: {app.notes}"
-    assert app.scx_extras()["exit"]["reason"] == "ejected"
+    assert app.scheduler.part()["exit"]["reason"] == "ejected"
     await until(pilot, lambda: child.poll() is not None, 30, "ejected child exited")
     # Behind the offer the app keeps collecting, on EEVDF.
     frames = app.history.frames
@@ -279,24 +279,24 @@ def test_ejection_is_shown_with_a_reload_and_the_app_goes_on() -> None:
         from schedtop.ui.screens.steer import ConfirmScreen
 
         seq = await load(app, pilot)
-        first = app._scx_sup._proc
+        first = app.scheduler.supervisor._proc
         await until(pilot, lambda: stats(app).get("uptime_s") is not None, 60, "first stats line")
         Path("/proc/sysrq-trigger").write_text("S")
         await ejected(app, pilot, first, "sysrq")
         await pilot.press("y")  # Reload
         await until(pilot, lambda: state() == "enabled" and ops() == "schedtop", LOAD_S, "reloaded")
         await until(pilot, lambda: enable_seq() == seq + 1, 10, "enable_seq + 1 (a new load)")
-        assert app._scx_sup._proc is not first
+        assert app.scheduler.supervisor._proc is not first
         await until(pilot, lambda: "sched_ext: schedtop" in header(app), 30, "header shows schedtop again")
         await pilot.press("L")
         await confirm(app, pilot, "Unload scheduler", "y")
-        await until(pilot, lambda: state() == "disabled" and not app.scx_running, 30, "unloaded")
+        await until(pilot, lambda: state() == "disabled" and not app.scheduler.running, 30, "unloaded")
         assert not asking(app)  # a clean unload offers nothing
 
         # The watchdog: the loop stopped, runnable tasks wait past timeout_ms (shortened here).
-        app._scx_options = replace(app._scx_options, timeout_ms=2000)
+        app.scheduler.options = replace(app.scheduler.options, timeout_ms=2000)
         await load(app, pilot)
-        child = app._scx_sup._proc
+        child = app.scheduler.supervisor._proc
         await until(pilot, lambda: stats(app).get("uptime_s") is not None, 60, "first stats line")
         os.kill(child.pid, signal.SIGSTOP)
         try:
@@ -313,7 +313,7 @@ def test_ejection_is_shown_with_a_reload_and_the_app_goes_on() -> None:
         assert child.returncode == -signal.SIGKILL  # the frozen loop was removed, not thawed
         await pilot.press("n")
         await until(pilot, lambda: app.screen is not offer, 10, "offer declined")
-        assert not isinstance(app.screen, ConfirmScreen) and not app.scx_running and state() == "disabled"
+        assert not isinstance(app.screen, ConfirmScreen) and not app.scheduler.running and state() == "disabled"
 
     run_app(body, kids)
     assert state() == "disabled"
@@ -341,7 +341,7 @@ def test_partial_mode_e_moves_a_task_into_sched_ext_and_z_undoes_it() -> None:
 
     async def body(app, pilot) -> None:
         await pilot.press("M")
-        assert app._scx_options.partial
+        assert app.scheduler.options.partial
         await pilot.press("L")
         asked = await confirm(app, pilot, "Load scheduler", "y")
         assert "partial mode" in asked

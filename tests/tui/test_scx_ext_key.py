@@ -38,7 +38,7 @@ def test_e_is_refused_unless_loaded_in_partial_mode(child, tmp_path):
         before = _policy_nice(child.pid)
         await pilot.press("E")  # nothing loaded
         await pilot.press("M")  # partial for the next load, but still not loaded
-        assert app._scx_options.partial and not app.scx_running
+        assert app.scheduler.options.partial and not app.scheduler.running
         await pilot.press("E")
         assert [s for s in seen if s[0] == REFUSAL] == [(REFUSAL, "warning")] * 2
         assert _policy_nice(child.pid) == before == (3, 5)

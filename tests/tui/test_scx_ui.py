@@ -1,5 +1,6 @@
-"""The scheduler keys on a live app: load asks first, a refused load is explained with a
-reload offered, the panel shows why, and the policy/slice/mode keys change what loads next."""
+"""The scheduler keys on a live app: load asks first, a load that cannot happen is refused
+with what is really loaded (never reported as an ejection), the panel tells the truth about
+who schedules, and the policy/slice/mode keys change what loads next."""
 
 from __future__ import annotations
 
@@ -8,7 +9,18 @@ import pytest
 from schedtop.scx.loader import SYSFS
 from schedtop.ui.screens.scx import ScxScreen, panel_markup
 from schedtop.ui.screens.steer import ConfirmScreen
-from tuikit import run_pilot, wait_for
+from tuikit import capture_notifications, run_pilot, wait_for
+
+
+def _fake_sched_ext(root, state: str, ops: str | None = None):
+    """A sched_ext sysfs directory as the kernel lays it out (for the collector to read)."""
+    root.mkdir()
+    (root / "state").write_text(f"{state}\n")
+    (root / "switch_all").write_text("1\n")
+    if ops is not None:
+        (root / "root").mkdir()
+        (root / "root" / "ops").write_text(f"{ops}\n")
+    return str(root)
 
 
 @pytest.mark.skipif(SYSFS.exists(), reason="here loading would succeed: the guest tests cover that path")
@@ -19,28 +31,55 @@ def test_load_without_sched_ext_is_refused_clearly_and_the_app_goes_on():
     app = SchedtopApp(LiveSource(use_bpf=False, use_debugfs=False), delay=0.3)
 
     async def body(pilot):
+        seen = capture_notifications(app)
         await pilot.press("P")  # deadline -> fifo, before loading
-        assert app._scx_options.policy == "fifo"
+        assert app.scheduler.options.policy == "fifo"
         await pilot.press("right_curly_bracket")
-        assert app._scx_options.slice_us == 10000
+        assert app.scheduler.options.slice_us == 10000
         await pilot.press("left_curly_bracket", "left_curly_bracket")
-        assert app._scx_options.slice_us == 3000
+        assert app.scheduler.options.slice_us == 3000
         await pilot.press("M")
-        assert app._scx_options.partial
+        assert app.scheduler.options.partial
         await pilot.press("L")
-        assert isinstance(app.screen, ConfirmScreen) and "partial mode" in app.screen.message
-        await pilot.press("y")
-        # The real child runs `schedtop scx` and refuses: the reason comes back as an exit.
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and "Reload" in app.screen.yes, 30)
-        assert "sched_ext" in app.screen.message or "root" in app.screen.message
-        await pilot.press("n")
-        assert not app.scx_running
+        # This kernel has no sched_ext: nothing to confirm, nothing started, and never an "ejected".
+        assert not isinstance(app.screen, ConfirmScreen)
+        refusals = [m for m, sev in seen if sev == "error" and "no sched_ext" in m]
+        assert len(refusals) == 1 and "nothing was loaded" in refusals[0]
+        assert app.scheduler.supervisor is None and not app.scheduler.running
+        await pilot.pause(0.5)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert not any("eject" in m.lower() or "gone" in m for m, _ in seen)
         await pilot.press("g")
         assert isinstance(app.screen, ScxScreen)
-        await wait_for(pilot, lambda: app.snapshot is not None and "scx" in app.snapshot.extras, 10)
-        assert app.snapshot.extras["scx"]["exit"]["reason"] == "error"
+        assert "not loaded" in str(app.screen.query_one("#scx-panel").render())
         await pilot.press("escape")
         assert not isinstance(app.screen, ScxScreen)
+
+    run_pilot(app, body)
+
+
+def test_load_while_another_scheduler_runs_names_it_and_the_panel_shows_it(tmp_path):
+    """The demo's case: schedtop_min is loaded. L says so and starts nothing; g names
+    schedtop_min instead of showing schedtop's policy and slice as if they were loaded."""
+    from schedtop.collect.live import LiveSource
+    from schedtop.ui.app import SchedtopApp
+
+    root = _fake_sched_ext(tmp_path / "sched_ext", "enabled", "schedtop_min")
+    app = SchedtopApp(LiveSource(use_bpf=False, use_debugfs=False, sched_ext_root=root), delay=0.3)
+
+    async def body(pilot):
+        seen = capture_notifications(app)
+        await wait_for(pilot, lambda: app.latest is not None, 10)
+        assert app.latest.scheduler.ops_name == "schedtop_min"
+        await pilot.press("L")
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert [m for m, sev in seen if sev == "error"] == [
+            "sched_ext already runs another scheduler, schedtop_min: nothing was loaded (unload it first)"]
+        assert app.scheduler.supervisor is None
+        await pilot.press("g")
+        text = str(app.screen.query_one("#scx-panel").render())
+        assert "another scheduler: schedtop_min" in text
+        assert "policy" not in text and "slice" not in text
 
     run_pilot(app, body)
 
@@ -70,7 +109,8 @@ def test_panel_markup_shows_rates_depth_latency_and_exit():
 
 def test_exit_text_with_brackets_is_shown_as_written(tmp_path):
     """The reason comes from the kernel or a policy (task names, exception text): it is
-    shown verbatim, never parsed as markup (a stray [/] used to raise MarkupError)."""
+    shown verbatim, never parsed as markup (a stray [/] used to raise MarkupError). The real
+    child refuses the policy before loading anything: a failed load, with no reload offered."""
     from dataclasses import replace
 
     from textual.markup import to_content
@@ -79,17 +119,23 @@ def test_exit_text_with_brackets_is_shown_as_written(tmp_path):
     from schedtop.ui.app import SchedtopApp
 
     bad = tmp_path / "x[/]y" / "[b]policy.py"  # the real child refuses it: "policy file not found: ..."
-    app = SchedtopApp(LiveSource(use_bpf=False, use_debugfs=False), delay=0.3)
+    root = _fake_sched_ext(tmp_path / "sched_ext", "disabled")  # sched_ext, nothing loaded: worth trying
+    app = SchedtopApp(LiveSource(use_bpf=False, use_debugfs=False, sched_ext_root=root), delay=0.3)
 
     async def body(pilot):
-        app._scx_options = replace(app._scx_options, policy=str(bad))
-        await pilot.press("L", "y")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen.yes == "Reload"
-                       and app.screen.query("#confirm-text"), 30)
-        assert str(bad) in str(app.screen.query_one("#confirm-text").render())
-        # as the toast renders it: plain text, never markup
-        assert any(str(bad) in (str(to_content(n.message)) if n.markup else n.message) for n in app._notifications)
-        await pilot.press("n")
-        assert app.is_running and not app.scx_running
+        app.scheduler.options = replace(app.scheduler.options, policy=str(bad))
+        await wait_for(pilot, lambda: app.latest is not None, 10)
+        await pilot.press("L")
+        assert isinstance(app.screen, ConfirmScreen) and str(bad) in str(app.screen.query_one("#confirm-text").render())
+        await pilot.press("y")
+        def shown(n):  # as the toast renders it: plain text, never markup
+            return str(to_content(n.message)) if n.markup else n.message
+
+        await wait_for(pilot, lambda: any("did not load" in shown(n) for n in app._notifications), 30)
+        failed = [shown(n) for n in app._notifications if "did not load" in shown(n)]
+        assert len(failed) == 1 and str(bad) in failed[0]
+        await wait_for(pilot, lambda: not app.scheduler.running, 10)
+        assert not isinstance(app.screen, ConfirmScreen)  # no "Scheduler ejected ... Reload?"
+        assert app.is_running and app.scheduler.part()["phase"] == "failed"
 
     run_pilot(app, body)

@@ -19,7 +19,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from schedtop.model import Snapshot
+from schedtop.model import SchedulerInfo, Snapshot
 from schedtop.textsafe import visible
 
 COUNTERS = (
@@ -49,14 +49,24 @@ def _us(v: Any) -> str:
     return "-" if v is None else f"{float(v):,.0f} µs"
 
 
-def panel_markup(scx: Mapping[str, Any]) -> str:
-    """Plain function of Snapshot.extras["scx"]: testable without an app."""
+def panel_markup(scx: Mapping[str, Any], scheduler: SchedulerInfo | None = None) -> str:
+    """Plain function of Snapshot.extras["scx"] and of who the collector saw in charge:
+    testable without an app. Another sched_ext scheduler is named as such, never shown
+    with schedtop's options as if they were its own."""
+    # "phase" is absent from recordings made before it: there a running child was a loaded one.
+    phase = scx.get("phase") or ("loaded" if scx.get("running") else "ended")
+    other = scheduler.ops_name if scheduler is not None and scheduler.kind == "sched_ext" else None
+    if other is not None and phase != "loaded":
+        return (f"[b]sched_ext runs another scheduler: {_plain(other)}[/b]; schedtop's is not loaded.\n"
+                "Unload that one before [b]L[/b] can load schedtop's.")
     if not scx:
         return "schedtop's scheduler is not loaded. [b]L[/b] loads it (confirmation first)."
     stats = scx.get("stats") or {}
     opts = scx.get("options") or {}
     lines = []
-    if scx.get("running"):
+    if phase == "loading":
+        lines.append(f"[b]loading[/b]  policy [$accent]{_plain(opts.get('policy'))}[/]  (waiting for the kernel)")
+    elif scx.get("running"):
         mode = "partial (SCHED_EXT tasks only)" if (stats.get("partial") or opts.get("partial")) else "full (every task)"
         lines.append(f"[b]loaded[/b]  policy [$accent]{_plain(stats.get('policy') or opts.get('policy'))}[/]  "
                      f"mode {mode}  slice {int(stats.get('slice_ns') or 0) // 1000} µs  "
@@ -124,8 +134,8 @@ class ScxScreen(Screen[None]):
     def show_snapshot(self, snap: Snapshot | None) -> None:
         scx = snap.extras.get("scx") if snap is not None else None
         if scx is None:
-            scx = getattr(self.app, "scx_extras", lambda: {})()
-        self.query_one("#scx-panel", Static).update(panel_markup(scx or {}))
+            scx = self.app.scheduler.part()
+        self.query_one("#scx-panel", Static).update(panel_markup(scx or {}, snap.scheduler if snap else None))
 
     def action_close(self) -> None:
         self.dismiss(None)
