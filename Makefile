@@ -21,7 +21,12 @@ BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,schedtop/bpf/obj/$(ARCH)/%.bpf.o,$(BPF_SRC))
 
 .PHONY: all run check lint fuzz deps venv bpf libbpf kernel test test-host test-guest wheel wheel-smoke check-lowest \
-	screenshots bench clean
+	test-matrix matrix kernels-table screenshots bench clean
+
+# The smoke set (tests/guest/smoke) in make check: one boot per kernel, only kernels whose smoke
+# passes (README "Kernels"). `make matrix` runs every kernel of the matrix and keeps the results
+# for `make kernels-table`.
+MATRIX_KERNELS ?= sid 7.3 trixie bookworm
 
 all: venv bpf
 
@@ -30,9 +35,9 @@ run: deps venv libbpf bpf
 
 # The whole suite: host tests, then the guest tests in one boot of the sched_ext kernel.
 check: lint deps venv libbpf bpf kernel
-	@rc=0; for part in test-host test-guest wheel-smoke; do s=$$(date +%s); $(MAKE) $$part || rc=1; \
+	@rc=0; for part in test-host test-guest wheel-smoke test-matrix; do s=$$(date +%s); $(MAKE) $$part || rc=1; \
 		echo "make check: $$part took $$(( $$(date +%s) - s )) s"; done; \
-	if [ $$rc = 0 ]; then echo "make check: host and guest suites passed"; else echo "make check: FAILED (see above)"; fi; exit $$rc
+	if [ $$rc = 0 ]; then echo "make check: host, guest and kernel-matrix suites passed"; else echo "make check: FAILED (see above)"; fi; exit $$rc
 
 deps:
 	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -58,6 +63,7 @@ libbpf: venv
 # cached under $(SCHEDTOP_CACHE)/kernels. A warm cache does no network I/O.
 kernel: venv
 	$(SCHEDTOP) lab fetch
+	@for k in $(MATRIX_KERNELS); do $(SCHEDTOP) lab fetch --kernel $$k || exit 1; done
 
 bpf: $(BPF_OBJ)
 
@@ -113,6 +119,17 @@ fuzz: venv
 # HOME and the checkout writable as guest-only overlays; see schedtop/lab/guest.py).
 test-guest: venv bpf kernel
 	$(SCHEDTOP) lab run --timeout 2400 -- $(abspath $(PY)) -m pytest -m kernel -p no:cacheprovider $(abspath tests)
+
+# The smoke set on each of MATRIX_KERNELS, one boot each (results: $(SCHEDTOP_CACHE)/matrix/check.json).
+test-matrix: venv bpf kernel
+	$(SCHEDTOP) lab matrix --results $(SCHEDTOP_CACHE)/matrix/check.json $(addprefix --kernel ,$(MATRIX_KERNELS))
+
+# Every kernel of the matrix (6.18, sid, 7.3, trixie, bookworm); then `make kernels-table`.
+matrix: venv bpf
+	$(SCHEDTOP) lab matrix
+
+kernels-table: venv
+	$(SCHEDTOP) lab matrix --readme README.md
 
 screenshots: venv
 	$(PY) screenshots/make_screenshots.py
