@@ -26,7 +26,7 @@ BPF_OBJ := $(patsubst bpf/%.bpf.c,schedtop/bpf/obj/$(ARCH)/%.bpf.o,$(BPF_SRC))
 # The smoke set (tests/guest/smoke) in make check: one boot per kernel, only kernels whose smoke
 # passes (README "Kernels"). `make matrix` runs every kernel of the matrix and keeps the results
 # for `make kernels-table`.
-MATRIX_KERNELS ?= sid 7.3 trixie bookworm
+MATRIX_KERNELS ?= 6.18 sid 7.3 trixie bookworm
 
 all: venv bpf
 
