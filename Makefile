@@ -75,8 +75,7 @@ schedtop/bpf/obj/$(ARCH)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) hatch_build.py
 # (widen these lists as modules are cleaned). Seconds, so check runs it first.
 LINT_STRICT := schedtop/model.py schedtop/collect/live.py schedtop/collect/fold.py \
 	schedtop/ui/history.py schedtop/ui/palette.py schedtop/ui/run.py schedtop/ui/controllers/__init__.py \
-	schedtop/ui/controllers/scheduler.py schedtop/ui/controllers/trace.py schedtop/ui/widgets/trace_bar.py \
-	tests/unit/test_scheduler_controller.py \
+	schedtop/ui/controllers/scheduler.py tests/unit/test_scheduler_controller.py \
 	hatch_build.py schedtop/bpf/objects.py tests/host/install.py tests/host/test_install.py tests/host/conftest.py
 LINT_TYPED := $(LINT_STRICT)
 lint: venv

@@ -186,7 +186,6 @@ class BpfTier:
         self._lock = threading.Lock()
         self.warnings: list[str] = []
         self.mode = "tp_btf" if use_btf else "raw_tp"
-        self.stream = events  # the sampled event stream is compiled in (sched_waking attached)
         self.programs: dict[str, str] = {}
         t0 = time.monotonic()
         self._obj = libbpf.BpfObject.open(path)
@@ -442,7 +441,7 @@ class BpfTier:
         extras = dict(snap.extras)
         extras["bpf"] = {
             "mode": self.mode,
-            "sample_rate": self.sample_rate if self.stream else 0,  # 0: no stream, nothing sampled
+            "sample_rate": self.sample_rate,
             "events": counters["events"],
             "dropped": counters["dropped"],
             "untracked": counters["untracked"],
