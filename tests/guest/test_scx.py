@@ -210,7 +210,12 @@ def test_live_slice_and_pin_knobs(scx_proc, policy):
     # What the scheduler gave: BPF's record of the slice each hog started its last stint with.
     assert [long_view.get(str(p), {}).get("slice_ns") for p in others] == [LONG_NS] * len(others), why
     assert [short_view.get(str(p), {}).get("slice_ns") for p in others] == [SHORT_NS] * len(others), why
-    assert long_vol == 0 and short_vol == 0, f"the hogs slept ({long_vol}, {short_vol} voluntary switches)"
+    # The stints are CPU time per switch, so they mean a slice only if the hogs ran until it
+    # expired. A pure spin still blocks now and then (a page of the interpreter read in over
+    # the guest's 9p root: 1 voluntary switch in 315 once), which moves the mean by well under
+    # a millisecond; more than 2 % of the switches would mean they sleep.
+    assert long_vol <= long_n // 50 and short_vol <= short_n // 50, \
+        f"the hogs slept ({long_vol} of {long_n}, {short_vol} of {short_n} switches voluntary)"
     # What the hogs got. A slice is spent in task time and checked at the tick (4 ms at HZ=250);
     # nothing here preempts a hog, so a stint lasts its slice rounded up to a tick, plus however
     # late the tick comes: under single-threaded TCG on a busy host that lateness adds the same
