@@ -12,7 +12,7 @@ export SCHEDTOP_CACHE ?= $(HOME)/.cache/schedtop
 # Debian 12 packages: BPF toolchain, guest, terminal tests, benchmark peers.
 APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config make gcc \
 	qemu-system-x86 kmod zstd dpkg-dev busybox-static tmux htop stress-ng rt-tests linux-perf \
-	libbpf-tools bpftool python3-venv pipx file debian-archive-keyring
+	libbpf-tools bpftool python3-venv pipx file debian-archive-keyring prometheus prometheus-node-exporter
 
 # CO-RE objects in schedtop/bpf/obj/<machine>/, where the wheel has them too; the flags and
 # the libbpf headers' search are in hatch_build.py (the wheel's build hook) alone.
