@@ -152,6 +152,219 @@ class TaskDetail:
     fields: Mapping[str, str] = field(default_factory=dict)  # {} once the task is gone
 
 
+# --- typed parts of Snapshot.extras ------------------------------------------------
+# Each tier or watcher builds its part whole and the snapshot carries it under its JSON key
+# (`extras.kernel`, `extras.bpf`, ...). A part a snapshot lacks is None and is left out of the
+# JSON form, as the dict's keys were. Fields added after recordings were made have defaults,
+# so older recordings still load; a part an old or foreign file spells differently is dropped
+# rather than failing the whole snapshot (see `Extras.from_json`).
+
+
+@dataclass(frozen=True, slots=True)
+class KernelCaps:
+    """What this kernel's fair class can do (collect/kernel_caps.py probes it): `extras.kernel`."""
+
+    release: str
+    fair: str  # "EEVDF", "CFS" or "unknown"
+    task_slice: bool  # sched_setattr's sched_runtime sets a fair task's slice (6.12+)
+    base_slice: bool | None  # debugfs sched/base_slice_ns exists; None: cannot tell (not root)
+    why: str = ""  # how `fair` was decided
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> KernelCaps:
+        return cls(release=str(d.get("release", "")), fair=str(d.get("fair", "unknown")),
+                   task_slice=bool(d.get("task_slice")),
+                   base_slice=None if d.get("base_slice") is None else bool(d.get("base_slice")),
+                   why=str(d.get("why", "")))
+
+    def why_not(self, feature: str) -> str | None:
+        """None when `feature` works here, else the one-line reason it does not.
+
+        feature: "slice" (per-task slice), "base_slice" (the global knob), "eevdf" (the
+        eligibility, lag and deadline columns)."""
+        cfs = self.fair == "CFS"
+        kernel = f"kernel {self.release}" if self.release else "this kernel"
+        if feature == "eevdf":
+            return f"{kernel} runs CFS: no eligibility, lag or deadline (EEVDF came in 6.6)" if cfs else None
+        if feature == "slice":
+            if cfs:
+                return f"{kernel} runs CFS: no per-task slice (EEVDF with sched_setattr slices came in 6.12)"
+            if not self.task_slice:
+                return f"{kernel} ignores a per-task slice in sched_setattr (needs 6.12+)"
+            return None
+        if feature == "base_slice":
+            if cfs:
+                return f"{kernel} runs CFS: no base_slice_ns (CFS has sched_min_granularity instead)"
+            if self.base_slice is False:
+                return f"{kernel} has no debugfs sched/base_slice_ns"
+            return None
+        raise ValueError(f"unknown kernel feature {feature!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class DebugfsPart:
+    """What debugfs gave beyond the run queues: `extras.debugfs`."""
+
+    base_slice_ns: int | None = None  # sched/debug's sysctl_sched.sysctl_sched_base_slice
+
+
+@dataclass(frozen=True, slots=True)
+class BpfCpu:
+    """One CPU as the BPF tier counted it since it attached."""
+
+    cpu: int
+    nr_running: int | None = None  # exact depth from the task iterator
+    nr_running_counter: int | None = None  # the per-CPU counter the same events move (a cross-check)
+    procfs_estimate: int | None = None  # the estimate it replaced (None when that was exact already)
+    lat_count: int = 0
+    p50_us: float | None = None
+    p90_us: float | None = None
+    p99_us: float | None = None
+    max_us: float | None = None
+    preempted: int = 0
+    voluntary: int = 0
+    wakeups: int = 0
+    migrations: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BpfPart:
+    """The BPF tier's own state and counters: `extras.bpf`. None fields: not in that recording."""
+
+    mode: str = ""  # "tp_btf" or "raw_tp"
+    sample_rate: int = 0  # 1 event in N reaches the stream; 0: no stream
+    events: int = 0
+    dropped: int = 0
+    untracked: int = 0
+    lost_user: int | None = None
+    backlog: int = 0
+    pid_filter: int | None = None  # the tgid latency is limited to
+    programs: Mapping[str, str] = field(default_factory=dict)  # program -> how it attached
+    warnings: tuple[str, ...] = ()
+    load_s: float = 0.0
+    blind_tasks: int | None = None
+    seeded: int | None = None
+    unseen_switch_outs: int | None = None
+    cpus: tuple[BpfCpu, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ScxChange:
+    """One load, unload or ejection of a sched_ext scheduler, for markers on a timeline."""
+
+    ts: float  # time.monotonic() of the reading that saw it
+    wall: float = 0.0
+    kind: str = "load"  # "load", "unload" or "eject"
+    ops: str | None = None
+    enable_seq: int | None = None
+    reason: str | None = None  # the kernel's exit reason, where its log told us
+    detail: str | None = None  # the scheduler's own exit message (errors only)
+    missed: int = 0  # load/unload pairs between two readings that polling could not see
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SchedExtPart:
+    """sched_ext's sysfs, its event rates and recent changes: `extras.sched_ext`."""
+
+    version: int = 1
+    state: str = "absent"  # as SchedulerInfo.ext_state
+    ops: str | None = None
+    switch_all: bool | None = None
+    enable_seq: int | None = None
+    nr_rejected: int | None = None
+    hotplug_seq: int | None = None
+    events: Mapping[str, int] = field(default_factory=dict)  # root/events, 6.15+
+    event_rates: Mapping[str, float] = field(default_factory=dict)  # per second
+    changes: tuple[ScxChange, ...] = ()
+    exit_reasons: bool = False  # the kernel log is readable, so changes carry reasons
+    ctxt_per_s: float | None = None  # system-wide context switches per second
+    warning: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatsPart:
+    """What the running sched_ext scheduler serves on its scx_stats socket: `extras.scx_stats`."""
+
+    version: int = 1
+    path: str = ""
+    ok: bool = False
+    top: str | None = None  # the top struct's name
+    desc: str = ""
+    error: str | None = None
+    latency_ms: float | None = None  # how long the stats request took
+    metrics: Mapping[str, Any] = field(default_factory=dict)  # dotted path -> value
+    kinds: Mapping[str, str] = field(default_factory=dict)  # dotted path -> kind
+    descs: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ScxOptionsPart:
+    """The options schedtop's scheduler was started with."""
+
+    policy: str | None = None
+    partial: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScxPart:
+    """schedtop's own scheduler as its supervisor sees it: `extras.scx` (the `g` panel)."""
+
+    running: bool = False  # the child process is alive
+    phase: str | None = None  # "loading", "loaded", "failed", "ended"; None in older recordings
+    loaded: Mapping[str, Any] = field(default_factory=dict)  # the child's "loaded" report
+    stats: Mapping[str, Any] = field(default_factory=dict)  # the child's last stats report
+    frozen: str | None = None  # "stopped"/"traced" when the policy loop cannot run
+    exit: Mapping[str, Any] | None = None  # the child's exit report
+    options: ScxOptionsPart = field(default_factory=ScxOptionsPart)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorCost:
+    """The monitor's own cost for this snapshot, per part: `extras.collector`."""
+
+    procfs_cpu_ms: float = 0.0
+    extras_cpu_ms: Mapping[str, float] = field(default_factory=dict)  # per registered part
+    threads_read: int = 0
+    threads_cached: int = 0
+    bpf_cpu_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Extras:
+    """The typed parts a snapshot may carry beside its core fields; None: not collected."""
+
+    kernel: KernelCaps | None = None
+    debugfs: DebugfsPart | None = None
+    bpf: BpfPart | None = None
+    sched_ext: SchedExtPart | None = None
+    scx_stats: StatsPart | None = None
+    scx: ScxPart | None = None
+    collector: CollectorCost | None = None
+    recorded_source: str | None = None  # a replayed frame: the source it was recorded from
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "Snapshot.extras") -> Extras:
+        """The parts of a JSON `extras` object. Unknown keys are ignored and a part that does
+        not parse is dropped (an older or foreign recording), so the snapshot still loads."""
+        if not isinstance(data, dict):
+            raise SchemaError(f"{where}: expected an object, got {type(data).__name__}")
+        hints = _hints(cls)
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            value = data.get(f.name)
+            if value is None:
+                continue
+            try:
+                kwargs[f.name] = _build(hints[f.name], value, f"{where}.{f.name}")
+            except (SchemaError, TypeError, ValueError):
+                continue
+        return cls(**kwargs)
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything one collection interval produced."""
@@ -181,6 +394,8 @@ class Snapshot:
 
 def to_dict(obj: Any) -> Any:
     """A dataclass tree as plain JSON-able values (tuples become lists)."""
+    if isinstance(obj, Extras):  # a part not collected is left out, as the dict's keys were
+        return {f.name: to_dict(v) for f in dataclasses.fields(obj) if (v := getattr(obj, f.name)) is not None}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):

@@ -17,55 +17,14 @@ import ctypes
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
+
+from schedtop.model import KernelCaps
 
 SCHED_DEBUG_DIR = "/sys/kernel/debug/sched"
 SYS_sched_setattr = 314  # x86_64
 PROBE_SLICE_NS = 3_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class KernelCaps:
-    release: str
-    fair: str  # "EEVDF", "CFS" or "unknown"
-    task_slice: bool  # sched_setattr's sched_runtime sets a fair task's slice (6.12+)
-    base_slice: bool | None  # debugfs sched/base_slice_ns exists; None: cannot tell (not root)
-    why: str = ""  # how `fair` was decided
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> KernelCaps:
-        return cls(release=str(d.get("release", "")), fair=str(d.get("fair", "unknown")),
-                   task_slice=bool(d.get("task_slice")),
-                   base_slice=None if d.get("base_slice") is None else bool(d.get("base_slice")),
-                   why=str(d.get("why", "")))
-
-    def why_not(self, feature: str) -> str | None:
-        """None when `feature` works here, else the one-line reason it does not.
-
-        feature: "slice" (per-task slice), "base_slice" (the global knob), "eevdf" (the
-        eligibility, lag and deadline columns)."""
-        cfs = self.fair == "CFS"
-        kernel = f"kernel {self.release}" if self.release else "this kernel"
-        if feature == "eevdf":
-            return f"{kernel} runs CFS: no eligibility, lag or deadline (EEVDF came in 6.6)" if cfs else None
-        if feature == "slice":
-            if cfs:
-                return f"{kernel} runs CFS: no per-task slice (EEVDF with sched_setattr slices came in 6.12)"
-            if not self.task_slice:
-                return f"{kernel} ignores a per-task slice in sched_setattr (needs 6.12+)"
-            return None
-        if feature == "base_slice":
-            if cfs:
-                return f"{kernel} runs CFS: no base_slice_ns (CFS has sched_min_granularity instead)"
-            if self.base_slice is False:
-                return f"{kernel} has no debugfs sched/base_slice_ns"
-            return None
-        raise ValueError(f"unknown kernel feature {feature!r}")
 
 
 def caps_of(extras: Mapping[str, Any] | None) -> KernelCaps | None:
