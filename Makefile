@@ -77,7 +77,8 @@ LINT_STRICT := schedtop/model.py schedtop/collect/live.py schedtop/collect/fold.
 	tests/unit/test_extras_parts.py \
 	schedtop/ui/history.py schedtop/ui/palette.py schedtop/ui/run.py schedtop/ui/controllers/__init__.py \
 	schedtop/ui/controllers/scheduler.py tests/unit/test_scheduler_controller.py \
-	hatch_build.py schedtop/bpf/objects.py tests/host/install.py tests/host/test_install.py tests/host/conftest.py
+	hatch_build.py schedtop/bpf/objects.py tests/host/install.py tests/host/test_install.py tests/host/conftest.py \
+	schedtop/bpf/globals.py schedtop/bpf/btf.py schedtop/steer/exec_watch.py
 LINT_TYPED := $(LINT_STRICT)
 lint: venv
 	@test -x $(VENV)/bin/ruff -a -x $(VENV)/bin/mypy || $(PY) -m pip install -q -e '.[test]'

@@ -6,8 +6,12 @@ from __future__ import annotations
 import ctypes
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from schedtop.bpf.libbpf import BpfError, BpfObject, _check_ptr, load_libbpf
+from schedtop.bpf.libbpf import BpfError, _check_ptr, load_libbpf
+
+if TYPE_CHECKING:
+    from schedtop.bpf.libbpf import BpfObject
 
 KIND_INT, KIND_PTR, KIND_ARRAY, KIND_STRUCT, KIND_UNION, KIND_ENUM, KIND_FWD = 1, 2, 3, 4, 5, 6, 7
 KIND_TYPEDEF, KIND_VOLATILE, KIND_CONST, KIND_RESTRICT, KIND_FUNC, KIND_FUNC_PROTO = 8, 9, 10, 11, 12, 13
@@ -25,6 +29,10 @@ class _BtfParam(ctypes.Structure):
 
 class _BtfMember(ctypes.Structure):
     _fields_ = [("name_off", ctypes.c_uint32), ("type", ctypes.c_uint32), ("offset", ctypes.c_uint32)]
+
+
+class _BtfVarSecinfo(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_uint32), ("offset", ctypes.c_uint32), ("size", ctypes.c_uint32)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +102,8 @@ class Btf:
 
     @classmethod
     def vmlinux(cls) -> Btf:
-        return cls(_check_ptr(load_libbpf().btf__load_vmlinux_btf(), "btf__load_vmlinux_btf", "/sys/kernel/btf/vmlinux"), True)
+        ptr = _check_ptr(load_libbpf().btf__load_vmlinux_btf(), "btf__load_vmlinux_btf", "/sys/kernel/btf/vmlinux")
+        return cls(ptr, True)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Btf:
@@ -201,16 +210,24 @@ class Btf:
             out[name] = Field(name, base + bits // 8, self._size(m.type), bitsize)
         return out
 
-    def datasec_offsets(self, section: str) -> dict[str, int]:
-        """Variable name -> byte offset inside a global section of an object (.bss, .data,
-        .rodata). The compiler picks the order, so read it rather than assume it."""
+    def datasec(self, section: str) -> dict[str, Field]:
+        """The variables of a global section of an object (.bss, .data, .rodata): name ->
+        Field(offset, size) in bytes. The compiler picks the order and the padding, so read
+        them rather than assume them."""
         tid = self.find(section, KIND_DATASEC)
         if tid is None:
             raise KeyError(f"no section {section} in BTF")
         t = self._type(tid)
-        infos = (_BtfMember * (t.info & 0xFFFF)).from_address(ctypes.addressof(t) + ctypes.sizeof(_BtfType))
-        # struct btf_var_secinfo {type, offset, size}: same shape as _BtfMember, other names
-        return {self._name(self._type(v.name_off).name_off): v.type for v in infos}
+        infos = (_BtfVarSecinfo * (t.info & 0xFFFF)).from_address(ctypes.addressof(t) + ctypes.sizeof(_BtfType))
+        out = {}
+        for v in infos:
+            name = self._name(self._type(v.type).name_off)
+            out[name] = Field(name, int(v.offset), int(v.size))
+        return out
+
+    def datasec_offsets(self, section: str) -> dict[str, int]:
+        """Variable name -> byte offset inside a global section (see ``datasec``)."""
+        return {name: f.offset for name, f in self.datasec(section).items()}
 
     def close(self) -> None:
         if self._owned and self._ptr:

@@ -18,13 +18,15 @@ load can quote the verifier's verdict (``recent_log()``).
 Typical use::
 
     with BpfObject.open(path) as obj:
-        obj.rodata(Rodata).sample_rate = 64        # const volatile, before load
+        Globals(obj, ".rodata").var("targ_tgid", ctypes.c_uint32).value = 42   # before load
         obj.program("handle_raw_switch").autoload = False
         obj.load()
         links, errors = obj.attach_all()
-        bss = obj.bss(Bss)                           # shared with the kernel from now on
+        g = Globals(obj, ".bss").var("g", TraceBss)   # shared with the kernel from now on
         with RingBuffer(obj.map("events"), on_event) as rb:
             rb.poll(100)
+
+Global variables are reached by name through ``schedtop.bpf.globals.Globals``.
 """
 
 from __future__ import annotations
@@ -779,27 +781,6 @@ class BpfObject:
         if section.startswith(".rodata") and self.loaded:
             return memoryview(ctypes.string_at(addr, size))  # frozen after load: a copy
         return memoryview((ctypes.c_char * size).from_address(addr)).cast("B")
-
-    def section_view(self, section: str, ctype: type[CT]) -> CT:
-        """The section as a ctypes struct. Before load: write load-time settings. After load
-        (.bss/.data): live memory shared with the kernel; .rodata gives a read-only copy."""
-        addr, size = self.map(section).initial_value()
-        if ctypes.sizeof(ctype) > size:
-            raise ValueError(f"{section} is {size} bytes, {ctype.__name__} is {ctypes.sizeof(ctype)}")
-        if section.startswith(".rodata") and self.loaded:
-            return ctype.from_buffer_copy(ctypes.string_at(addr, ctypes.sizeof(ctype)))
-        view = ctype.from_address(addr)
-        view._bpf_owner = self  # type: ignore[attr-defined]  # keep the object alive with the view
-        return view
-
-    def rodata(self, ctype: type[CT]) -> CT:
-        return self.section_view(".rodata", ctype)
-
-    def bss(self, ctype: type[CT]) -> CT:
-        return self.section_view(".bss", ctype)
-
-    def data(self, ctype: type[CT]) -> CT:
-        return self.section_view(".data", ctype)
 
     @property
     def btf_ptr(self) -> int:

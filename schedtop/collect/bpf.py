@@ -162,25 +162,12 @@ def _reason(exc: BaseException) -> str:
     return head
 
 
-class _Section:
-    """A global section's live memory, as a ctypes struct at a BTF-given offset."""
-
-    def __init__(self, obj: Any, btf: Any, section: str) -> None:
-        self.view = obj.global_data(section)
-        self.offsets = btf.datasec_offsets(section)
-        self._addr = ctypes.addressof(ctypes.c_char.from_buffer(self.view))
-
-    def at(self, var: str, ctype: type) -> Any:
-        return ctype.from_address(self._addr + self.offsets[var])
-
-
 class BpfTier:
     def __init__(
         self, path: Path, use_btf: bool, pid_filter: int | None, sample_rate: int, events: bool, ring_bytes: int
     ) -> None:
         from schedtop.bpf import libbpf
         from schedtop.bpf import trace_events as te
-        from schedtop.bpf.btf import Btf
 
         self._te = te
         self._lock = threading.Lock()
@@ -190,7 +177,7 @@ class BpfTier:
         t0 = time.monotonic()
         self._obj = libbpf.BpfObject.open(path)
         try:
-            self._setup(libbpf, Btf, te, use_btf, pid_filter, sample_rate, events, ring_bytes)
+            self._setup(libbpf, te, use_btf, pid_filter, sample_rate, events, ring_bytes)
         except BaseException:
             self._obj.close()
             raise
@@ -202,7 +189,10 @@ class BpfTier:
         self._events_seen = 0
         self._pct_cache: dict[tuple[int, int, int], tuple[int, tuple[float | None, float | None]]] = {}
 
-    def _setup(self, libbpf, Btf, te, use_btf, pid_filter, sample_rate, events, ring_bytes) -> None:
+    def _setup(self, libbpf, te, use_btf, pid_filter, sample_rate, events, ring_bytes) -> None:
+        from schedtop.bpf.btf import Btf
+        from schedtop.bpf.globals import Globals
+
         obj = self._obj
         unused = RAW_PROGS if use_btf else BTF_PROGS
         for name in unused:
@@ -220,27 +210,21 @@ class BpfTier:
             ring_bytes = 4096 * 4  # the stream is compiled out; keep the map tiny
         obj.map("events").set_max_entries(_pow2_pages(ring_bytes))
 
-        class Rodata(ctypes.Structure):
-            _fields_ = [("targ_tgid", ctypes.c_uint32), ("targ_events", ctypes.c_bool)]
-
-        btf = Btf.of_object(obj)
-        ro = _Section(obj, btf, ".rodata")
-        ro.at("targ_tgid", ctypes.c_uint32).value = pid_filter or 0
-        ro.at("targ_events", ctypes.c_bool).value = bool(events)
-        data = _Section(obj, btf, ".data")
-        data.at("sample_rate", ctypes.c_uint32).value = _clamp_rate(sample_rate)
+        ro, data, bss = Globals(obj, ".rodata"), Globals(obj, ".data"), Globals(obj, ".bss")
+        ro.var("targ_tgid", ctypes.c_uint32).value = pid_filter or 0
+        ro.var("targ_events", ctypes.c_bool).value = bool(events)
+        data.var("sample_rate", ctypes.c_uint32).value = _clamp_rate(sample_rate)
         obj.load()
 
-        bss = _Section(obj, btf, ".bss")
-        self._bss = bss.at("g", te.TraceBss)
-        self._blind = bss.at("blind_tasks", ctypes.c_uint64)
-        self._seeded = bss.at("seeded", ctypes.c_uint64)
-        self._unseen = bss.at("unseen_switch_outs", ctypes.c_uint64)
-        self._data = _Section(obj, btf, ".data")
-        self._rate = self._data.at("sample_rate", ctypes.c_uint32)
+        # after load: the maps' mmap, shared with the kernel
+        self._bss = bss.var("g", te.TraceBss)
+        self._blind = bss.var("blind_tasks", ctypes.c_uint64)
+        self._seeded = bss.var("seeded", ctypes.c_uint64)
+        self._unseen = bss.var("unseen_switch_outs", ctypes.c_uint64)
+        self._rate = data.var("sample_rate", ctypes.c_uint32)
         self._cpu_stats = obj.map("cpu_stats")
         self._task_hash = None if use_btf else obj.map("task_hash")
-        ctx_fields = btf.struct_fields("task_ctx")
+        ctx_fields = Btf.of_object(obj).struct_fields("task_ctx")
         self._task_off = ctx_fields["rec"].offset
         self._queued_off = ctx_fields["queued_cpu"].offset
         self._iter = None

@@ -12,19 +12,37 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from schedtop.bpf import objects
+
+if TYPE_CHECKING:
+    from schedtop.bpf.libbpf import BpfObject
 
 OPS_NAME = "schedtop_min"
 OBJECT = objects.path("minimal")
 STATE = Path("/sys/kernel/sched_ext/state")
 
 
-class Counters(ctypes.Structure):
-    """.bss of minimal.bpf.c."""
+class Counters:
+    """The scheduler's .bss counters (minimal.bpf.c's nr_local, nr_global), read live."""
 
-    _fields_ = [("nr_local", ctypes.c_uint64), ("nr_global", ctypes.c_uint64)]
+    def __init__(self, obj: BpfObject) -> None:
+        from schedtop.bpf.globals import Globals
+
+        bss = Globals(obj, ".bss")
+        self._local = bss.var("nr_local", ctypes.c_uint64)
+        self._global = bss.var("nr_global", ctypes.c_uint64)
+
+    @property
+    def nr_local(self) -> int:
+        """Wakeups sent straight to an idle CPU."""
+        return int(self._local.value)
+
+    @property
+    def nr_global(self) -> int:
+        """Tasks queued on the global DSQ."""
+        return int(self._global.value)
 
 
 def sched_ext_state() -> str | None:
@@ -51,7 +69,7 @@ def loaded(path: Path = OBJECT) -> Iterator[Counters]:
         link = obj.map("minimal_ops").attach_struct_ops()
         try:
             wait_state("enabled")
-            yield obj.bss(Counters)
+            yield Counters(obj)
         finally:
             link.destroy()
 

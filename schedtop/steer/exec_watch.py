@@ -40,7 +40,7 @@ class ExecEvent(ctypes.Structure):
 
 
 class ExecBss(ctypes.Structure):
-    """Mirror of struct exec_bss (the object's only .bss variable, g)."""
+    """Mirror of struct exec_bss (bpf/exec.h), the .bss variable g."""
 
     _fields_ = [("nr_exec", ctypes.c_uint64), ("nr_rename", ctypes.c_uint64), ("nr_dropped", ctypes.c_uint64)]
 
@@ -72,17 +72,17 @@ class ExecWatch:
     one consumer only (one thread calls ``wait``), ``close`` from any thread ends it."""
 
     def __init__(self, path: Path) -> None:
-        from schedtop.bpf import libbpf
+        from schedtop.bpf.globals import Globals
+        from schedtop.bpf.libbpf import BpfObject, RingReader
 
-        self._lib = libbpf
-        self._obj = libbpf.BpfObject.open(path)
+        self._obj = BpfObject.open(path)
         self.mode = ""
-        self._reader: libbpf.RingReader | None = None
+        self._reader: RingReader | None = None
         self._lock = threading.Lock()
         try:
             self._load()
-            self._reader = libbpf.RingReader(self._obj.map("exec_events"))
-            self._bss = self._obj.bss(ExecBss)
+            self._reader = RingReader(self._obj.map("exec_events"))
+            self._bss = Globals(self._obj, ".bss").var("g", ExecBss)
         except BaseException:
             self._obj.close()
             raise

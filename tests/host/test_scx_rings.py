@@ -5,12 +5,13 @@ drained by a BPF program that checks every field (bpf/scx_rings_test.bpf.c next 
 from __future__ import annotations
 
 import collections
+import ctypes
 import struct
 from pathlib import Path
 
 import pytest
 
-from schedtop.bpf.btf import Btf
+from schedtop.bpf.globals import Globals
 from schedtop.bpf.libbpf import BpfObject
 from schedtop.scx.policy import CPU_ANY, Decision, TaskIn
 from schedtop.scx.rings import DecisionRing, QueuedReader
@@ -35,7 +36,7 @@ def obj(obj_path: Path):
 
 
 def bss(o: BpfObject, name: str) -> int:
-    return struct.unpack_from("<Q", o.global_data(".bss"), Btf.of_object(o).datasec_offsets(".bss")[name])[0]
+    return Globals(o, ".bss").var(name, ctypes.c_uint64).value
 
 
 def reader_of(o: BpfObject) -> QueuedReader:
