@@ -8,10 +8,10 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from schedtop.bpf.libbpf import BpfError, _check_ptr, load_libbpf
+from schedtop.bpf.libbpf.lib import BpfError, check_ptr, load_libbpf
 
 if TYPE_CHECKING:
-    from schedtop.bpf.libbpf import BpfObject
+    from schedtop.bpf.libbpf.bpfobject import BpfObject
 
 KIND_INT, KIND_PTR, KIND_ARRAY, KIND_STRUCT, KIND_UNION, KIND_ENUM, KIND_FWD = 1, 2, 3, 4, 5, 6, 7
 KIND_TYPEDEF, KIND_VOLATILE, KIND_CONST, KIND_RESTRICT, KIND_FUNC, KIND_FUNC_PROTO = 8, 9, 10, 11, 12, 13
@@ -102,21 +102,21 @@ class Btf:
 
     @classmethod
     def vmlinux(cls) -> Btf:
-        ptr = _check_ptr(load_libbpf().btf__load_vmlinux_btf(), "btf__load_vmlinux_btf", "/sys/kernel/btf/vmlinux")
+        ptr = check_ptr(load_libbpf().btf__load_vmlinux_btf(), "btf__load_vmlinux_btf", "/sys/kernel/btf/vmlinux")
         return cls(ptr, True)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Btf:
         """BTF of an ELF file (a .bpf.o or a vmlinux) or a raw BTF blob."""
         spath = os.fspath(path)
-        return cls(_check_ptr(load_libbpf().btf__parse(spath.encode(), None), "btf__parse", spath), True)
+        return cls(check_ptr(load_libbpf().btf__parse(spath.encode(), None), "btf__parse", spath), True)
 
     @classmethod
     def of_object(cls, obj: BpfObject) -> Btf:
         return cls(obj.btf_ptr, False, obj)
 
     def _type(self, type_id: int) -> _BtfType:
-        addr = _check_ptr(load_libbpf().btf__type_by_id(self._ptr, type_id), "btf__type_by_id", str(type_id))
+        addr = check_ptr(load_libbpf().btf__type_by_id(self._ptr, type_id), "btf__type_by_id", str(type_id))
         return _BtfType.from_address(addr)
 
     def _name(self, off: int) -> str:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from schedtop.bpf.btf import Btf, Field
 
 if TYPE_CHECKING:
-    from schedtop.bpf.libbpf import BpfObject
+    from schedtop.bpf.libbpf.bpfobject import BpfObject
 
 CData = TypeVar("CData", bound="ctypes._SimpleCData[Any] | ctypes.Structure | ctypes.Union | ctypes.Array[Any]")
 
