@@ -3,14 +3,17 @@
 The collection loop and the replay transport live in poller.py (mixed in);
 this module lays out the widgets, applies each SnapshotReady inside
 `batch_update()` (widgets only render what they are given), and holds the
-view's keys. Other areas' keys come from the four *_actions mixins.
+view's keys. Steering is a SteeringSession and schedtop's scheduler a SchedulerController
+(plain objects made in __init__); other areas' keys come from the *_actions mixins.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,7 +28,7 @@ from textual.widgets import Footer, Input
 from schedtop.collect.fold import fold_processes
 from schedtop.model import Snapshot, Task, ViewRequest
 from schedtop.textsafe import visible
-from schedtop.ui import bpf_actions, ext_actions, steer_actions
+from schedtop.ui import bpf_actions, ext_actions
 from schedtop.ui.bpf_actions import BpfActions
 from schedtop.ui.config import Config, ConfigError
 from schedtop.ui.ext_actions import ExtActions
@@ -39,7 +42,7 @@ from schedtop.ui.screens.too_small import TooSmallScreen, too_small
 from schedtop.collect.live import LiveSource
 from schedtop.collect.sched_ext import SCHED_EXT
 from schedtop.ui.controllers.scheduler import SchedulerController
-from schedtop.ui.steer_actions import SteerActions
+from schedtop.ui.controllers.steering import Note, Quit, Reply, SteeringSession, Target
 from schedtop.ui.widgets.cpu_panel import CpuPanel
 from schedtop.ui.widgets.filter_box import FilterBox
 from schedtop.ui.widgets.header import SchedHeader
@@ -81,11 +84,35 @@ CORE_BINDINGS: list[Binding] = [
 REPLAY_ACTIONS = {"step", "speed"}
 
 
+def _steer(key: str, action: str, description: str, ident: str, tooltip: str, show: bool = False) -> Binding:
+    return Binding(key, action, description, show=show, id=f"schedtop.steer.{ident}", tooltip=tooltip)
+
+
+# Steering (SteeringSession), htop's keys where htop has one.
+STEER_BINDINGS: list[Binding] = [
+    _steer("S", "steer_slice", "Slice", "slice", "Step the EEVDF slice: 0.5, 1, 3, 6 ms, default", show=True),
+    _steer("G", "steer_base_slice", "Base slice", "base_slice",
+           "Step the global EEVDF base slice (debugfs, root): 0.5, 1, 3, 6 ms, then back to the original"),
+    _steer("a", "steer_pin", "Pin", "pin", "Pin to CPUs: one, a list, or all (like htop's a)", show=True),
+    _steer("A", "steer_scope", "Scope", "scope", "Steer the selected thread only, or every thread of its process"),
+    _steer("f7", "steer_nice(-1)", "Nice -", "nice_down", "Lower nice by 1: more CPU share (like htop's F7)"),
+    _steer("f8", "steer_nice(1)", "Nice +", "nice_up", "Raise nice by 1: less CPU share (like htop's F8)"),
+    _steer("b", "steer_boost", "Boost", "boost",
+           "Fair-class boost: nice -10 and a 1 ms slice (+ its session autogroup's nice -10)", show=True),
+    _steer("B", "steer_rt_boost", "RT boost", "rt_boost", "SCHED_FIFO 88 like PipeWire (asks first)"),
+    _steer("d", "steer_demote('batch')", "Batch", "batch", "Demote to SCHED_BATCH: a hog that never preempts"),
+    _steer("D", "steer_demote('idle')", "Idle", "idle", "Demote to SCHED_IDLE: runs only when the CPU is free"),
+    _steer("Y", "steer_policy", "Policy", "policy", "Choose a policy: OTHER, BATCH, IDLE, FIFO/RR with a priority"),
+    _steer("z", "steer_undo", "Undo", "undo", "Revert the last change", show=True),
+    _steer("c", "steer_changes", "Changes", "changes", "Every active change, with undo", show=True),
+]
+
+
 def _scx(key: str, action: str, description: str, ident: str, tooltip: str, show: bool = False) -> Binding:
     return Binding(key, action, description, show=show, id=f"schedtop.scx.{ident}", tooltip=tooltip)
 
 
-# schedtop's own sched_ext scheduler (SchedulerController); E is a steering change (steer_actions).
+# schedtop's own sched_ext scheduler (SchedulerController); E is a steering change (SteeringSession).
 SCHEDULER_BINDINGS: list[Binding] = [
     _scx("L", "scx_toggle", "sched_ext", "toggle", "Load / unload schedtop's own sched_ext scheduler (asks first)",
          show=True),
@@ -117,13 +144,13 @@ class MainScreen(Screen[None]):
         self.app._layout_pane()
 
 
-class SchedtopApp(Poller, SteerActions, ExtActions, BpfActions, App[int]):
+class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
     TITLE = "schedtop"
     CSS_PATH = Path(__file__).with_name("schedtop.tcss")  # absolute: subclasses live elsewhere
     COMMANDS = App.COMMANDS | {ActionsProvider}
     BINDINGS: ClassVar[list[Binding]] = [
         *CORE_BINDINGS,
-        *steer_actions.BINDINGS,
+        *STEER_BINDINGS,
         *SCHEDULER_BINDINGS,
         *ext_actions.BINDINGS,
         *bpf_actions.BINDINGS,
@@ -161,6 +188,10 @@ class SchedtopApp(Poller, SteerActions, ExtActions, BpfActions, App[int]):
         self.poller_init()
         root = source.sched_ext_root if isinstance(source, LiveSource) else SCHED_EXT
         self.scheduler = SchedulerController(self.post_message, self.record_action, sched_ext_root=root)
+        self.steering = SteeringSession(self.post_message, self.record_action, self.scheduler, live=not self.replay,
+                                        keep=bool(getattr(args, "keep", False)),
+                                        exec_hook=not getattr(args, "no_bpf", False))
+        self._profile: str | None = getattr(args, "profile", None)
         self._hooks_done = False
         self._warned: set[str] = set()  # warnings already shown as a banner
         if self.config.theme:
@@ -202,11 +233,13 @@ class SchedtopApp(Poller, SteerActions, ExtActions, BpfActions, App[int]):
                 pass  # not the main thread (tests): nothing to install
         if not self.replay and hasattr(self.source, "add_extra"):
             self.source.add_extra("scx", self.scheduler.part)
-        self.steer_mount()
+        self._tell(self.steering.start())
         self.ext_mount()
         self.bpf_mount()
         self._poll()
         self._check_size()
+        if self._profile:  # last: a profile that does not load ends the app, every part mounted
+            self.start_profile(self._profile)
 
     def _on_signal(self, sig: int) -> None:
         # Restore first: the journal must never wait on the terminal.
@@ -559,15 +592,86 @@ class SchedtopApp(Poller, SteerActions, ExtActions, BpfActions, App[int]):
             "Scheduler ejected", f"{text}\n\nThe machine runs on EEVDF again. Reload schedtop's scheduler?",
             yes="Reload"), reload)
 
+    # --- steering (SteeringSession) ---------------------------------------
+
+    def _target(self) -> Target:
+        return Target(self.selected_task(), processes=not self.thread_mode)
+
+    def action_steer_slice(self) -> None:
+        self._tell(self.steering.step_slice(self._target()))
+
+    def action_steer_base_slice(self) -> None:
+        self._tell(self.steering.step_base_slice())
+
+    def action_steer_pin(self) -> None:
+        self._tell(self.steering.pin(self._target()))
+
+    def action_steer_scope(self) -> None:
+        self._tell(self.steering.toggle_scope())
+
+    def action_steer_nice(self, delta: int) -> None:
+        self._tell(self.steering.nice(self._target(), delta))
+
+    def action_steer_boost(self) -> None:
+        self._tell(self.steering.boost(self._target()))
+
+    def action_steer_rt_boost(self) -> None:
+        self._tell(self.steering.rt_boost(self._target()))
+
+    def action_steer_demote(self, which: str) -> None:
+        self._tell(self.steering.demote(self._target(), which))
+
+    def action_steer_policy(self) -> None:
+        self._tell(self.steering.choose_policy(self._target()))
+
+    def action_steer_undo(self) -> None:
+        self.notify(self.steering.undo_last())
+
+    def action_steer_changes(self) -> None:
+        self._tell(self.steering.changes())
+
+    def action_scx_ext(self) -> None:
+        self._tell(self.steering.toggle_ext(self._target()))
+
+    def start_profile(self, spec: str) -> None:
+        """What --profile does once the app is mounted."""
+        self._tell(self.steering.start_profile(spec))
+
+    def on_steering_note(self, message: Note) -> None:
+        self._tell([message])
+
+    def _tell(self, reply: Reply) -> None:
+        """What the steering session answered, in order: notes, and the screen that asks what a
+        change waits on (the value it is dismissed with goes back to the session)."""
+        from schedtop.ui.screens.steer import screen_for
+
+        for item in reply:
+            if isinstance(item, Note):
+                self.notify(item.text, severity=item.severity, timeout=item.timeout)
+            elif isinstance(item, Quit):
+                text = item.text
+                atexit.register(lambda: print(text, file=sys.__stderr__, flush=True))
+                self.exit(item.code, return_code=item.code)
+            else:
+                screen, answer = screen_for(item)
+                self.push_screen(screen, lambda value, answer=answer: self._tell(answer(value)))
+
+    def _steering_close(self) -> None:
+        msg = self.steering.close()
+        if msg:
+            # The terminal still belongs to Textual here: say it once the app is gone.
+            # (sys.stderr is Textual's capture now, so look the real one up at exit time.)
+            atexit.register(lambda: print(msg, file=sys.__stderr__, flush=True))
+
     # --- exit ---------------------------------------------------------------
 
     def run_exit_hooks(self) -> None:
-        """Mixins' unmount hooks, exactly once (quit key, SIGTERM/SIGHUP, or run()'s finally)."""
+        """Each part's exit hook, exactly once (quit key, SIGTERM/SIGHUP, or run()'s finally)."""
         if self._hooks_done:
             return
         self._hooks_done = True
         self.poller_stop()
-        for hook in (self.bpf_unmount, self.ext_unmount, self.scheduler.close, self.steer_unmount):
+        for hook in (self.bpf_unmount, self.ext_unmount, self.scheduler.close, self._steering_close):
             try:
                 hook()
             except Exception as exc:  # one area's failure must not skip another's restore

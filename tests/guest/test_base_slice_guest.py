@@ -81,7 +81,7 @@ def test_g_key_steps_the_base_slice_and_quit_puts_it_back(state):
                 seen.append(int(KNOB.read_text()))
             j = Journal.session()
             assert j.active_base_slice() is not None and j.active_base_slice()[0] == orig
-            rows = app._steer_rows()
+            rows = app.steering.rows()
             row = next(r for r in rows if r.key == "base_slice")
             assert row.what == "global base slice" and row.before.endswith(
                 app_fmt(orig)) and row.now.endswith(app_fmt(seen[-1]))
@@ -93,7 +93,7 @@ def test_g_key_steps_the_base_slice_and_quit_puts_it_back(state):
                 await pilot.press("G")
                 await until(pilot, lambda: int(KNOB.read_text()) != before)
             assert int(KNOB.read_text()) == orig and Journal.session().active_base_slice() is None
-            assert all(r.key != "base_slice" for r in app._steer_rows())
+            assert all(r.key != "base_slice" for r in app.steering.rows())
             await pilot.press("G")  # and round again
             await until(pilot, lambda: int(KNOB.read_text()) != orig)
             app.exit(0)

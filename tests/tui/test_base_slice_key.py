@@ -30,8 +30,8 @@ def test_g_says_why_it_cannot_and_journals_nothing(tmp_path, monkeypatch):
         await wait_for(pilot, lambda: any(sev == "error" for _, sev in seen))
         errs = [m for m, sev in seen if sev == "error"]
         assert errs and "base_slice_ns: Operation not permitted" in errs[0] and "lockdown" in errs[0]
-        assert app._steer_journal is not None and app._steer_journal.steps == []
-        assert all(r.key != "base_slice" for r in app._steer_rows())
+        assert app.steering.journal is not None and app.steering.journal.steps == []
+        assert all(r.key != "base_slice" for r in app.steering.rows())
 
     run_live(body)
     assert not list((tmp_path / "state").glob("session-*.json"))

@@ -82,7 +82,7 @@ def test_s_and_g_say_unsupported_on_cfs(monkeypatch):
             assert seen[0][0].startswith("S is unsupported here: kernel 6.1.0-50-amd64 runs CFS")
             assert seen[1][0].startswith("G is unsupported here: kernel 6.1.0-50-amd64 runs CFS")
             assert Path(f"/proc/{child.pid}/sched").read_text().count("se.slice") == before.count("se.slice")
-            assert not app._steer_journal.active()  # nothing was changed, nothing journaled
+            assert not app.steering.journal.active()  # nothing was changed, nothing journaled
 
         run_live(body, pids=(child.pid,))
     finally:

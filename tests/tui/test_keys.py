@@ -205,7 +205,7 @@ def test_queue_screen_is_in_eevdf_order():
 def test_quit_runs_the_mixin_exit_hooks():
     app = replay_app(paused=True)
     calls = []
-    app.steer_unmount = lambda: calls.append("steer")  # the seam the steer journal restores through
+    app.steering.close = lambda: calls.append("steer")  # the seam the steer journal restores through
 
     async def body(pilot):
         await wait_for(pilot, lambda: app.snapshot is not None)

@@ -42,7 +42,7 @@ def test_e_is_refused_unless_loaded_in_partial_mode(child, tmp_path):
         await pilot.press("E")
         assert [s for s in seen if s[0] == REFUSAL] == [(REFUSAL, "warning")] * 2
         assert _policy_nice(child.pid) == before == (3, 5)
-        assert app._steer_journal is not None and app._steer_journal.steps == []
+        assert app.steering.journal is not None and app.steering.journal.steps == []
 
     run_live(body, pids=(child.pid,))
     assert not list((tmp_path / "state").glob("session-*.json"))  # nothing journaled, nothing left

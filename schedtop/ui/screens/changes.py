@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,15 +12,9 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from schedtop.textsafe import visible
+from schedtop.ui.controllers.steering import ChangeRow
 
-
-@dataclass(frozen=True, slots=True)
-class ChangeRow:
-    key: str  # "tid:starttime", or "group:ID" for a session autogroup's nice
-    task: str
-    what: str
-    before: str
-    now: str
+__all__ = ["ChangeRow", "ChangesScreen", "collapse_steps", "count_text", "fit_cells", "wrap_cell"]
 
 
 def collapse_steps(what: str) -> str:
@@ -87,7 +80,7 @@ def count_text(rows: list[ChangeRow]) -> str:
 
 
 class ChangesScreen(ModalScreen[None]):
-    """Rows come from `rows()` (the steer mixin reads /proc); undo calls go back through it."""
+    """Rows come from `rows()` (the steering session reads /proc); undo calls go back through it."""
 
     DEFAULT_CSS = """
 ChangesScreen { align: center middle; }
@@ -146,9 +139,9 @@ ChangesScreen #changes-status { height: auto; color: $text-muted; }
         cells = [(visible(r.task), collapse_steps(visible(r.what)), visible(r.before), visible(r.now)) for r in rows]
         widths, cut = fit_cells(cells, self._table_width())
         table.clear(columns=True)
-        for label, w in zip(("TASK", "CHANGES", "ORIGINAL", "NOW"), widths):
+        for label, w in zip(("TASK", "CHANGES", "ORIGINAL", "NOW"), widths, strict=True):
             table.add_column(label, width=w)
-        for r, c in zip(rows, cut):
+        for r, c in zip(rows, cut, strict=True):
             # Text, not str: a DataTable reads str cells as markup, and names come from other users.
             table.add_row(*(Text(x) for x in c), key=r.key, height=max(x.count("\n") + 1 for x in c))
         self._status = status

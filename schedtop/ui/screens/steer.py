@@ -1,9 +1,13 @@
 """Modal screens for steering: yes/no confirmation, the CPU chooser and the policy chooser.
 
-They only collect a choice and dismiss with it; the steer mixin does the syscalls.
+They only collect a choice and dismiss with it; the steering session does the syscalls.
+`screen_for` turns what a session's Reply waits on into the screen that asks it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -16,6 +20,8 @@ from textual.widgets.option_list import Option
 
 from schedtop.steer import units
 from schedtop.textsafe import visible
+from schedtop.ui.controllers.steering import Ask, ChooseCpus, ChoosePolicy, Reply, ShowChanges
+from schedtop.ui.screens.changes import ChangesScreen
 from schedtop.ui.widgets.text import safe
 
 MODAL_CSS = """
@@ -193,3 +199,15 @@ PolicyChooser OptionList { height: auto; max-height: 8; }
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def screen_for(item: Ask | ChooseCpus | ChoosePolicy | ShowChanges) -> tuple[ModalScreen[Any], Callable[[Any], Reply]]:
+    """The screen that asks what `item` waits on, and what to do with the value it is dismissed with."""
+    if isinstance(item, Ask):
+        ask = item
+        return ConfirmScreen(ask.title, ask.text, yes=ask.yes, no=ask.no), lambda yes: ask.answer(bool(yes))
+    if isinstance(item, ChooseCpus):
+        return CpuChooser(item.who, item.current, item.online), item.answer
+    if isinstance(item, ChoosePolicy):
+        return PolicyChooser(item.who, item.current), item.answer
+    return ChangesScreen(item.rows, item.undo_row, item.undo_last, item.restore_all), lambda _: []
