@@ -380,7 +380,7 @@ def test_a_profile_moving_a_task_into_ext_tells_the_user_once(tmp_path) -> None:
 
     async def body(app, pilot) -> None:
         assert state() == "disabled"
-        app._steer_start_profile(str(prof))  # what --profile does once mounted
+        app.start_profile(str(prof))  # what --profile does once mounted
         await until(pilot, lambda: all(policy(k.pid) == 7 for k in kids), 30, "both moved into SCHED_EXT")
         await until(pilot, lambda: any("no sched_ext scheduler is loaded" in n for n in app.notes), 30,
                     "the note on screen")
