@@ -81,6 +81,8 @@ LINT_STRICT := schedtop/model.py schedtop/collect/live.py schedtop/collect/fold.
 	hatch_build.py schedtop/bpf/objects.py tests/host/install.py tests/host/test_install.py tests/host/conftest.py \
 	schedtop/bpf/libbpf/__init__.py schedtop/bpf/libbpf/lib.py schedtop/bpf/libbpf/bpfobject.py \
 	schedtop/bpf/libbpf/rings.py schedtop/bpf/globals.py schedtop/bpf/btf.py schedtop/steer/exec_watch.py
+LINT_STRICT += schedtop/exporter/__init__.py schedtop/exporter/buckets.py schedtop/exporter/collection.py \
+	schedtop/exporter/metrics.py schedtop/exporter/cli.py
 LINT_TYPED := $(LINT_STRICT)
 lint: venv
 	@test -x $(VENV)/bin/ruff -a -x $(VENV)/bin/mypy || $(PY) -m pip install -q -e '.[test]'

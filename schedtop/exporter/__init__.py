@@ -1,0 +1,1 @@
+"""`schedtop exporter`: the snapshots the TUI shows, served to Prometheus on /metrics."""
