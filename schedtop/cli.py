@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "trace": ("schedtop.export.cli", "record scheduling events to a Perfetto trace"),
     "lab": ("schedtop.lab.cli", "fetch and boot a sched_ext kernel in a QEMU guest"),
     "demo": ("schedtop.lab.demo", "boot the lab guest and run schedtop on a demo workload"),
+    "exporter": ("schedtop.exporter.cli", "serve the scheduler's metrics to Prometheus on /metrics"),
 }
 
 EPILOG = """\
