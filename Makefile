@@ -82,7 +82,7 @@ LINT_STRICT := schedtop/model.py schedtop/collect/live.py schedtop/collect/fold.
 	schedtop/bpf/libbpf/__init__.py schedtop/bpf/libbpf/lib.py schedtop/bpf/libbpf/bpfobject.py \
 	schedtop/bpf/libbpf/rings.py schedtop/bpf/globals.py schedtop/bpf/btf.py schedtop/steer/exec_watch.py
 LINT_STRICT += schedtop/exporter/__init__.py schedtop/exporter/buckets.py schedtop/exporter/collection.py \
-	schedtop/exporter/metrics.py schedtop/exporter/cli.py
+	schedtop/exporter/metrics.py schedtop/exporter/cli.py tests/host/test_exporter.py
 LINT_TYPED := $(LINT_STRICT)
 lint: venv
 	@test -x $(VENV)/bin/ruff -a -x $(VENV)/bin/mypy || $(PY) -m pip install -q -e '.[test]'
@@ -93,7 +93,7 @@ lint: venv
 # The wheel a user installs, in dist/: hatch_build.py compiles the CO-RE objects into it
 # (it fails without clang or libbpf >= 1.4 headers; see the README, "Install for yourself").
 wheel: venv libbpf
-	rm -rf dist
+	rm -f dist/schedtop-*.whl
 	$(PY) -m pip wheel -q --no-deps -w dist .
 
 # That wheel pipx-installed outside the checkout, run with no clang on PATH: host smoke
