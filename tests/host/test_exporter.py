@@ -426,3 +426,70 @@ def test_a_workload_shows_up_in_the_per_process_series(scraped):
     assert wanted <= {r["metric"]["pid"] for r in p99}
     wait = prom.query('increase(schedtop_process_runqueue_wait_seconds_total{comm="exporter-hog"}[20s])')
     assert {r["metric"]["pid"] for r in wait} == wanted and all(float(r["value"][1]) > 0 for r in wait)
+
+
+# --- the top processes, the journal's tunings, a scheduler's scx_stats ------------------------------
+
+
+def test_top_processes_are_the_busiest_waiters_folded_whole():
+    from schedtop.collect.fold import fold_processes
+    from schedtop.collect.live import LiveSource
+    from schedtop.exporter.collection import top_processes
+
+    with LiveSource(use_bpf=False) as src:
+        src.collect()
+        time.sleep(0.3)
+        snap = src.collect()
+    want = sorted(fold_processes(snap.tasks), key=lambda t: (-t.wait_ns_per_s, -t.wait_ns, t.pid))[:5]
+    got = top_processes(snap, 5, None)
+    assert [(p.pid, p.wait_ns, p.nr_threads) for p in got] == [(t.pid, t.wait_ns, t.nr_threads) for t in want]
+    assert all(p.latency is None for p in got)  # no BPF tier, no histogram
+
+
+def test_tunings_in_force_and_a_schedulers_scx_stats_are_served(tmp_path):
+    from schedtop.export.scx_stats import StatsServer, struct_meta
+
+    meta = {  # the shape of a real scheduler's stats: a top struct with scalars, a string, a dict
+        "SysStats": struct_meta("SysStats", {
+            "nr_queued": ("u64", "tasks waiting in the scheduler's queues"),
+            "busy": ("float", "CPU busy %"),
+            "mode": ("string", ""),
+            "layers": ("{string:LayerStats}", "per layer"),
+        }, desc="a scheduler", top=True),
+        "LayerStats": struct_meta("LayerStats", {"util": ("float", "layer utilisation")}),
+    }
+    served = {"nr_queued": 17, "busy": 42.5, "mode": "full", "layers": {"batch": {"util": 0.25}}}
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    env = {**os.environ, "SCHEDTOP_STATE_DIR": str(state)}
+    sleeper = subprocess.Popen(["sleep", "300"])
+    srv = StatsServer(tmp_path / "scx" / "stats", lambda args: served, meta).start()
+    try:
+        r = subprocess.run([str(SCHEDTOP), "set", str(sleeper.pid), "--nice", "7", "-q"], env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        exp = Exporter("--no-bpf", "--stats", str(tmp_path / "scx" / "stats"), env=env).started()
+        try:
+            deadline = time.monotonic() + 30
+            while not samples(text := exp.scrape(), "schedtop_scx_stats_up").get(
+                    f'{{path="{tmp_path / "scx" / "stats"}"}}'):
+                assert time.monotonic() < deadline, text  # the poller reads the socket on its own thread
+                time.sleep(0.5)
+        finally:
+            assert exp.stop() == 0
+    finally:
+        srv.stop()
+        subprocess.run([str(SCHEDTOP), "restore"], env=env, capture_output=True, timeout=60)
+        sleeper.kill()
+        sleeper.wait()
+    assert samples(text, "schedtop_journal_readable") == {"": 1.0}
+    assert samples(text, "schedtop_tunings_total") == {"": 1.0}
+    assert samples(text, "schedtop_tunings_in_force") == {'{attr="nice",holder="schedtop set"}': 1.0}
+    (info,) = samples(text, "schedtop_tuning_info")
+    assert f'target="task:{sleeper.pid}:' in info and 'attr="nice"' in info and 'value="+7"' in info
+    assert 'comm="sleep"' in info
+    assert samples(text, "schedtop_scx_stat_nr_queued") == {'{scheduler=""}': 17.0}
+    assert samples(text, "schedtop_scx_stat_busy") == {'{scheduler=""}': 42.5}
+    assert samples(text, "schedtop_scx_stat_layers_batch_util") == {'{scheduler=""}': 0.25}
+    assert "# HELP schedtop_scx_stat_nr_queued tasks waiting in the scheduler's queues" in text
+    assert samples(text, "schedtop_scx_stat_string_info") == {'{scheduler="",stat="mode",value="full"}': 1.0}
