@@ -25,7 +25,7 @@ from typing import Any
 
 from schedtop.collect.fold import fold_processes
 from schedtop.exporter import buckets
-from schedtop.model import Snapshot, ViewRequest
+from schedtop.model import Snapshot, ViewRequest, to_dict
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +105,22 @@ class Scrape:
     bpf: Mapping[str, Any] = field(default_factory=dict)  # the snapshot's BPF part
 
 
+def extras_part(snap: Snapshot, name: str) -> Mapping[str, Any]:
+    """One part of the snapshot's extras as its JSON form ({} when absent): the same from the
+    untyped dict and from the typed parts (model.Extras) that replace it."""
+    ex: Any = snap.extras
+    part = ex.get(name) if isinstance(ex, Mapping) else getattr(ex, name, None)
+    if part is None:
+        return {}
+    if isinstance(part, Mapping):
+        return part
+    out = to_dict(part)
+    return out if isinstance(out, Mapping) else {}
+
+
 def bpf_part(snap: Snapshot) -> Mapping[str, Any]:
-    """The snapshot's BPF tier section ({} on the procfs tier)."""
-    part = snap.extras.get("bpf")
-    return part if isinstance(part, Mapping) else {}
+    """The snapshot's BPF tier part ({} on the procfs tier)."""
+    return extras_part(snap, "bpf")
 
 
 class SharedCollection:

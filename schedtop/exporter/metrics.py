@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from schedtop.exporter import buckets
-from schedtop.exporter.collection import Latency, Scrape, SharedCollection
+from schedtop.exporter.collection import Latency, Scrape, SharedCollection, extras_part
 from schedtop.textsafe import visible
 
 EXT_STATES = ("absent", "disabled", "enabling", "enabled", "disabling")
@@ -117,7 +117,7 @@ def families(scrape: Scrape, bpf_disabled: bool = False) -> Iterator[Metric]:
     yield from _cpu_families(scrape)
     yield from _process_families(scrape)
     yield from _scheduler_families(scrape)
-    yield from _scx_stats_families(snap.extras.get("scx_stats"), snap.scheduler.ops_name or "")
+    yield from _scx_stats_families(extras_part(snap, "scx_stats"), snap.scheduler.ops_name or "")
     yield from _tuning_families(scrape)
     if bpf:
         yield from _bpf_families(bpf)
@@ -222,8 +222,8 @@ def _scheduler_families(scrape: Scrape) -> Iterator[Metric]:
         yield ev
 
 
-def _scx_stats_families(stats: Any, scheduler: str) -> Iterator[Metric]:
-    if not isinstance(stats, Mapping):
+def _scx_stats_families(stats: Mapping[str, Any], scheduler: str) -> Iterator[Metric]:
+    if not stats:
         return
     up = GaugeMetricFamily("schedtop_scx_stats_up", "1: the running scheduler's scx_stats socket answered",
                            labels=["path"])
