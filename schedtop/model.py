@@ -364,6 +364,21 @@ class Extras:
                 continue
         return cls(**kwargs)
 
+    # A read-only view of the JSON form, for readers still on the dict (`extras.get("bpf")` is
+    # the part as `--once --json` writes it); new code reads the parts by attribute.
+    def get(self, name: str, default: Any = None) -> Any:
+        value = getattr(self, name) if name in Extras.__dataclass_fields__ else None
+        return default if value is None else to_dict(value)
+
+    def __getitem__(self, name: str) -> Any:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -383,8 +398,8 @@ class Snapshot:
     latency: Histogram | None = None  # system-wide run-queue latency (BPF tier)
     source: str = "procfs"  # "procfs", "procfs+debugfs", "bpf", "replay"
     warnings: tuple[str, ...] = ()
-    # Per-tier extras that old readers can ignore (bpf counters, scx stats, ...).
-    extras: Mapping[str, Any] = field(default_factory=dict)
+    # The typed parts of each tier and watcher (BPF counters, sched_ext, scx_stats, ...).
+    extras: Extras = field(default_factory=Extras)
     schema: int = SCHEMA_VERSION
     detail: TaskDetail | None = None  # only when a ViewRequest asked for it
 
@@ -433,6 +448,8 @@ def _build(tp: Any, value: Any, where: str) -> Any:
             except SchemaError as exc:
                 errors.append(str(exc))
         raise SchemaError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if tp is Extras:
+        return Extras.from_json(value, where)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
     if origin is tuple:

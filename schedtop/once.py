@@ -68,7 +68,7 @@ def render(snap: Snapshot, console: Any = None) -> None:
     head = Text.assemble(
         txt(snap.host, "bold"), "  kernel ", txt(snap.kernel),
         f"  up {snap.uptime_s / 3600:.1f}h  load {' '.join(f'{x:.2f}' for x in snap.loadavg)}  scheduler ",
-        txt(scheduler_label(snap.scheduler.label, snap.extras), "bold"), "  source ", txt(snap.source))
+        txt(scheduler_label(snap.scheduler.label, snap.extras.kernel), "bold"), "  source ", txt(snap.source))
     console.print(head)
 
     def number_column(table: Any, name: str) -> None:
@@ -146,7 +146,7 @@ def _live(args: Any) -> Snapshot:
     from schedtop.collect.ext_watch import ExtWatch
 
     with LiveSource(pids=getattr(args, "pid", None) or (), use_bpf=not getattr(args, "no_bpf", False)) as src:
-        watch = ExtWatch(poll=False).attach(src)  # extras "sched_ext" and "scx_stats"
+        watch = ExtWatch(poll=False).attach(src)  # parts extras.sched_ext and extras.scx_stats
         first = src.collect()
         time.sleep(min(getattr(args, "delay", 1.0) or 1.0, MAX_ONCE_DELAY))
         snap = src.collect()

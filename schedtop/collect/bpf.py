@@ -13,7 +13,7 @@ What enrich() fills in:
   Task.lat_p50_us/lat_p99_us/lat_max_us, slice_used_us, preempt_pct (cumulative since
   the tier attached, so a quiet task keeps its numbers);
   Snapshot.latency: the system-wide histogram of the last interval (the p99 sparkline);
-  extras["bpf"]: sample rate, event and drop counters, per-CPU percentiles, programs.
+  Snapshot.extras.bpf (BpfPart): sample rate, event and drop counters, per-CPU percentiles, programs.
 
 Threading: enrich() runs in LiveSource's collector thread; set_sample_rate() and
 events() may be called from any thread.
@@ -28,12 +28,12 @@ import os
 import re
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from schedtop.bpf import objects
-from schedtop.model import Histogram, Snapshot, Task
+from schedtop.model import BpfCpu, BpfPart, CpuStat, Histogram, Snapshot, Task
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,17 @@ EVENT_BACKLOG = 200_000  # sampled events kept for events() between drains
 
 # capability bits (include/uapi/linux/capability.h)
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+
+
+@dataclass(frozen=True, slots=True)
+class BpfReading:
+    """One interval as the tier read it: the rows it made exact, the histogram, its own part."""
+
+    cpus: tuple[CpuStat, ...]
+    tasks: tuple[Task, ...]
+    latency: Histogram
+    part: BpfPart
+    warnings: tuple[str, ...]
 
 
 class BpfUnavailable(Exception):
@@ -365,6 +376,13 @@ class BpfTier:
     # --- the snapshot ------------------------------------------------------------------
 
     def enrich(self, snap: Snapshot) -> Snapshot:
+        """`snap` with this tier's reading in it (LiveSource builds its snapshot from read())."""
+        r = self.read(snap.cpus, snap.tasks)
+        return replace(snap, cpus=r.cpus, tasks=r.tasks, latency=r.latency, source="bpf",
+                       warnings=snap.warnings + r.warnings, extras=replace(snap.extras, bpf=r.part))
+
+    def read(self, cpus_in: tuple[CpuStat, ...], tasks_in: tuple[Task, ...]) -> BpfReading:
+        """The procfs rows with what BPF knows better, this interval's histogram and the tier's part."""
         te = self._te
         with self._lock:
             self._pump()
@@ -387,7 +405,7 @@ class BpfTier:
 
         cpus = []
         per_cpu_extra = []
-        for c in snap.cpus:
+        for c in cpus_in:
             if c.cpu < len(cstats):
                 cs = cstats[c.cpu]
                 last = self._prev_cpu.get(c.cpu)
@@ -401,52 +419,46 @@ class BpfTier:
                     nr_running=nr[c.cpu] if c.cpu < len(nr) else c.nr_running,
                     nr_running_exact=True,
                     curr_pid=curr,
-                    curr_comm=c.curr_comm if curr == c.curr_pid else _comm_of(snap.tasks, curr),
+                    curr_comm=c.curr_comm if curr == c.curr_pid else _comm_of(tasks_in, curr),
                     switches_per_s=max(sw, 0.0),
                 ))
                 p50, p90, p99 = te.percentiles_us(cs.lat_slots, te.CPU_SUB_BITS, (0.5, 0.9, 0.99), cs.lat_max_ns)
-                per_cpu_extra.append({
-                    "cpu": c.cpu, "nr_running": nr[c.cpu] if c.cpu < len(nr) else None,
-                    "nr_running_counter": counters_nr[c.cpu] if c.cpu < len(counters_nr) else None,
-                    "procfs_estimate": c.nr_running if not c.nr_running_exact else None,
-                    "lat_count": int(cs.lat_count), "p50_us": p50, "p90_us": p90, "p99_us": p99,
-                    "max_us": cs.lat_max_ns / 1000.0 if cs.lat_count else None,
-                    "preempted": int(cs.preempted), "voluntary": int(cs.voluntary),
-                    "wakeups": int(cs.wakeups), "migrations": int(cs.migrations),
-                })
+                per_cpu_extra.append(BpfCpu(
+                    cpu=c.cpu, nr_running=nr[c.cpu] if c.cpu < len(nr) else None,
+                    nr_running_counter=counters_nr[c.cpu] if c.cpu < len(counters_nr) else None,
+                    procfs_estimate=c.nr_running if not c.nr_running_exact else None,
+                    lat_count=int(cs.lat_count), p50_us=p50, p90_us=p90, p99_us=p99,
+                    max_us=cs.lat_max_ns / 1000.0 if cs.lat_count else None,
+                    preempted=int(cs.preempted), voluntary=int(cs.voluntary),
+                    wakeups=int(cs.wakeups), migrations=int(cs.migrations),
+                ))
             else:
                 cpus.append(c)
 
-        if len(self._pct_cache) > 4 * max(len(snap.tasks), 1024):
+        if len(self._pct_cache) > 4 * max(len(tasks_in), 1024):
             self._pct_cache.clear()  # rows that went away
-        tasks = tuple(self._task(t, recs) for t in snap.tasks)
+        tasks = tuple(self._task(t, recs) for t in tasks_in)
 
         counters = self.counters()
-        extras = dict(snap.extras)
-        extras["bpf"] = {
-            "mode": self.mode,
-            "sample_rate": self.sample_rate,
-            "events": counters["events"],
-            "dropped": counters["dropped"],
-            "untracked": counters["untracked"],
-            "lost_user": counters["lost_user"],
-            "backlog": len(self._backlog),
-            "pid_filter": self.pid_filter,
-            "programs": dict(self.programs),
-            "warnings": list(self.warnings),
-            "load_s": round(self.load_s, 4),
-            **self.depth_counters(),
-            "cpus": per_cpu_extra,
-        }
-        return replace(
-            snap,
-            cpus=tuple(cpus),
-            tasks=tasks,
-            latency=latency,
-            source="bpf",
-            warnings=snap.warnings + tuple(f"BPF: {w}" for w in self.warnings),
-            extras=extras,
+        depth = self.depth_counters()
+        part = BpfPart(
+            mode=self.mode,
+            sample_rate=self.sample_rate,
+            events=counters["events"],
+            dropped=counters["dropped"],
+            untracked=counters["untracked"],
+            lost_user=counters["lost_user"],
+            backlog=len(self._backlog),
+            pid_filter=self.pid_filter,
+            programs=dict(self.programs),
+            warnings=tuple(self.warnings),
+            load_s=round(self.load_s, 4),
+            blind_tasks=depth["blind_tasks"],
+            seeded=depth["seeded"],
+            unseen_switch_outs=depth["unseen_switch_outs"],
+            cpus=tuple(per_cpu_extra),
         )
+        return BpfReading(tuple(cpus), tasks, latency, part, tuple(f"BPF: {w}" for w in self.warnings))
 
     def _task(self, t: Task, recs: dict[int, Any]) -> Task:
         te = self._te

@@ -1,5 +1,6 @@
-"""The sched_ext window as two Snapshot extras: "sched_ext" (sysfs, event rates, load/unload
-markers) and "scx_stats" (whatever the running scheduler serves on its stats socket).
+"""The sched_ext window as two snapshot parts: Snapshot.extras.sched_ext (SchedExtPart: sysfs,
+event rates, load/unload markers) and .scx_stats (StatsPart: whatever the running scheduler
+serves on its stats socket).
 
 `ExtWatch.attach(source)` registers both on a LiveSource (`add_extra`); the source calls them on
 its collector thread each interval. The stats socket is read by a StatsPoller thread of its own
@@ -11,11 +12,12 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from typing import Any, Mapping
+from typing import Any
 
 from schedtop.collect.sched_ext import SCHED_EXT, read_scheduler_info
-from schedtop.collect.scx_events import KmsgReader, ScxEventTracker, events_extra
+from schedtop.collect.scx_events import KmsgReader, ScxEventTracker, events_part
 from schedtop.export.scx_stats import DEFAULT_PATH, EXTRA_VERSION, StatsPoller, read_once
+from schedtop.model import SchedExtPart, StatsPart
 
 EXTRA_SCHED_EXT = "sched_ext"
 EXTRA_STATS = "scx_stats"
@@ -52,34 +54,31 @@ class ExtWatch:
             return None
         return (ctxt - prev[1]) / (now - prev[0])
 
-    def sched_ext(self) -> Mapping[str, Any]:
+    def sched_ext(self) -> SchedExtPart:
         now = time.monotonic()
         info = read_scheduler_info(self.root)
         if self.tracker.update(info, ts=now) and hasattr(self._source, "invalidate"):
             # A (un)load moves every task's ext.enabled without touching the rows the source
             # uses to skip unchanged threads: have it read them all again next interval.
             self._source.invalidate()
-        out = events_extra(self.tracker, info)
         rate = self._ctxt_rate(now)
-        out["ctxt_per_s"] = None if rate is None else round(rate, 1)
         if rate is not None:
             self.timeline.append((now, rate))
-        if self.tracker.kmsg is not None and not self.tracker.kmsg.available:
-            out["warning"] = self.tracker.kmsg.error
-        return out
+        kmsg = self.tracker.kmsg
+        return events_part(self.tracker, info, ctxt_per_s=None if rate is None else round(rate, 1),
+                           warning=kmsg.error if kmsg is not None and not kmsg.available else None)
 
-    def stats(self) -> Mapping[str, Any]:
+    def stats(self) -> StatsPart:
         if self.poller is not None:
             reading = self.poller.latest()
             if reading is None:
-                return {"version": EXTRA_VERSION, "path": self.stats_path, "ok": False,
-                        "error": "not read yet", "metrics": {}}
+                return StatsPart(version=EXTRA_VERSION, path=self.stats_path, error="not read yet")
         else:
             if not os.path.exists(self.stats_path):
-                return {"version": EXTRA_VERSION, "path": self.stats_path, "ok": False,
-                        "error": "no scheduler serves stats here", "metrics": {}}
+                return StatsPart(version=EXTRA_VERSION, path=self.stats_path,
+                                 error="no scheduler serves stats here")
             reading = read_once(self.stats_path, self.stats_timeout)
-        return reading.to_extra()
+        return reading.to_part()
 
     def close(self) -> None:
         if self.poller is not None:

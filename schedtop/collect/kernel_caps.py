@@ -20,22 +20,27 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from schedtop.model import KernelCaps
+from schedtop.model import Extras, KernelCaps
 
 SCHED_DEBUG_DIR = "/sys/kernel/debug/sched"
 SYS_sched_setattr = 314  # x86_64
 PROBE_SLICE_NS = 3_000_000
 
 
-def caps_of(extras: Mapping[str, Any] | None) -> KernelCaps | None:
-    """The probe's result as carried in Snapshot.extras["kernel"] (None: not probed, e.g. an old recording)."""
+def caps_of(extras: Extras | Mapping[str, Any] | None) -> KernelCaps | None:
+    """The probe's result as a snapshot carries it (Snapshot.extras.kernel), or as the JSON form
+    of one does (`extras["kernel"]`); None: not probed, e.g. an old recording."""
+    if isinstance(extras, Extras):
+        return extras.kernel
     k = (extras or {}).get("kernel")
     return KernelCaps.from_dict(k) if isinstance(k, Mapping) and "fair" in k else None
 
 
-def scheduler_label(label: str, extras: Mapping[str, Any] | None) -> str:
-    """SchedulerInfo.label, but a CFS kernel's fair class is called CFS, not EEVDF."""
-    caps = caps_of(extras)
+def scheduler_label(label: str, caps: KernelCaps | Extras | None) -> str:
+    """SchedulerInfo.label, but a CFS kernel's fair class is called CFS, not EEVDF.
+    caps: Snapshot.extras.kernel (or the snapshot's extras)."""
+    if isinstance(caps, Extras):
+        caps = caps.kernel
     if caps is not None and caps.fair == "CFS" and label.startswith("EEVDF"):
         return "CFS" + label[len("EEVDF"):]
     return label
@@ -143,12 +148,6 @@ def probe(proc_sched: str | None = None, sched_debug: str | None = None,
 def current() -> KernelCaps:
     """The running kernel's capabilities, probed once per process (a kernel does not change)."""
     return probe()
-
-
-@lru_cache(maxsize=1)
-def current_dict() -> dict[str, Any]:
-    """current() as Snapshot.extras["kernel"] carries it (built once; readers never mutate extras)."""
-    return current().to_dict()
 
 
 def why_not(feature: str) -> str | None:

@@ -12,14 +12,30 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from schedtop.collect import debugfs, kernel_caps
 from schedtop.collect.fold import fold_processes
 from schedtop.collect.procfs import ProcfsReader, ThreadSample
 from schedtop.collect.sched_ext import SCHED_EXT, read_scheduler_info
-from schedtop.model import POLICY_NAMES, CpuStat, QueuedTask, Snapshot, Task, TaskDetail, ViewRequest
+from schedtop.model import (
+    POLICY_NAMES,
+    CollectorCost,
+    CpuStat,
+    DebugfsPart,
+    Extras,
+    Histogram,
+    QueuedTask,
+    SchedExtPart,
+    SchedulerInfo,
+    ScxPart,
+    Snapshot,
+    StatsPart,
+    Task,
+    TaskDetail,
+    ViewRequest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +50,42 @@ ZERO = (0.0, 0.0, 0.0, 0.0, 0)
 # (a row lacks policy and affinity; stat lacks affinity and slice), so every thread is
 # still re-read once per REFRESH_EVERY collects; invalidate(tid) forces it at once.
 REFRESH_EVERY = 10
+
+# The parts of Snapshot.extras that others fill through add_extra(), and the type of each.
+PART_TYPES: Mapping[str, type] = {"sched_ext": SchedExtPart, "scx_stats": StatsPart, "scx": ScxPart}
+
+
+@dataclass(slots=True)
+class _Draft:
+    """One collect's pieces while they are gathered; build() makes the Snapshot, once, whole."""
+
+    ts: float
+    wall: float
+    interval_s: float
+    host: str
+    kernel: str
+    uptime_s: float
+    loadavg: tuple[float, float, float]
+    scheduler: SchedulerInfo
+    cpus: tuple[CpuStat, ...]
+    tasks: tuple[Task, ...]
+    queues: tuple[QueuedTask, ...]
+    source: str
+    warnings: list[str]
+    detail: TaskDetail | None
+    parts: dict[str, Any]  # Extras field -> part
+    own: dict[str, Any]  # CollectorCost field -> value
+    latency: Histogram | None = None
+
+    def build(self) -> Snapshot:
+        # The monitor's own cost is the last part, so nothing changes after the snapshot is built.
+        return Snapshot(
+            ts=self.ts, wall=self.wall, interval_s=self.interval_s, host=self.host, kernel=self.kernel,
+            uptime_s=self.uptime_s, loadavg=self.loadavg, scheduler=self.scheduler, cpus=self.cpus,
+            tasks=self.tasks, queues=self.queues, latency=self.latency, source=self.source,
+            warnings=tuple(self.warnings), extras=Extras(**self.parts, collector=CollectorCost(**self.own)),
+            detail=self.detail,
+        )
 
 
 class LiveSource:
@@ -66,7 +118,7 @@ class LiveSource:
         self._sched_ext_root = sched_ext_root
         self._use_bpf = use_bpf
         self._lock = threading.Lock()
-        self._extras: dict[str, Callable[[], Mapping]] = {}
+        self._extras: dict[str, Callable[[], Any]] = {}
         self._tier: Any = None
         self._bpf_wait = bpf_wait
         self._tier_thread: threading.Thread | None = None
@@ -125,9 +177,12 @@ class LiveSource:
         t = self._tier_thread
         return t is not None and t.is_alive()
 
-    def add_extra(self, name: str, fn: Callable[[], Mapping]) -> None:
-        """Put fn()'s mapping into every Snapshot.extras[name]; its exceptions become warnings.
-        Safe from any thread: collect() iterates a copy, so this never waits for a collect."""
+    def add_extra(self, name: str, fn: Callable[[], Any]) -> None:
+        """Put fn()'s part into every Snapshot.extras.<name> (name: one of PART_TYPES; fn returns
+        that type, or None for no part); its exceptions become warnings. Safe from any thread:
+        collect() iterates a copy, so this never waits for a collect."""
+        if name not in PART_TYPES:
+            raise ValueError(f"no snapshot part {name!r} (parts: {', '.join(PART_TYPES)})")
         self._extras = {**self._extras, name: fn}
 
     def remove_extra(self, name: str) -> None:
@@ -172,16 +227,19 @@ class LiveSource:
                 if not t.is_alive():
                     self._tier_thread = None
                     self._warnings.extend(self._tier_warnings)
-            snap, own = self._collect(request)
+            d = self._collect(request)
             if self._tier is not None and self._tier_thread is None:
                 t0 = time.thread_time()
                 try:
-                    snap = self._tier.enrich(snap)
+                    r = self._tier.read(d.cpus, d.tasks)
                 except Exception as exc:
-                    snap = replace(snap, warnings=snap.warnings + (f"BPF tier: {exc}",))
-                own["bpf_cpu_ms"] = (time.thread_time() - t0) * 1e3
-            # The monitor's own cost goes in last, so no part of the snapshot changes after it is built.
-            return replace(snap, extras={**snap.extras, "collector": own})
+                    d.warnings.append(f"BPF tier: {exc}")
+                else:
+                    d.cpus, d.tasks, d.latency, d.source = r.cpus, r.tasks, r.latency, "bpf"
+                    d.warnings.extend(r.warnings)
+                    d.parts["bpf"] = r.part
+                d.own["bpf_cpu_ms"] = (time.thread_time() - t0) * 1e3
+            return d.build()
 
     # --- internals ---------------------------------------------------------
 
@@ -201,7 +259,9 @@ class LiveSource:
         except Exception as exc:
             self._tier_warnings.append(f"BPF tier failed to open: {exc}")
 
-    def _collect(self, request: ViewRequest) -> tuple[Snapshot, dict[str, Any]]:
+    def _collect(self, request: ViewRequest) -> _Draft:
+        """Everything procfs and debugfs gave, with the registered parts: collect() adds the BPF
+        tier's and builds the Snapshot from it."""
         t_cpu = time.thread_time()
         warnings = list(self._warnings)
         cpu_times = self._reader.cpu_times()
@@ -261,11 +321,11 @@ class LiveSource:
         if not request.threads:
             tasks = fold_processes(tasks)  # here, not in the view: the BPF tier then sums whole processes
 
-        extras: dict[str, Any] = {}
+        parts: dict[str, Any] = {}
         if self._reader.live:  # EEVDF or CFS, per-task slice, base slice: probed once per process
-            extras["kernel"] = kernel_caps.current_dict()
+            parts["kernel"] = kernel_caps.current()
         if rq is not None and rq.base_slice_ns is not None:
-            extras["debugfs"] = {"base_slice_ns": rq.base_slice_ns}
+            parts["debugfs"] = DebugfsPart(base_slice_ns=rq.base_slice_ns)
         detail = self._detail(request.detail_tid, samples) if request.detail_tid is not None else None
         # The monitor's own cost, per part, so it can be shown and benchmarked.
         own: dict[str, Any] = {"procfs_cpu_ms": (time.thread_time() - t_cpu) * 1e3, "extras_cpu_ms": {},
@@ -273,14 +333,17 @@ class LiveSource:
         for name, fn in list(self._extras.items()):
             t = time.thread_time()
             try:
-                extras[name] = dict(fn())
+                part = fn()
+                if part is not None and not isinstance(part, PART_TYPES[name]):
+                    raise TypeError(f"got a {type(part).__name__}, not a {PART_TYPES[name].__name__}")
+                parts[name] = part
             except Exception as exc:  # another area's bug must not stop the monitor
                 warnings.append(f"{name}: {type(exc).__name__}: {exc}")
             own["extras_cpu_ms"][name] = (time.thread_time() - t) * 1e3
 
         self._prev_ts = now
         self._prev_cpu = cpu_times
-        return Snapshot(
+        return _Draft(
             ts=now,
             wall=wall,
             interval_s=dt,
@@ -293,10 +356,11 @@ class LiveSource:
             tasks=tasks,
             queues=queues,
             source="procfs+debugfs" if rq is not None else "procfs",  # what this snapshot really used
-            warnings=tuple(warnings),
-            extras=extras,
+            warnings=warnings,
             detail=detail,
-        ), own
+            parts=parts,
+            own=own,
+        )
 
     def _read_threads(self, rq: debugfs.SchedDebug | None) -> list[ThreadSample]:
         """Every thread (estimates need them all); with debugfs, the followed ones only.

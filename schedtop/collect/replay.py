@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, Mapping, overload
 
 from schedtop.collect.fold import fold_processes
-from schedtop.model import SCHEMA_VERSION, SchemaError, Snapshot, ViewRequest, snapshot_from_dict
+from schedtop.model import SCHEMA_VERSION, Extras, SchemaError, Snapshot, ViewRequest, snapshot_from_dict
 from schedtop.outfile import open_output
 
 REPLAY_VERSION = 1
@@ -62,6 +62,8 @@ def _default(obj: Any) -> Any:
             return {str(k): v for k, v in obj.items()}
         else:
             raise TypeError(f"cannot record a {type(obj).__name__}")
+    if type(obj) is Extras:  # as to_dict: a part not collected is left out
+        return {n: v for n in names if (v := getattr(obj, n)) is not None}
     return {n: getattr(obj, n) for n in names}
 
 
@@ -495,11 +497,12 @@ class ReplaySource:
 
     def _frame(self, i: int, request: ViewRequest | None = None) -> Snapshot:
         s = self.replay.snapshots[i]
-        if s.source != "replay":
-            s = replace(s, source="replay", extras={**s.extras, "recorded_source": s.source})
-        if request is not None and not request.threads:
-            s = replace(s, tasks=fold_processes(s.tasks))  # as live; the recording keeps its threads
-        return s
+        tasks = s.tasks if request is None or request.threads else fold_processes(s.tasks)  # as live
+        if s.source == "replay" and tasks is s.tasks:
+            return s
+        # A new frame from the recorded one, whole; the recording keeps its threads and source.
+        extras = s.extras if s.source == "replay" else replace(s.extras, recorded_source=s.source)
+        return replace(s, source="replay", extras=extras, tasks=tasks)
 
     def collect(self, request: ViewRequest | None = None) -> Snapshot:
         """The next frame. A request's thread/process choice is honoured; the detail it asks
@@ -522,7 +525,7 @@ class ReplaySource:
         return tuple(a for a in self.replay.actions if a.get("index") == i)
 
     def add_extra(self, name: str, fn: Any) -> None:
-        """Replays carry their recorded extras; live-only sections are ignored."""
+        """Replays carry their recorded parts; live-only ones are ignored."""
 
     def close(self) -> None:
         close = getattr(self.replay.snapshots, "close", None)

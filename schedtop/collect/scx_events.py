@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from schedtop.model import SchedulerInfo
+from schedtop.model import SchedExtPart, SchedulerInfo, ScxChange, to_dict
 
 # Reasons from kernel/sched/ext.c scx_exit_reason(); the first three are errors (ejections).
 EJECT_REASONS = ("runtime error", "scx_bpf_error", "runnable task stall")
@@ -68,6 +68,12 @@ class ScxEvent:
         if self.missed:
             text += f" [+{self.missed} missed]"
         return text
+
+    def to_change(self) -> ScxChange:
+        """The event as a snapshot carries it."""
+        return ScxChange(ts=self.ts, wall=self.wall, kind=self.kind, ops=self.ops_name,
+                         enable_seq=self.enable_seq, reason=self.reason, detail=self.detail,
+                         missed=self.missed, label=self.label)
 
     def to_dict(self) -> dict[str, Any]:
         return {"ts": self.ts, "wall": self.wall, "kind": self.kind, "ops": self.ops_name,
@@ -253,21 +259,30 @@ class ScxEventTracker:
         return [e for e in self.events if since is None or e.ts >= since]
 
 
+def events_part(tracker: ScxEventTracker, info: SchedulerInfo, limit: int = 32,
+                ctxt_per_s: float | None = None, warning: str | None = None) -> SchedExtPart:
+    """Snapshot.extras.sched_ext: sysfs values, event rates and recent load/unload events."""
+    return SchedExtPart(
+        version=EXTRA_VERSION,
+        state=info.ext_state,
+        ops=info.ops_name,
+        switch_all=info.switch_all,
+        enable_seq=info.enable_seq,
+        nr_rejected=info.nr_rejected,
+        hotplug_seq=info.hotplug_seq,
+        events=dict(info.events),
+        event_rates={k: round(v, 3) for k, v in tracker.rates.items()},
+        changes=tuple(e.to_change() for e in list(tracker.events)[-limit:]),
+        exit_reasons=tracker.kmsg is not None and tracker.kmsg.available,
+        ctxt_per_s=ctxt_per_s,
+        warning=warning,
+    )
+
+
 def events_extra(tracker: ScxEventTracker, info: SchedulerInfo, limit: int = 32) -> dict[str, Any]:
-    """The JSON-able "sched_ext" section: sysfs values, event rates and recent load/unload events."""
-    return {
-        "version": EXTRA_VERSION,
-        "state": info.ext_state,
-        "ops": info.ops_name,
-        "switch_all": info.switch_all,
-        "enable_seq": info.enable_seq,
-        "nr_rejected": info.nr_rejected,
-        "hotplug_seq": info.hotplug_seq,
-        "events": dict(info.events),
-        "event_rates": {k: round(v, 3) for k, v in tracker.rates.items()},
-        "changes": [e.to_dict() for e in list(tracker.events)[-limit:]],
-        "exit_reasons": tracker.kmsg is not None and tracker.kmsg.available,
-    }
+    """events_part() in its JSON form, as `--once --json` writes it."""
+    out: dict[str, Any] = to_dict(events_part(tracker, info, limit))
+    return out
 
 
 def iter_labels(events: Iterable[ScxEvent]) -> list[str]:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from schedtop.model import StatsPart, to_dict
 from schedtop.textsafe import visible
 
 log = logging.getLogger(__name__)
@@ -376,20 +377,25 @@ class StatsReading:
     error: str | None = None
     latency_ms: float | None = None  # how long the stats request took
 
+    def to_part(self) -> StatsPart:
+        """The reading as Snapshot.extras.scx_stats carries it."""
+        return StatsPart(
+            version=EXTRA_VERSION,
+            path=self.path,
+            ok=self.ok,
+            top=self.top,
+            desc=self.desc,
+            error=self.error,
+            latency_ms=None if self.latency_ms is None else round(self.latency_ms, 3),
+            metrics={m.path: m.value for m in self.metrics},
+            kinds={m.path: m.kind for m in self.metrics},
+            descs={m.path: m.desc for m in self.metrics if m.desc},
+        )
+
     def to_extra(self) -> dict[str, Any]:
-        """The JSON-able form placed in Snapshot.extras["scx_stats"] (and `--once --json` "stats")."""
-        return {
-            "version": EXTRA_VERSION,
-            "path": self.path,
-            "ok": self.ok,
-            "top": self.top,
-            "desc": self.desc,
-            "error": self.error,
-            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 3),
-            "metrics": {m.path: m.value for m in self.metrics},
-            "kinds": {m.path: m.kind for m in self.metrics},
-            "descs": {m.path: m.desc for m in self.metrics if m.desc},
-        }
+        """to_part() in its JSON form (`--once --json` "extras.scx_stats")."""
+        out: dict[str, Any] = to_dict(self.to_part())
+        return out
 
 
 def read_once(path: str | os.PathLike[str] = DEFAULT_PATH, timeout: float = 1.0) -> StatsReading:

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from schedtop.collect.live import LiveSource
-from schedtop.model import ViewRequest
+from schedtop.model import SchedExtPart, ViewRequest
 from schedtop.collect.procfs import ProcfsReader
 
 NCPU = os.cpu_count() or 1
@@ -170,16 +170,20 @@ def test_churn_while_collecting(spawn):
 
 def test_extras_and_their_failures():
     src = LiveSource(use_bpf=False)
-    src.add_extra("ok", lambda: {"n": 1})
+    src.add_extra("sched_ext", lambda: SchedExtPart(state="enabled", ops="x"))
 
     def broken():
         raise RuntimeError("stats socket closed")
 
     src.add_extra("scx_stats", broken)
+    src.add_extra("scx", lambda: {"running": True})  # a dict where a typed part belongs
     snap = src.collect()
-    assert snap.extras["ok"] == {"n": 1}
-    assert "scx_stats" not in snap.extras
+    assert snap.extras.sched_ext == SchedExtPart(state="enabled", ops="x")
+    assert snap.extras.scx_stats is None
     assert any("scx_stats" in w and "stats socket closed" in w for w in snap.warnings)
+    assert snap.extras.scx is None and any(w.startswith("scx: TypeError") for w in snap.warnings)
+    with pytest.raises(ValueError, match="no snapshot part 'ok'"):
+        src.add_extra("ok", lambda: None)
 
 
 def test_detail_pane_fields():

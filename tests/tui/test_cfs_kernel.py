@@ -37,7 +37,7 @@ def _cfs_recording(tmp_path: Path) -> Path:
     for snap in replay_source().replay.snapshots[:2]:
         rec.snapshot(replace(snap, kernel=META["release"], queues=queues,
                              tasks=tuple(replace(t, slice_ns=None) for t in snap.tasks),
-                             extras={**snap.extras, "kernel": CFS.to_dict()}))
+                             extras=replace(snap.extras, kernel=CFS)))
     rec.close()
     return path
 

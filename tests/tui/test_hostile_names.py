@@ -179,11 +179,12 @@ def test_perfetto_names_are_escaped(hostile, tmp_path):
 def test_scheduler_panel_shows_exit_and_error_text_as_written():
     from textual.markup import to_content
 
+    from schedtop.model import ScxPart
     from schedtop.ui.screens.scx import panel_markup
 
     cases = {"[red]mk[/red][b": "[red]mk[/red][b", "ends in \\": "ends in \\x5c",
              "x\\[b]y": "x\\x5c[b]y", TITLE.decode(): "\\x1b]2;PWNED\\x07"}
     for bad, shown in cases.items():
-        text = to_content(panel_markup({"running": False, "exit": {"reason": "error", "text": bad}})).plain
+        text = to_content(panel_markup(ScxPart(running=False, exit={"reason": "error", "text": bad}))).plain
         assert f"last exit: {shown}\n" in text, text
         assert not has_control(text.replace("\n", ""))

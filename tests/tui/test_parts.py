@@ -11,7 +11,7 @@ from tuikit import SESSION, run_pilot, wait_for
 
 from schedtop.cli import monitor_parser
 from schedtop.collect.replay import load_replay
-from schedtop.model import Histogram
+from schedtop.model import BpfPart, Extras, Histogram
 from schedtop.ui.config import Config, ConfigError, check_keymap, load_config
 from schedtop.ui.run import known_binding_ids, run
 from schedtop.collect.fold import fold_processes
@@ -166,7 +166,7 @@ def test_latency_panel_and_bpf_counters_render():
         dataclasses.replace(
             s, latency=dataclasses.replace(hist, p99_us=1000.0 * (i + 1)),
             tasks=tuple(dataclasses.replace(t, lat_p50_us=3.0, lat_p99_us=900.0, lat_max_us=2000.0) for t in s.tasks),
-            extras={"bpf": {"sample_rate": 1, "dropped": 7, "events": 1234}},
+            extras=Extras(bpf=BpfPart(sample_rate=1, dropped=7, events=1234)),
         )
         for i, s in enumerate(base.snapshots)
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from schedtop.model import ScxOptionsPart, ScxPart
 from schedtop.scx.loader import SYSFS
 from schedtop.ui.screens.scx import ScxScreen, panel_markup
 from schedtop.ui.screens.steer import ConfirmScreen
@@ -93,16 +94,16 @@ def test_panel_markup_shows_rates_depth_latency_and_exit():
         "decide_p50_us": 80.0, "decide_p99_us": 900.0, "page_faults_after_warmup": 0,
         "cpu_pct": 6.5, "rss_kb": 41000, "knobs": {"42": [1_000_000, 1, 1000, True]},
     }
-    text = panel_markup({"running": True, "stats": stats, "options": {}, "exit": None})
+    text = panel_markup(ScxPart(running=True, stats=stats, options=ScxOptionsPart(), exit=None))
     assert "interactive" in text and "2000 µs" in text
     assert "250" in text and "1,000" in text and "depth   7" in text
     assert "p99 2,048 µs" in text and "page faults after warm-up 0" in text
     assert "42: 1000 µs, 1, 1000, yes" in text
-    gone = panel_markup({"running": False, "stats": stats, "options": {},
-                         "exit": {"reason": "ejected", "text": "stall (watchdog): runnable task stall"}})
+    gone = panel_markup(ScxPart(running=False, stats=stats, options=ScxOptionsPart(),
+                                exit={"reason": "ejected", "text": "stall (watchdog): runnable task stall"}))
     assert "not loaded" in gone and "runnable task stall" in gone
-    assert "not loaded" in panel_markup({})
-    frozen = panel_markup({"running": True, "stats": stats, "options": {}, "exit": None, "frozen": "stopped"})
+    assert "not loaded" in panel_markup(None)
+    frozen = panel_markup(ScxPart(running=True, stats=stats, options=ScxOptionsPart(), exit=None, frozen="stopped"))
     assert "policy loop is stopped" in frozen and "watchdog" in frozen
     assert "loop is" not in text  # only while it is frozen
 
@@ -136,6 +137,6 @@ def test_exit_text_with_brackets_is_shown_as_written(tmp_path):
         assert len(failed) == 1 and str(bad) in failed[0]
         await wait_for(pilot, lambda: not app.scheduler.running, 10)
         assert not isinstance(app.screen, ConfirmScreen)  # no "Scheduler ejected ... Reload?"
-        assert app.is_running and app.scheduler.part()["phase"] == "failed"
+        assert app.is_running and app.scheduler.part().phase == "failed"
 
     run_pilot(app, body)

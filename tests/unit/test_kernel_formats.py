@@ -14,7 +14,7 @@ import pytest
 from schedtop.collect import kernel_caps
 from schedtop.collect.debugfs import parse_sched_debug, table_format
 from schedtop.collect.kernel_caps import KernelCaps, caps_of, fair_from_proc_sched, fair_from_sched_debug, probe
-from schedtop.model import SchedulerInfo, Snapshot, snapshot_from_dict, to_dict
+from schedtop.model import Extras, SchedulerInfo, Snapshot, snapshot_from_dict, to_dict
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -108,7 +108,7 @@ def test_this_kernel_probed_for_real():
 def test_caps_travel_in_the_snapshot_and_back():
     snap = Snapshot(ts=1.0, wall=1.0, interval_s=1.0, host="h", kernel="6.1.0", uptime_s=1.0,
                     loadavg=(0.0, 0.0, 0.0), scheduler=SchedulerInfo("eevdf", "absent"), source="procfs", cpus=(), tasks=(),
-                    extras={"kernel": KernelCaps("6.1.0", "CFS", False, False, "test").to_dict()})
+                    extras=Extras(kernel=KernelCaps("6.1.0", "CFS", False, False, "test")))
     back = snapshot_from_dict(json.loads(json.dumps(to_dict(snap))))
     assert caps_of(back.extras) == caps_of(snap.extras) and caps_of(back.extras).fair == "CFS"
     assert caps_of({}) is None

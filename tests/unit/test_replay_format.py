@@ -199,13 +199,16 @@ def test_fast_encoder_matches_to_dict():
 
     from schedtop.collect.live import LiveSource
     from schedtop.collect.replay import encode_snapshot
+    from schedtop.model import BpfCpu, BpfPart, ScxPart
 
     src = LiveSource(use_bpf=False)
     src.collect()
     live = src.collect()
     frames = list(load_replay(SESSION).snapshots) + [live]
-    # A non-dict Mapping and int keys in extras, as other areas may put there.
-    frames.append(dc_replace(live, extras={"x": MappingProxyType({1: (2, 3)}), "y": {"z": [1.5]}}))
+    # A non-dict Mapping and int keys in the parts' free-form fields, as other areas may put there.
+    frames.append(dc_replace(live, extras=dc_replace(
+        live.extras, scx=ScxPart(stats=MappingProxyType({1: (2, 3)}), loaded={"z": [1.5]}),
+        bpf=BpfPart(cpus=(BpfCpu(0, p50_us=1.5),)), recorded_source="procfs")))
     for snap in frames:
         assert json.loads(encode_snapshot(snap)) == json.loads(json.dumps(to_dict(snap)))
 

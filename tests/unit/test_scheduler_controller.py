@@ -13,6 +13,12 @@ from schedtop.scx.supervisor import ScxOptions, ScxState
 from schedtop.ui.controllers.scheduler import SchedulerController, load_refusal
 
 
+def _phase(ctl: SchedulerController) -> str | None:
+    part = ctl.part()
+    assert part is not None  # a load was asked for: the snapshot has the scheduler's part
+    return part.phase
+
+
 def _wait(cond, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -45,7 +51,7 @@ def test_a_load_that_never_happened_is_a_failed_load_not_an_ejection():
     exited = next(m for m in posted if isinstance(m, SchedulerController.Exited))
     assert exited.loaded is False and exited.exit["reason"] == "error" and exited.exit["text"]
     _wait(lambda: not ctl.running)
-    assert not ctl.loaded and ctl.part()["phase"] == "failed"
+    assert not ctl.loaded and _phase(ctl) == "failed"
     assert [a["type"] for a in actions] == ["scx.load", "scx.exit"]
     assert not ctl.steer("boost", 1)  # nothing runs: no knob is sent, none recorded
 
@@ -86,9 +92,9 @@ def test_an_ejection_after_a_load_is_reported_as_one():
     ctl.load()
     child = ctl.supervisor
     assert isinstance(child, _Child)
-    assert ctl.running and not ctl.loaded and ctl.part()["phase"] == "loading"
+    assert ctl.running and not ctl.loaded and _phase(ctl) == "loading"
     child.state.loaded = {"event": "loaded", "ops": "schedtop"}
-    assert ctl.loaded and ctl.part()["phase"] == "loaded"
+    assert ctl.loaded and _phase(ctl) == "loaded"
     assert ctl.steer("boost", 42) and child.sent[-1] == {"cmd": "boost", "pid": 42}
     child.state.exit = {"reason": "ejected", "text": "runnable task stall", "code": None}
     child.on_change(child.state)

@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.notifications import SeverityLevel
 
 from schedtop.collect.sched_ext import SCHED_EXT, SCHEDTOP_OPS, read_scheduler_info
-from schedtop.model import SchedulerInfo
+from schedtop.model import SchedulerInfo, ScxOptionsPart, ScxPart
 from schedtop.scx.policies import next_shipped
 from schedtop.scx.supervisor import ScxOptions, ScxState, ScxSupervisor
 
@@ -95,16 +95,24 @@ class SchedulerController:
         sup = self._sup
         return sup is not None and sup.running and bool(sup.state.loaded) and sup.state.exit is None
 
-    def part(self) -> dict[str, Any]:
-        """The "scx" part of each snapshot: what the panel (g) shows and a recording keeps."""
+    def part(self) -> ScxPart | None:
+        """Snapshot.extras.scx: what the panel (g) shows and a recording keeps; None before a load."""
         sup = self._sup
         if sup is None:
-            return {}
+            return None
         out = sup.extras()
         st = sup.state
-        out["phase"] = ("loaded" if self.loaded else "loading" if sup.running and st.exit is None
-                        else "failed" if st.exit is not None and not st.loaded else "ended")
-        return out
+        opts = out.get("options") or {}
+        return ScxPart(
+            running=bool(out.get("running")),
+            phase=("loaded" if self.loaded else "loading" if sup.running and st.exit is None
+                   else "failed" if st.exit is not None and not st.loaded else "ended"),
+            loaded=dict(out.get("loaded") or {}),
+            stats=dict(out.get("stats") or {}),
+            frozen=out.get("frozen"),
+            exit=dict(out["exit"]) if out.get("exit") else None,
+            options=ScxOptionsPart(policy=opts.get("policy"), partial=bool(opts.get("partial"))),
+        )
 
     def refusal(self) -> str | None:
         """load_refusal() of what sysfs says now (a few small reads: a snapshot could be a

@@ -12,7 +12,6 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from schedtop.collect.kernel_caps import caps_of
 from schedtop.model import QueuedTask, Snapshot
 from schedtop.textsafe import visible
 from schedtop.ui.widgets.format import fmt_ns, fmt_vruntime
@@ -23,7 +22,7 @@ VR_W = 14
 
 def is_cfs(queue: Sequence[QueuedTask], snap: Snapshot | None = None) -> bool:
     """CFS when the kernel gave no eligibility (6.1's sched/debug), or the probe says so."""
-    caps = caps_of(snap.extras) if snap is not None else None
+    caps = snap.extras.kernel if snap is not None else None
     if caps is not None and caps.fair == "CFS":
         return True
     return any(q.eligible is None for q in queue)
@@ -72,7 +71,7 @@ def queue_markup(snap: Snapshot | None, cpu: int) -> Content:
             lines.append(safe(f"[{style}]{row}[/]" if style else row, comm=_comm(q.comm)))
         lines.append(Content(""))
         if cfs:
-            caps = caps_of(snap.extras)
+            caps = snap.extras.kernel
             why = (caps.why_not("eevdf") if caps else None) or "this kernel runs CFS: no eligibility, lag or deadline"
             lines.append(safe("[$text-muted]CFS order: smallest vruntime (tree-key) first; vruntime in seconds. "
                               "$why. Source: debugfs sched/debug.[/]", why=why))

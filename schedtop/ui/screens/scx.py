@@ -8,7 +8,6 @@ once the kernel ejected it, why.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import re
@@ -19,7 +18,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from schedtop.model import SchedulerInfo, Snapshot
+from schedtop.model import SchedulerInfo, ScxPart, Snapshot
 from schedtop.textsafe import visible
 
 COUNTERS = (
@@ -49,34 +48,34 @@ def _us(v: Any) -> str:
     return "-" if v is None else f"{float(v):,.0f} µs"
 
 
-def panel_markup(scx: Mapping[str, Any], scheduler: SchedulerInfo | None = None) -> str:
-    """Plain function of Snapshot.extras["scx"] and of who the collector saw in charge:
+def panel_markup(scx: ScxPart | None, scheduler: SchedulerInfo | None = None) -> str:
+    """Plain function of Snapshot.extras.scx and of who the collector saw in charge:
     testable without an app. Another sched_ext scheduler is named as such, never shown
     with schedtop's options as if they were its own."""
     # "phase" is absent from recordings made before it: there a running child was a loaded one.
-    phase = scx.get("phase") or ("loaded" if scx.get("running") else "ended")
+    phase = (scx.phase if scx is not None else None) or ("loaded" if scx is not None and scx.running else "ended")
     other = scheduler.ops_name if scheduler is not None and scheduler.kind == "sched_ext" else None
     if other is not None and phase != "loaded":
         return (f"[b]sched_ext runs another scheduler: {_plain(other)}[/b]; schedtop's is not loaded.\n"
                 "Unload that one before [b]L[/b] can load schedtop's.")
-    if not scx:
+    if scx is None:
         return "schedtop's scheduler is not loaded. [b]L[/b] loads it (confirmation first)."
-    stats = scx.get("stats") or {}
-    opts = scx.get("options") or {}
+    stats = scx.stats
+    opts = scx.options
     lines = []
     if phase == "loading":
-        lines.append(f"[b]loading[/b]  policy [$accent]{_plain(opts.get('policy'))}[/]  (waiting for the kernel)")
-    elif scx.get("running"):
-        mode = "partial (SCHED_EXT tasks only)" if (stats.get("partial") or opts.get("partial")) else "full (every task)"
-        lines.append(f"[b]loaded[/b]  policy [$accent]{_plain(stats.get('policy') or opts.get('policy'))}[/]  "
+        lines.append(f"[b]loading[/b]  policy [$accent]{_plain(opts.policy)}[/]  (waiting for the kernel)")
+    elif scx.running:
+        mode = "partial (SCHED_EXT tasks only)" if (stats.get("partial") or opts.partial) else "full (every task)"
+        lines.append(f"[b]loaded[/b]  policy [$accent]{_plain(stats.get('policy') or opts.policy)}[/]  "
                      f"mode {mode}  slice {int(stats.get('slice_ns') or 0) // 1000} µs  "
                      f"up {stats.get('uptime_s', 0):.0f} s")
     else:
         lines.append("[b]not loaded[/b] (the kernel runs EEVDF)  [b]L[/b] loads it")
-    if scx.get("running") and scx.get("frozen") and not scx.get("exit"):
-        lines.append(f"[$warning]the policy loop is {_plain(scx['frozen'])}: its tasks wait until the "
+    if scx.running and scx.frozen and not scx.exit:
+        lines.append(f"[$warning]the policy loop is {_plain(scx.frozen)}: its tasks wait until the "
                      "kernel's watchdog ejects the scheduler[/]")
-    exit_ = scx.get("exit")
+    exit_ = scx.exit
     if exit_:
         sev = "$success" if exit_.get("reason") == "stopped" else "$error"
         lines.append(f"[{sev}]last exit: {_plain(exit_.get('text'))}[/]")
@@ -132,10 +131,10 @@ class ScxScreen(Screen[None]):
         self.show_snapshot(getattr(self.app, "snapshot", None))
 
     def show_snapshot(self, snap: Snapshot | None) -> None:
-        scx = snap.extras.get("scx") if snap is not None else None
+        scx = snap.extras.scx if snap is not None else None
         if scx is None:
             scx = self.app.scheduler.part()
-        self.query_one("#scx-panel", Static).update(panel_markup(scx or {}, snap.scheduler if snap else None))
+        self.query_one("#scx-panel", Static).update(panel_markup(scx, snap.scheduler if snap else None))
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -32,7 +32,8 @@ def header_markup(snap: Snapshot | None, mode: str) -> Content:
     return safe(
         f"[b]schedtop[/b]  [$accent]$host[/]  [$text-muted]{clock}[/]  "
         f"up {fmt_uptime(snap.uptime_s)}  load {load}  kernel $kernel\n" + line2,
-        host=snap.host, kernel=snap.kernel, label=scheduler_label(sched.label, snap.extras), ext=ext, source=snap.source, mode=mode,
+        host=snap.host, kernel=snap.kernel, label=scheduler_label(sched.label, snap.extras.kernel), ext=ext,
+        source=snap.source, mode=mode,
     )
 
 

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from textual.content import Content
 from textual.widgets import Static
 
-from schedtop.model import Snapshot
+from schedtop.model import BpfPart, Snapshot
 from schedtop.ui.widgets.text import safe, set_text
 
 
-def bpf_markup(extras: Mapping[str, Any]) -> Content:
-    """extras['bpf'] counters worth a glance: drops and the sampling rate, whatever their names."""
-    bpf = extras.get("bpf")
-    if not isinstance(bpf, Mapping):
+def bpf_markup(bpf: BpfPart | None) -> Content:
+    """The BPF tier's counters worth a glance: the sampling rate, drops and lost events."""
+    if bpf is None:
         return Content("")
     parts = []
-    for k, v in bpf.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and ("drop" in k or "sample" in k or "lost" in k):
-            style = "$error" if "drop" in k and v else "$text-muted"
-            parts.append(safe(f"[{style}]$k={v:g}[/]", k=k))
+    for k, v in (("sample_rate", bpf.sample_rate), ("dropped", bpf.dropped), ("lost_user", bpf.lost_user)):
+        if v is not None:
+            style = "$error" if k == "dropped" and v else "$text-muted"
+            parts.append(Content.from_markup(f"[{style}]{k}={v:g}[/]"))
     return Content("bpf ") + Content(" ").join(parts) if parts else Content("")
 
 
@@ -33,7 +29,7 @@ def status_markup(snap: Snapshot | None, view: str, error: str | None = None) ->
         if snap.warnings:
             more = f" (+{len(snap.warnings) - 1})" if len(snap.warnings) > 1 else ""
             parts.append(safe(f"[$warning]⚠ $w{more}[/]", w=snap.warnings[0]))
-        b = bpf_markup(snap.extras)
+        b = bpf_markup(snap.extras.bpf)
         if b:
             parts.append(b)
     if view:
