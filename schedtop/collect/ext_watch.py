@@ -14,7 +14,7 @@ import time
 from collections import deque
 from typing import Any
 
-from schedtop.collect.sched_ext import SCHED_EXT, read_scheduler_info
+from schedtop.collect.sched_ext import SCHED_EXT_SYSFS, read_scheduler_info
 from schedtop.collect.scx_events import KmsgReader, ScxEventTracker, events_part
 from schedtop.export.scx_stats import DEFAULT_PATH, EXTRA_VERSION, StatsPoller, read_once
 from schedtop.model import SchedExtPart, StatsPart
@@ -24,7 +24,7 @@ EXTRA_STATS = "scx_stats"
 
 
 class ExtWatch:
-    def __init__(self, stats_path: str | None = None, poll: bool = True, sched_ext_root: str = SCHED_EXT,
+    def __init__(self, stats_path: str | None = None, poll: bool = True, sched_ext_root: str = SCHED_EXT_SYSFS,
                  stats_timeout: float = 0.5, kmsg: bool = True) -> None:
         self.stats_path = stats_path or os.environ.get("SCHEDTOP_SCX_STATS", DEFAULT_PATH)
         self.root = sched_ext_root

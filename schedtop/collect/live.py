@@ -18,7 +18,7 @@ from typing import Any
 from schedtop.collect import debugfs, kernel_caps
 from schedtop.collect.fold import fold_processes
 from schedtop.collect.procfs import ProcfsReader, ThreadSample
-from schedtop.collect.sched_ext import SCHED_EXT, read_scheduler_info
+from schedtop.collect.sched_ext import SCHED_EXT_SYSFS, read_scheduler_info
 from schedtop.model import (
     POLICY_NAMES,
     CollectorCost,
@@ -98,7 +98,7 @@ class LiveSource:
         use_bpf: bool = True,
         procfs_root: str = "/proc",
         use_debugfs: bool | None = None,
-        sched_ext_root: str = SCHED_EXT,
+        sched_ext_root: str = SCHED_EXT_SYSFS,
         bpf_wait: float | None = None,
     ) -> None:
         """use_bpf opens the BPF tier in a background thread started here, so loading it

@@ -12,7 +12,7 @@ import os
 
 from schedtop.model import SchedulerInfo
 
-SCHED_EXT = "/sys/kernel/sched_ext"
+SCHED_EXT_SYSFS = "/sys/kernel/sched_ext"  # the directory; policy 7 is steer.units.SCHED_EXT
 SCHEDTOP_OPS = "schedtop"  # the ops name of schedtop's own scheduler (schedtop.scx)
 
 
@@ -43,7 +43,7 @@ def parse_events(text: str | None) -> dict[str, int]:
     return out
 
 
-def read_scheduler_info(root: str = SCHED_EXT) -> SchedulerInfo:
+def read_scheduler_info(root: str = SCHED_EXT_SYSFS) -> SchedulerInfo:
     if not os.path.isdir(root):
         return SchedulerInfo(kind="eevdf", ext_state="absent")
     state = _read(f"{root}/state") or "disabled"

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from schedtop.bpf import objects
+from schedtop.collect.sched_ext import SCHED_EXT_SYSFS
 
 if TYPE_CHECKING:
     from schedtop.bpf.libbpf import BpfObject
 
 OPS_NAME = "schedtop_min"
 OBJECT = objects.path("minimal")
-STATE = Path("/sys/kernel/sched_ext/state")
+STATE = Path(SCHED_EXT_SYSFS) / "state"
 
 
 class Counters:

@@ -40,7 +40,7 @@ from schedtop.ui.screens.help import HelpScreen, help_rows
 from schedtop.ui.screens.queue import QueueScreen
 from schedtop.ui.screens.too_small import TooSmallScreen, too_small
 from schedtop.collect.live import LiveSource
-from schedtop.collect.sched_ext import SCHED_EXT
+from schedtop.collect.sched_ext import SCHED_EXT_SYSFS
 from schedtop.ui.controllers.scheduler import SchedulerController
 from schedtop.ui.controllers.steering import Note, Quit, Reply, SteeringSession, Target
 from schedtop.ui.widgets.cpu_panel import CpuPanel
@@ -186,7 +186,7 @@ class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
         self.error: str | None = None
         self.collect_ms: float = 0.0
         self.poller_init()
-        root = source.sched_ext_root if isinstance(source, LiveSource) else SCHED_EXT
+        root = source.sched_ext_root if isinstance(source, LiveSource) else SCHED_EXT_SYSFS
         self.scheduler = SchedulerController(self.post_message, self.record_action, sched_ext_root=root)
         self.steering = SteeringSession(self.post_message, self.record_action, self.scheduler, live=not self.replay,
                                         keep=bool(getattr(args, "keep", False)),

@@ -7,21 +7,21 @@ import os
 import pytest
 
 from schedtop.collect.live import LiveSource
-from schedtop.collect.sched_ext import SCHED_EXT, read_scheduler_info
+from schedtop.collect.sched_ext import SCHED_EXT_SYSFS, read_scheduler_info
 
 
 def test_host_reports_what_the_kernel_has():
     info = read_scheduler_info()
-    if not os.path.isdir(SCHED_EXT):
+    if not os.path.isdir(SCHED_EXT_SYSFS):
         assert (info.kind, info.ext_state) == ("eevdf", "absent")
     else:
-        with open(f"{SCHED_EXT}/state") as f:
+        with open(f"{SCHED_EXT_SYSFS}/state") as f:
             assert info.ext_state == f.read().strip()
 
 
 @pytest.mark.kernel
 def test_guest_sched_ext_sysfs():
-    with open(f"{SCHED_EXT}/state") as f:
+    with open(f"{SCHED_EXT_SYSFS}/state") as f:
         state = f.read().strip()
     info = read_scheduler_info()
     assert info.ext_state == state

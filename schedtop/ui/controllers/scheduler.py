@@ -21,7 +21,7 @@ from typing import Any
 from textual.message import Message
 from textual.notifications import SeverityLevel
 
-from schedtop.collect.sched_ext import SCHED_EXT, SCHEDTOP_OPS, read_scheduler_info
+from schedtop.collect.sched_ext import SCHED_EXT_SYSFS, SCHEDTOP_OPS, read_scheduler_info
 from schedtop.model import SchedulerInfo, ScxOptionsPart, ScxPart
 from schedtop.scx.policies import next_shipped
 from schedtop.scx.supervisor import ScxOptions, ScxState, ScxSupervisor
@@ -68,7 +68,7 @@ class SchedulerController:
             self.exit, self.loaded = dict(exit_), loaded
 
     def __init__(self, post: Post, record: Record, options: ScxOptions | None = None,
-                 supervisor: type[ScxSupervisor] = ScxSupervisor, sched_ext_root: str = SCHED_EXT) -> None:
+                 supervisor: type[ScxSupervisor] = ScxSupervisor, sched_ext_root: str = SCHED_EXT_SYSFS) -> None:
         self._post = post
         self.sched_ext_root = sched_ext_root
         self._record = record
