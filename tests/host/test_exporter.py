@@ -515,3 +515,69 @@ def test_extras_parts_read_alike_from_the_dict_and_the_typed_parts():
         got = bpf_part(s)
         assert got["dropped"] == 3 and got["cpus"][0]["p99_us"] == 12.5 and got["mode"] == "tp_btf"
         assert extras_part(s, "scx_stats") == {}
+
+
+@pytest.mark.kernel
+def test_guest_schedtops_own_scheduler_is_served(tmp_path):
+    """In the lab guest: schedtop's scheduler loaded, the exporter's families (in-process, the
+    same collection path) carry sched_ext's state, root/events and the scheduler's scx_stats."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from schedtop.collect.ext_watch import ExtWatch
+    from schedtop.collect.live import LiveSource
+    from schedtop.exporter.collection import SharedCollection
+    from schedtop.exporter.metrics import SchedtopCollector
+
+    sock = tmp_path / "scx" / "stats"
+    scx = subprocess.Popen([sys.executable, "-m", "schedtop", "scx", "--stats-socket", str(sock),
+                            "--timeout-ms", "10000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    sched_ext = Path("/sys/kernel/sched_ext")
+    try:
+        deadline = time.monotonic() + 120
+        ops = sched_ext / "root/ops"
+        while not ((sched_ext / "state").read_text().strip() == "enabled"
+                   and ops.exists() and ops.read_text().strip() == "schedtop"):
+            assert scx.poll() is None, scx.stderr.read() if scx.stderr else ""
+            assert time.monotonic() < deadline, "schedtop's scheduler did not load in 120 s"
+            time.sleep(0.1)
+        with LiveSource(use_bpf=False) as src:
+            watch = ExtWatch(stats_path=str(sock), kmsg=False).attach(src)
+            try:
+                registry = CollectorRegistry(auto_describe=False)
+                registry.register(SchedtopCollector(SharedCollection(src, interval=0, top=5)))
+                deadline = time.monotonic() + 60
+                while True:
+                    text = generate_latest(registry).decode()
+                    if samples(text, "schedtop_scx_stats_up").get(f'{{path="{sock}"}}'):
+                        break
+                    assert time.monotonic() < deadline, text
+                    time.sleep(0.5)
+            finally:
+                watch.close()
+    finally:
+        scx.send_signal(signal.SIGINT)
+        try:
+            scx.wait(30)
+        except subprocess.TimeoutExpired:
+            scx.kill()
+            scx.wait(5)
+    assert samples(text, "schedtop_sched_ext_state")['{state="enabled"}'] == 1.0
+    (info,) = samples(text, "schedtop_scheduler_info")
+    assert 'kind="schedtop"' in info and 'ops="schedtop"' in info
+    assert samples(text, "schedtop_sched_ext_enable_seq")[""] >= 1
+    if (sched_ext / "root/events").exists():
+        events = samples(text, "schedtop_sched_ext_events_total")
+        assert events and all(v >= 0 for v in events.values())
+    stats = {k: v for k, v in samples_all(text).items() if k.startswith("schedtop_scx_stat_") and
+             'scheduler="schedtop"' in k}
+    assert stats, "no scx_stat series from schedtop's scheduler"
+
+
+def samples_all(text: str) -> dict[str, float]:
+    """{name{labels}: value} of every sample in an exposition."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
