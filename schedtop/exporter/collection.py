@@ -19,13 +19,13 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from schedtop.collect.fold import fold_processes
 from schedtop.exporter import buckets
-from schedtop.model import Snapshot, ViewRequest, to_dict
+from schedtop.model import BpfPart, Snapshot, ViewRequest
 
 log = logging.getLogger(__name__)
 
@@ -102,25 +102,7 @@ class Scrape:
     tunings: Tunings
     collect_s: float  # wall time the collection took
     collect_cpu_s: float  # CPU time of the collecting thread
-    bpf: Mapping[str, Any] = field(default_factory=dict)  # the snapshot's BPF part
-
-
-def extras_part(snap: Snapshot, name: str) -> Mapping[str, Any]:
-    """One part of the snapshot's extras as its JSON form ({} when absent): the same from the
-    untyped dict and from the typed parts (model.Extras) that replace it."""
-    ex: Any = snap.extras
-    part = ex.get(name) if isinstance(ex, Mapping) else getattr(ex, name, None)
-    if part is None:
-        return {}
-    if isinstance(part, Mapping):
-        return part
-    out = to_dict(part)
-    return out if isinstance(out, Mapping) else {}
-
-
-def bpf_part(snap: Snapshot) -> Mapping[str, Any]:
-    """The snapshot's BPF tier part ({} on the procfs tier)."""
-    return extras_part(snap, "bpf")
+    bpf: BpfPart | None = None  # the snapshot's BPF part (None on the procfs tier)
 
 
 class SharedCollection:
@@ -170,7 +152,7 @@ class SharedCollection:
         except Exception as exc:  # the journal must never stop the metrics
             tunings = Tunings("", False, problems=(f"{type(exc).__name__}: {exc}",))
         return Scrape(seq, snap, cpus, processes, tunings, time.monotonic() - t0, time.thread_time() - c0,
-                      bpf_part(snap))
+                      snap.extras.bpf)
 
 
 def _latency(slots: Sequence[int], sub_bits: int, sum_ns: int) -> Latency:

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from schedtop.exporter import buckets
-from schedtop.exporter.collection import Latency, Scrape, SharedCollection, extras_part
+from schedtop.exporter.collection import Latency, Scrape, SharedCollection
+from schedtop.model import BpfPart, StatsPart
 from schedtop.textsafe import visible
 
 EXT_STATES = ("absent", "disabled", "enabling", "enabled", "disabling")
@@ -117,9 +117,9 @@ def families(scrape: Scrape, bpf_disabled: bool = False) -> Iterator[Metric]:
     yield from _cpu_families(scrape)
     yield from _process_families(scrape)
     yield from _scheduler_families(scrape)
-    yield from _scx_stats_families(extras_part(snap, "scx_stats"), snap.scheduler.ops_name or "")
+    yield from _scx_stats_families(snap.extras.scx_stats, snap.scheduler.ops_name or "")
     yield from _tuning_families(scrape)
-    if bpf:
+    if bpf is not None:
         yield from _bpf_families(bpf)
 
 
@@ -160,11 +160,11 @@ def _cpu_families(scrape: Scrape) -> Iterator[Metric]:
     pct = GaugeMetricFamily("schedtop_runqueue_latency_percentile_seconds", "The TUI's run-queue latency "
                             "percentiles from the BPF tier's fine slots, over the same window as the "
                             "histogram (since attach)", labels=["cpu", "quantile"])
-    for row in scrape.bpf.get("cpus") or ():
-        for q, key in QUANTILES:
-            v = row.get(key)
+    for row in scrape.bpf.cpus if scrape.bpf is not None else ():
+        for q, attr in QUANTILES:
+            v = getattr(row, attr)
             if v is not None:
-                pct.add_metric([str(row.get("cpu")), q], v / 1e6)
+                pct.add_metric([str(row.cpu), q], v / 1e6)
     yield pct
 
 
@@ -222,24 +222,22 @@ def _scheduler_families(scrape: Scrape) -> Iterator[Metric]:
         yield ev
 
 
-def _scx_stats_families(stats: Mapping[str, Any], scheduler: str) -> Iterator[Metric]:
-    if not stats:
+def _scx_stats_families(stats: StatsPart | None, scheduler: str) -> Iterator[Metric]:
+    if stats is None:
         return
     up = GaugeMetricFamily("schedtop_scx_stats_up", "1: the running scheduler's scx_stats socket answered",
                            labels=["path"])
-    up.add_metric([str(stats.get("path", ""))], 1 if stats.get("ok") else 0)
+    up.add_metric([stats.path], 1 if stats.ok else 0)
     yield up
-    if not stats.get("ok"):
+    if not stats.ok:
         return
-    kinds = stats.get("kinds") or {}
-    descs = stats.get("descs") or {}
     seen: set[str] = set()
     strings = GaugeMetricFamily("schedtop_scx_stat_string_info", "String-valued scx_stats",
                                 labels=["scheduler", "stat", "value"])
-    for n, (path, value) in enumerate(sorted((stats.get("metrics") or {}).items())):
+    for n, (path, value) in enumerate(sorted(stats.metrics.items())):
         if n >= MAX_SCX_STATS:
             break
-        if kinds.get(path) == "string" or isinstance(value, str):
+        if stats.kinds.get(path) == "string" or isinstance(value, str):
             strings.add_metric([visible(scheduler), visible(path), visible(value)], 1)
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -248,7 +246,7 @@ def _scx_stats_families(stats: Mapping[str, Any], scheduler: str) -> Iterator[Me
         if name in seen:
             continue
         seen.add(name)
-        fam = GaugeMetricFamily(name, visible(descs.get(path) or f"scx_stats {path}"), labels=["scheduler"])
+        fam = GaugeMetricFamily(name, visible(stats.descs.get(path) or f"scx_stats {path}"), labels=["scheduler"])
         fam.add_metric([visible(scheduler)], value)
         yield fam
     yield strings
@@ -277,26 +275,23 @@ def _tuning_families(scrape: Scrape) -> Iterator[Metric]:
                             value=len(t.problems))
 
 
-def _bpf_families(bpf: Mapping[str, Any]) -> Iterator[Metric]:
-    for key, name, text in (
-        ("events", "schedtop_bpf_events", "Sampled events the BPF tier sent to its ring buffer"),
-        ("dropped", "schedtop_bpf_dropped_events", "Sampled events dropped: the ring buffer was full"),
-        ("untracked", "schedtop_bpf_untracked", "Events for tasks with no task storage"),
-        ("lost_user", "schedtop_bpf_lost_user_events", "Events lost when the user-space backlog overflowed"),
-        ("unseen_switch_outs", "schedtop_bpf_unseen_switch_outs", "Runners that left a CPU without a "
+def _bpf_families(bpf: BpfPart) -> Iterator[Metric]:
+    for value, name, text in (
+        (bpf.events, "schedtop_bpf_events", "Sampled events the BPF tier sent to its ring buffer"),
+        (bpf.dropped, "schedtop_bpf_dropped_events", "Sampled events dropped: the ring buffer was full"),
+        (bpf.untracked, "schedtop_bpf_untracked", "Events for tasks with no task storage"),
+        (bpf.lost_user, "schedtop_bpf_lost_user_events", "Events lost when the user-space backlog overflowed"),
+        (bpf.unseen_switch_outs, "schedtop_bpf_unseen_switch_outs", "Runners that left a CPU without a "
          "switch-out BPF saw"),
     ):
-        v = bpf.get(key)
-        if isinstance(v, int):
-            yield CounterMetricFamily(name, text, value=v)
-    for key, name, text in (("blind_tasks", "schedtop_bpf_blind_tasks", "Tasks found invisible to BPF"),
-                            ("sample_rate", "schedtop_bpf_sample_rate", "1 event in N goes to the ring "
-                             "buffer (0: none)")):
-        v = bpf.get(key)
-        if isinstance(v, int):
-            yield GaugeMetricFamily(name, text, value=v)
+        if value is not None:
+            yield CounterMetricFamily(name, text, value=value)
+    if bpf.blind_tasks is not None:
+        yield GaugeMetricFamily("schedtop_bpf_blind_tasks", "Tasks found invisible to BPF", value=bpf.blind_tasks)
+    yield GaugeMetricFamily("schedtop_bpf_sample_rate", "1 event in N goes to the ring buffer (0: none)",
+                            value=bpf.sample_rate)
     progs = GaugeMetricFamily("schedtop_bpf_program_attached", "1: the BPF program is attached",
                               labels=["program", "mode"])
-    for prog, state in sorted((bpf.get("programs") or {}).items()):
-        progs.add_metric([prog, str(bpf.get("mode", ""))], 1 if state == "attached" else 0)
+    for prog, state in sorted(bpf.programs.items()):
+        progs.add_metric([prog, bpf.mode], 1 if state == "attached" else 0)
     yield progs

@@ -21,7 +21,6 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import install
 import pytest
@@ -494,27 +493,6 @@ def test_tunings_in_force_and_a_schedulers_scx_stats_are_served(tmp_path):
     assert samples(text, "schedtop_scx_stat_layers_batch_util") == {'{scheduler=""}': 0.25}
     assert "# HELP schedtop_scx_stat_nr_queued tasks waiting in the scheduler's queues" in text
     assert samples(text, "schedtop_scx_stat_string_info") == {'{scheduler="",stat="mode",value="full"}': 1.0}
-
-
-def test_extras_parts_read_alike_from_the_dict_and_the_typed_parts():
-    from dataclasses import replace
-
-    from schedtop import model
-    from schedtop.collect.live import LiveSource
-    from schedtop.exporter.collection import bpf_part, extras_part
-
-    with LiveSource(use_bpf=False) as src:
-        snap = src.collect()
-    part = model.BpfPart(mode="tp_btf", dropped=3, cpus=(model.BpfCpu(cpu=0, p99_us=12.5),))
-    as_json = model.to_dict(part)
-    # Any: the field is a dict today and model.Extras once the typed parts are wired in
-    forms: list[Any] = [{"bpf": as_json}, {"bpf": part}]
-    if hasattr(model, "Extras"):
-        forms.append(model.Extras(bpf=part))
-    for s in [replace(snap, extras=f) for f in forms]:
-        got = bpf_part(s)
-        assert got["dropped"] == 3 and got["cpus"][0]["p99_us"] == 12.5 and got["mode"] == "tp_btf"
-        assert extras_part(s, "scx_stats") == {}
 
 
 @pytest.mark.kernel
