@@ -41,7 +41,7 @@ def _affinity(cpus: tuple[int, ...], ncpu: int) -> str:
         return "all"
     runs: list[str] = []
     start = prev = cpus[0]
-    for c in cpus[1:] + (None,):  # type: ignore[operator]
+    for c in cpus[1:] + (None,):
         if c is not None and c == prev + 1:
             prev = c
             continue

@@ -351,8 +351,8 @@ class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
             self._layout_latency()
             lat = self.query_one(LatencyPanel)
             if lat.display:
-                ext = snap.extras.get("sched_ext")
-                changes = ext.get("changes") or () if isinstance(ext, dict) else ()
+                ext = snap.extras.sched_ext
+                changes = ext.changes if ext is not None else ()
                 lat.show(snap.latency, self.history.p99_us, self.history.p99_ts, changes)
             self.query_one(TaskTable).set_tasks(
                 tasks,

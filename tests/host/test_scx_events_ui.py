@@ -12,6 +12,7 @@ import pytest
 
 from schedtop.collect.live import LiveSource
 from schedtop.export.scx_stats import StatsServer, struct_meta
+from schedtop.model import ScxChange
 from schedtop.ui.app import SchedtopApp
 from schedtop.ui.screens.sched_ext import SchedExtScreen, marker_row, sparkline
 
@@ -111,7 +112,7 @@ def test_a_broken_stats_server_costs_a_warning_not_a_frozen_ui(tmp_path: Path,
 
 def test_markers_line_up_with_the_samples() -> None:
     stamps = [10.0, 11.0, 12.0, 13.0]
-    changes = [{"ts": 11.02, "kind": "load"}, {"ts": 12.98, "kind": "unload"}, {"ts": 13.0, "kind": "eject"}]
+    changes = [ScxChange(ts=11.02, kind="load"), ScxChange(ts=12.98, kind="unload"), ScxChange(ts=13.0, kind="eject")]
     row = marker_row(stamps, changes, 80)
     assert row == " [$success]▲[/] [$error]✖[/]"  # the ejection wins its slot over the unload
     assert sparkline([0, 1, 2, 4], 10) == "▁▂▄█"

@@ -11,7 +11,7 @@ from tuikit import SESSION, run_pilot, wait_for
 
 from schedtop.cli import monitor_parser
 from schedtop.collect.replay import load_replay
-from schedtop.model import BpfPart, Extras, Histogram
+from schedtop.model import BpfPart, Extras, Histogram, ScxChange
 from schedtop.ui.config import Config, ConfigError, check_keymap, load_config
 from schedtop.ui.run import known_binding_ids, run
 from schedtop.collect.fold import fold_processes
@@ -228,7 +228,7 @@ def test_latency_sparkline_marks_scheduler_changes():
     for s in snaps:
         hist.update(s)
     assert len(hist.p99_ts) == len(hist.p99_us) >= 4
-    changes = [{"ts": hist.p99_ts[1] + 0.01, "kind": "load"}, {"ts": hist.p99_ts[-1], "kind": "unload"}]
+    changes = [ScxChange(ts=hist.p99_ts[1] + 0.01, kind="load"), ScxChange(ts=hist.p99_ts[-1], kind="unload")]
 
     class One(App):
         def compose(self):

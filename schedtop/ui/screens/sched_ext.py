@@ -1,6 +1,6 @@
 """The sched_ext screen: whichever BPF scheduler runs, seen through sysfs, root/events and scx_stats.
 
-Renders only what the collector put in Snapshot.extras["sched_ext"] / ["scx_stats"] (see
+Renders only what the collector put in Snapshot.extras.sched_ext / .scx_stats (see
 schedtop/collect/ext_watch.py) plus Snapshot.scheduler; it reads nothing itself. A timeline of
 context switches per second carries markers where a scheduler was loaded (▲), unloaded (▼) or
 ejected (✖). scx_stats metrics are shown generically from the server's metadata, with a rate
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -21,8 +20,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from schedtop.collect.kernel_caps import caps_of
-from schedtop.model import Snapshot
+from schedtop.model import SchedExtPart, ScxChange, Snapshot, StatsPart
 from schedtop.textsafe import visible
 from schedtop.ui.widgets.format import fmt_rate
 from schedtop.ui.widgets.text import safe
@@ -42,33 +40,33 @@ def sparkline(values: Sequence[float], width: int) -> str:
     return "".join(BLOCKS[max(1, min(8, round(v / top * 8)))] if v > 0 else "▁" for v in vals)
 
 
-def marker_row(stamps: Sequence[float], changes: Iterable[Mapping[str, Any]], width: int) -> str:
+def marker_row(stamps: Sequence[float], changes: Iterable[ScxChange], width: int) -> str:
     """One character per sample: the mark of a change seen at that sample's time (ejections win)."""
     stamps = list(stamps)[-width:]
     row = [" "] * len(stamps)
     rank = {"eject": 3, "unload": 2, "load": 1}
     kinds: list[str | None] = [None] * len(stamps)
     for ch in changes:
-        ts = ch.get("ts")
-        if ts is None or not stamps or ts < stamps[0] - 1.0:
+        ts = ch.ts
+        if not stamps or ts < stamps[0] - 1.0:
             continue
         # the nearest sample: the change was seen by the reading made in the same collection
         i = min(range(len(stamps)), key=lambda k: abs(stamps[k] - ts))
-        kind = ch.get("kind", "load")
+        kind = ch.kind
         if kinds[i] is None or rank.get(kind, 0) > rank.get(kinds[i] or "", 0):
             kinds[i] = kind
-    for i, kind in enumerate(kinds):
-        if kind:
-            row[i] = f"[{MARK_STYLE[kind]}]{MARKS[kind]}[/]"
+    for i, k in enumerate(kinds):
+        if k:
+            row[i] = f"[{MARK_STYLE[k]}]{MARKS[k]}[/]"
     return "".join(row)
 
 
-def sysfs_markup(snap: Snapshot | None, ext: Mapping[str, Any]) -> Content:
+def sysfs_markup(snap: Snapshot | None, ext: SchedExtPart | None) -> Content:
     if snap is None:
         return Content.from_markup("[$text-muted]no snapshot yet[/]")
     s = snap.scheduler
     if s.ext_state == "absent":
-        caps = caps_of(snap.extras)
+        caps = snap.extras.kernel
         fair = "CFS" if caps is not None and caps.fair == "CFS" else "EEVDF"
         return Content.from_markup(
             f"[b]{fair} (fair)[/b]: this kernel has no sched_ext (CONFIG_SCHED_CLASS_EXT).\n"
@@ -85,8 +83,8 @@ def sysfs_markup(snap: Snapshot | None, ext: Mapping[str, Any]) -> Content:
         known = sum(1 for t in snap.tasks if t.ext_enabled is not None)
         if known:
             lines.append(Content(f"tasks on the BPF scheduler: {owned} of {known} shown (ext.enabled)"))
-    if ext.get("warning"):
-        lines.append(safe("[$warning]$w[/]", w=ext["warning"]))
+    if ext is not None and ext.warning:
+        lines.append(safe("[$warning]$w[/]", w=ext.warning))
     return Content("\n").join(lines)
 
 
@@ -94,9 +92,9 @@ def _v(x: object) -> str:
     return "-" if x is None else str(x)
 
 
-def events_markup(snap: Snapshot | None, ext: Mapping[str, Any]) -> Content:
+def events_markup(snap: Snapshot | None, ext: SchedExtPart | None) -> Content:
     events = dict(snap.scheduler.events) if snap is not None else {}
-    rates = ext.get("event_rates") or {}
+    rates = ext.event_rates if ext is not None else {}
     if not events:
         if snap is not None and snap.scheduler.ext_state == "enabled":
             return Content.from_markup("[$text-muted]root/events: not in this kernel (6.15+)[/]")
@@ -112,38 +110,36 @@ def events_markup(snap: Snapshot | None, ext: Mapping[str, Any]) -> Content:
     return Content("\n").join(lines)
 
 
-def changes_markup(changes: Sequence[Mapping[str, Any]], limit: int = 8) -> Content:
+def changes_markup(changes: Sequence[ScxChange], limit: int = 8) -> Content:
     if not changes:
         return Content.from_markup("[$text-muted]no scheduler loaded or unloaded since schedtop started[/]")
     lines = []
     for ch in list(changes)[-limit:][::-1]:
-        kind = ch.get("kind", "?")
-        when = time.strftime("%H:%M:%S", time.localtime(ch.get("wall", 0)))
+        kind = ch.kind
+        when = time.strftime("%H:%M:%S", time.localtime(ch.wall))
         mark = MARKS.get(kind, "?")
         style = MARK_STYLE.get(kind, "")
         lines.append(safe((f"[{style}]$mark[/]" if style else "$mark") + f" {when}  $label",
-                          mark=mark, label=ch.get("label", kind)))
+                          mark=mark, label=ch.label or kind))
     return Content("\n").join(lines)
 
 
-def stats_markup(stats: Mapping[str, Any], prev: Mapping[str, Any] | None, dt: float) -> Content:
+def stats_markup(stats: StatsPart | None, prev: StatsPart | None, dt: float) -> Content:
     """Names, descriptions and values come from whichever scheduler serves the socket: plain text."""
-    if not stats:
+    if stats is None:
         return Content.from_markup("[$text-muted]scx_stats: not collected (replay, or --no-bpf session without the extra)[/]")
-    path = str(stats.get("path", ""))
-    if not stats.get("ok"):
-        err = str(stats.get("error") or "unknown error")
+    path = stats.path
+    if not stats.ok:
+        err = stats.error or "unknown error"
         if "No such file" in err or "no scheduler serves" in err:
             return safe("[$text-muted]scx_stats: nothing serves $path[/]", path=path)
         return safe("[$warning]scx_stats $path: $err[/]", path=path, err=err)
-    metrics: Mapping[str, Any] = stats.get("metrics") or {}
-    kinds: Mapping[str, str] = stats.get("kinds") or {}
-    descs: Mapping[str, str] = stats.get("descs") or {}
-    pm: Mapping[str, Any] = (prev or {}).get("metrics") or {}
-    lat = stats.get("latency_ms")
-    head = safe("[b]$top[/b]" + (" - $desc" if stats.get("desc") else "") + "   [$text-muted]$path"
+    metrics, kinds, descs = stats.metrics, stats.kinds, stats.descs
+    pm = prev.metrics if prev is not None else {}
+    lat = stats.latency_ms
+    head = safe("[b]$top[/b]" + (" - $desc" if stats.desc else "") + "   [$text-muted]$path"
                 + (f", answered in {lat:.2f} ms" if lat is not None else "") + "[/]",
-                top=stats.get("top") or "stats", desc=stats.get("desc") or "", path=path)
+                top=stats.top or "stats", desc=stats.desc, path=path)
     if not metrics:
         return Content("\n").join([head, Content.from_markup("[$text-muted](no metrics)[/]")])
     width = min(max(len(visible(k)) for k in metrics), 40)
@@ -180,7 +176,7 @@ class SchedExtScreen(Screen[None]):
     def __init__(self, seed: Iterable[tuple[float, float]] = ()) -> None:
         super().__init__()
         self.samples: deque[tuple[float, float]] = deque(seed, maxlen=DEPTH)
-        self._prev_stats: Mapping[str, Any] | None = None
+        self._prev_stats: StatsPart | None = None
         self._prev_ts: float | None = None
         self._last_ts: float | None = None
 
@@ -198,12 +194,12 @@ class SchedExtScreen(Screen[None]):
         self.show_snapshot(getattr(self.app, "snapshot", None))
 
     def show_snapshot(self, snap: Snapshot | None) -> None:
-        extras = snap.extras if snap is not None else {}
-        ext = extras.get("sched_ext") or {}
-        stats = extras.get("scx_stats") or {}
+        ext = snap.extras.sched_ext if snap is not None else None
+        stats = snap.extras.scx_stats if snap is not None else None
+        changes = ext.changes if ext is not None else ()
         if snap is not None and snap.ts != self._last_ts:
             self._last_ts = snap.ts
-            rate = ext.get("ctxt_per_s")
+            rate = ext.ctxt_per_s if ext is not None else None
             if rate is None:
                 rate = sum(c.switches_per_s for c in snap.cpus)
             if not self.samples or self.samples[-1][0] < snap.ts:
@@ -212,13 +208,13 @@ class SchedExtScreen(Screen[None]):
         stamps = [s[0] for s in self.samples]
         values = [s[1] for s in self.samples]
         spark = sparkline(values, width)
-        marks = marker_row(stamps, ext.get("changes") or (), width)
+        marks = marker_row(stamps, changes, width)
         now = f"{fmt_rate(values[-1])}/s" if values else "-"
         legend = "[$success]▲[/] load  [$warning]▼[/] unload  [$error]✖[/] ejected"
         self.query_one("#ext-timeline", Static).update(
             f"{'context switches':<18} [$accent]{spark}[/] {now}\n{'':<18} {marks}\n{'':<18} {legend}")
         self.query_one("#ext-sysfs", Static).update(sysfs_markup(snap, ext))
-        self.query_one("#ext-changes", Static).update(changes_markup(ext.get("changes") or ()))
+        self.query_one("#ext-changes", Static).update(changes_markup(changes))
         self.query_one("#ext-events", Static).update(events_markup(snap, ext))
         dt = (snap.ts - self._prev_ts) if (snap is not None and self._prev_ts is not None) else 0.0
         self.query_one("#ext-stats", Static).update(stats_markup(stats, self._prev_stats, dt))

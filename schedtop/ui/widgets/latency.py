@@ -6,14 +6,13 @@ sits beside the CPU bars instead of pushing the task table down.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
-from schedtop.model import Histogram
+from schedtop.model import Histogram, ScxChange
 from schedtop.ui.widgets.format import fmt_us
 from schedtop.ui.widgets.task_pane import show_spark
 from schedtop.ui.widgets.text import set_text
@@ -70,9 +69,9 @@ class LatencyPanel(Vertical):
         yield Static(id="lat-hist")
 
     def show(self, h: Histogram | None, p99_history: Sequence[float], stamps: Sequence[float] = (),
-             changes: Iterable[Mapping[str, Any]] = ()) -> None:
+             changes: Iterable[ScxChange] = ()) -> None:
         """stamps: Snapshot.ts of each p99 sample; changes: sched_ext load/unload/eject records
-        (extras["sched_ext"]["changes"]), marked under the sparkline as on the `x` screen."""
+        (Snapshot.extras.sched_ext.changes), marked under the sparkline as on the `x` screen."""
         set_text(self.query_one("#lat-summary", Static), summary_markup(h))
         set_text(self.query_one("#lat-hist", Static), "\n".join(histogram_columns(h)) if h is not None else "")
         spark_w = self.query_one("#lat-p99", Static)
