@@ -95,15 +95,15 @@ class BpfActions:
 
     def action_bpf_status(self) -> None:
         snap = getattr(self, "snapshot", None)
-        bpf = snap.extras.get("bpf") if snap is not None else None
-        if not isinstance(bpf, dict):
+        bpf = snap.extras.bpf if snap is not None else None
+        if bpf is None:
             self.notify(self._bpf_why_not(), severity="warning")  # type: ignore[attr-defined]
             return
-        progs = ", ".join(f"{k.replace('handle_', '')}: {v}" for k, v in bpf.get("programs", {}).items())
+        progs = ", ".join(f"{k.replace('handle_', '')}: {v}" for k, v in bpf.programs.items())
         lines = [
-            f"BPF tier ({bpf.get('mode')}), loaded in {bpf.get('load_s', 0) * 1000:.0f} ms",
-            f"sampling 1 in {bpf.get('sample_rate')}, events {bpf.get('events')}, dropped {bpf.get('dropped')}",
+            f"BPF tier ({bpf.mode}), loaded in {bpf.load_s * 1000:.0f} ms",
+            f"sampling 1 in {bpf.sample_rate}, events {bpf.events}, dropped {bpf.dropped}",
             progs,
-            *bpf.get("warnings", []),
+            *bpf.warnings,
         ]
         self.notify("\n".join(lines), timeout=8)  # type: ignore[attr-defined]

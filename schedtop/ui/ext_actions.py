@@ -201,9 +201,9 @@ class ExtActions:
                               f"{st.events} events{drops}   (T stops)")
         # A stats server that exists but misbehaves costs one warning, not a frozen UI.
         snap = app.snapshot
-        stats = (snap.extras.get("scx_stats") if snap is not None else None) or {}
-        err = stats.get("error") or ""
-        broken = bool(stats) and not stats.get("ok") and "No such file" not in err and "no scheduler" not in err \
+        stats = snap.extras.scx_stats if snap is not None else None
+        err = (stats.error if stats is not None else None) or ""
+        broken = stats is not None and not stats.ok and "No such file" not in err and "no scheduler" not in err \
             and "not read yet" not in err
         if broken and not self._ext_stats_warned:
             app.notify(f"scx_stats: {err}", severity="warning", timeout=6)
