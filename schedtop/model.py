@@ -364,21 +364,6 @@ class Extras:
                 continue
         return cls(**kwargs)
 
-    # A read-only view of the JSON form, for readers still on the dict (`extras.get("bpf")` is
-    # the part as `--once --json` writes it); new code reads the parts by attribute.
-    def get(self, name: str, default: Any = None) -> Any:
-        value = getattr(self, name) if name in Extras.__dataclass_fields__ else None
-        return default if value is None else to_dict(value)
-
-    def __getitem__(self, name: str) -> Any:
-        value = self.get(name)
-        if value is None:
-            raise KeyError(name)
-        return value
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
-
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:

@@ -86,22 +86,22 @@ def test_ext_enabled_per_task_and_the_snapshot_extras() -> None:
         snap = src.collect()
         task = next(t for t in snap.tasks if t.tid == sleeper.pid)
         assert task.ext_enabled is False
-        assert snap.extras["sched_ext"]["state"] == "disabled"
-        assert snap.extras["scx_stats"]["ok"] is False  # nobody serves stats yet
+        assert snap.extras.sched_ext.state == "disabled"
+        assert snap.extras.scx_stats.ok is False  # nobody serves stats yet
         with loaded():
             assert wait_state("enabled", 0) == "enabled"
             src.collect()  # sees the load
             snap = src.collect()
             task = next(t for t in snap.tasks if t.tid == sleeper.pid)
             assert task.ext_enabled is True, "switch_all: every fair task belongs to the BPF scheduler"
-            ext = snap.extras["sched_ext"]
-            assert (ext["state"], ext["ops"], ext["switch_all"]) == ("enabled", "schedtop_min", True)
-            assert [c["kind"] for c in ext["changes"]][-1:] == ["load"]
-            assert ext["events"], "root/events fields missing from the extra"
+            ext = snap.extras.sched_ext
+            assert (ext.state, ext.ops, ext.switch_all) == ("enabled", "schedtop_min", True)
+            assert [c.kind for c in ext.changes][-1:] == ["load"]
+            assert ext.events, "root/events fields missing from the part"
             assert snap.scheduler.ops_name == "schedtop_min"
         assert wait_state("disabled") == "disabled"
         snap = src.collect()  # sees the unload, so the next collect re-reads every task
-        assert [c["kind"] for c in snap.extras["sched_ext"]["changes"]][-1:] == ["unload"]
+        assert [c.kind for c in snap.extras.sched_ext.changes][-1:] == ["unload"]
         snap = src.collect()
         assert next(t for t in snap.tasks if t.tid == sleeper.pid).ext_enabled is False
     finally:
@@ -135,7 +135,7 @@ def test_sched_ext_screen_marks_a_real_load_and_unload() -> None:
 
     async def main() -> None:
         async with app.run_test(size=(120, 45)) as pilot:
-            await until(pilot, lambda: app.snapshot is not None and "sched_ext" in app.snapshot.extras)
+            await until(pilot, lambda: app.snapshot is not None and app.snapshot.extras.sched_ext is not None)
             await pilot.press("x")
             assert isinstance(app.screen, SchedExtScreen)
             with loaded():

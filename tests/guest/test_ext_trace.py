@@ -130,8 +130,8 @@ def test_client_against_schedtops_own_scheduler_server(tmp_path: Path) -> None:
         finally:
             src.close()
             watch.close()
-        assert snap.extras["scx_stats"]["ok"] and snap.extras["scx_stats"]["top"] == "SchedtopStats"
-        assert snap.extras["sched_ext"]["ops"] == "schedtop"
+        assert snap.extras.scx_stats.ok and snap.extras.scx_stats.top == "SchedtopStats"
+        assert snap.extras.sched_ext.ops == "schedtop"
         # schedtop-scheduler mode of the trace: counter tracks from the same socket
         counters = scx_counter_source(None)
         assert counters is not None

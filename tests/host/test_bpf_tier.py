@@ -176,8 +176,8 @@ def test_enrich_fills_the_snapshot(tier: BpfTier) -> None:
     # a hog never blocks once spinning (its start-up may have waited on disk reads)
     assert all(t.preempt_pct is not None and t.preempt_pct >= 90 for t in hog_rows)
     assert any(t.lat_p50_us is not None and t.lat_max_us >= t.lat_p99_us >= t.lat_p50_us for t in hog_rows)
-    bpf = snap.extras["bpf"]
-    assert bpf["mode"] == tier.mode and bpf["dropped"] >= 0 and "switch" in str(bpf["programs"])
+    bpf = snap.extras.bpf
+    assert bpf.mode == tier.mode and bpf.dropped >= 0 and "switch" in str(bpf.programs)
 
 
 def test_live_sample_rate_and_events() -> None:
@@ -248,7 +248,7 @@ def test_backlog_overflow_is_counted_as_lost_user(monkeypatch) -> None:
             c, last = t.counters(), c
             if c == last:
                 break
-        assert c["lost_user"] > 0 and out.extras["bpf"]["lost_user"] == c["lost_user"]
+        assert c["lost_user"] > 0 and out.extras.bpf.lost_user == c["lost_user"]
         events, dropped = tier_counters(t)
         assert dropped >= c["lost_user"] + c["dropped"] and events == c["events"]
     finally:

@@ -43,7 +43,7 @@ def test_sample_rate_keys_drive_the_loaded_tier() -> None:
             assert tier.sample_rate == 64
             await pilot.press("left_square_bracket", "left_square_bracket")
             assert tier.sample_rate == 256
-            await _wait(pilot, lambda: app.snapshot.extras["bpf"]["sample_rate"] == 256)
+            await _wait(pilot, lambda: app.snapshot.extras.bpf.sample_rate == 256)
             await pilot.press("ctrl+b")
             await pilot.pause(0.1)
             # H hides the latency panel and brings it back, filled from the newest snapshot
@@ -85,7 +85,7 @@ def test_tier_opens_in_the_background_and_never_delays_a_collect() -> None:
         assert snap.source == "bpf", snap.warnings
         tier = src.bpf_tier
         assert tier is not None and tier.pid_filter is None  # whole machine
-        assert snap.extras["bpf"]["pid_filter"] is None
+        assert snap.extras.bpf.pid_filter is None
     finally:
         src.close()
     assert src.bpf_tier is None

@@ -54,7 +54,7 @@ def test_x_shows_sysfs_and_generic_scx_stats(tmp_path: Path, monkeypatch: pytest
         app = SchedtopApp(LiveSource(use_bpf=False), delay=0.2)
 
         async def body(pilot) -> None:
-            await wait_for(pilot, lambda: app.snapshot is not None and "sched_ext" in app.snapshot.extras)
+            await wait_for(pilot, lambda: app.snapshot is not None and app.snapshot.extras.sched_ext is not None)
             await pilot.press("x")
             assert isinstance(app.screen, SchedExtScreen)
             screen = app.screen

@@ -152,7 +152,7 @@ def test_live_session_records_snapshots_and_actions(tmp_path):
 
 
 def test_latency_panel_and_bpf_counters_render():
-    """The BPF tier's fields (histogram, per-task percentiles, extras['bpf']) reach the screen."""
+    """The BPF tier's fields (histogram, per-task percentiles, extras.bpf) reach the screen."""
     from schedtop.collect.replay import Replay, ReplaySource
     from schedtop.ui.app import SchedtopApp
     from schedtop.ui.widgets.latency import LatencyPanel

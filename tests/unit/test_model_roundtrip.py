@@ -83,7 +83,7 @@ def test_old_recordings_detail_moves_from_extras_to_its_part():
     assert '"sched_detail"' in raw  # the old form, as recorded
     snaps = [s for s in load_replay(str(Path(__file__).parents[1] / "tui" / "session-bpf.jsonl")).snapshots]
     with_detail = [s for s in snaps if s.detail is not None]
-    assert with_detail and all("sched_detail" not in s.extras for s in snaps)
+    assert with_detail and all("sched_detail" not in to_dict(s.extras) for s in snaps)
     d = with_detail[0].detail
     assert isinstance(d, TaskDetail) and d.tid > 0 and "se.vruntime" in d.fields
     assert snapshot_from_dict(json.loads(json.dumps(to_dict(with_detail[0])))) == with_detail[0]

@@ -63,7 +63,7 @@ def test_replay_source_controls():
     n = len(src)
     first = src.collect()
     assert src.pos == 0 and first.source == "replay"
-    assert first.extras["recorded_source"] in ("procfs", "procfs+debugfs", "bpf")
+    assert first.extras.recorded_source in ("procfs", "procfs+debugfs", "bpf")
     src.step(2)
     assert src.pos == 2
     src.step(-10)
