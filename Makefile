@@ -74,7 +74,9 @@ schedtop/bpf/obj/$(ARCH)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) hatch_build.py
 # ruff on the whole tree, stricter rules and mypy on the modules that keep them green
 # (widen these lists as modules are cleaned). Seconds, so check runs it first.
 LINT_STRICT := schedtop/model.py schedtop/collect/live.py schedtop/collect/fold.py schedtop/collect/kernel_caps.py \
-	tests/unit/test_extras_parts.py \
+	tests/unit/test_extras_parts.py schedtop/collect/replay.py schedtop/collect/ext_watch.py schedtop/collect/scx_events.py \
+	schedtop/once.py schedtop/ui/widgets/header.py schedtop/ui/widgets/status.py schedtop/ui/widgets/latency.py \
+	schedtop/ui/screens/queue.py schedtop/ui/screens/scx.py schedtop/ui/screens/sched_ext.py \
 	schedtop/ui/history.py schedtop/ui/palette.py schedtop/ui/run.py schedtop/ui/controllers/__init__.py \
 	schedtop/ui/controllers/scheduler.py tests/unit/test_scheduler_controller.py \
 	schedtop/ui/controllers/steering.py schedtop/ui/screens/steer.py schedtop/ui/screens/changes.py tests/unit/test_steering_session.py \

@@ -34,9 +34,9 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, BinaryIO, Mapping, overload
+from typing import IO, Any, BinaryIO, TypeGuard, overload
 
 from schedtop.collect.fold import fold_processes
 from schedtop.model import SCHEMA_VERSION, Extras, SchemaError, Snapshot, ViewRequest, snapshot_from_dict
@@ -84,7 +84,7 @@ class Recorder:
         if self.path.endswith(".gz"):
             # Long sessions: ~500 KB of JSON per frame at 1000 threads. Level 1 keeps the
             # cost small; every flush is a zlib sync point, so a crash loses one line at most.
-            self._f = gzip.open(raw, "wt", compresslevel=1, encoding="utf-8")
+            self._f: IO[str] | None = gzip.open(raw, "wt", compresslevel=1, encoding="utf-8")
         else:
             self._f = io.TextIOWrapper(raw, encoding="utf-8")
         uname = os.uname()
@@ -122,7 +122,7 @@ class Recorder:
                 self._f = None
                 self._raw.close()  # gzip leaves a file object it was given open
 
-    def __enter__(self) -> "Recorder":
+    def __enter__(self) -> Recorder:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -139,7 +139,7 @@ class Replay:
     actions: tuple[Mapping[str, Any], ...] = ()
 
 
-def _int(v: Any) -> bool:
+def _int(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -299,7 +299,7 @@ class Frames(Sequence[Snapshot]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (tuple, list, Frames)):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]

@@ -21,8 +21,9 @@ import os
 import re
 import time
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from schedtop.model import SchedExtPart, SchedulerInfo, ScxChange, to_dict
 

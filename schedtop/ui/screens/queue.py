@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,6 +17,9 @@ from schedtop.model import QueuedTask, Snapshot
 from schedtop.textsafe import visible
 from schedtop.ui.widgets.format import fmt_ns, fmt_vruntime
 from schedtop.ui.widgets.text import safe
+
+if TYPE_CHECKING:
+    from schedtop.ui.app import SchedtopApp
 
 VR_W = 14
 
@@ -82,7 +86,8 @@ def queue_markup(snap: Snapshot | None, cpu: int) -> Content:
         return Content("\n").join(lines)
     # Without debugfs (not root) there is no queue; show the tasks last seen runnable here.
     est = [t for t in snap.tasks if t.cpu == cpu and t.state == "R"]
-    lines += [Content.from_markup("[$warning]No exact run queue: it comes from debugfs sched/debug, which needs root.[/]"),
+    lines += [Content.from_markup(
+                  "[$warning]No exact run queue: it comes from debugfs sched/debug, which needs root.[/]"),
               Content("Tasks in state R whose last CPU is this one (an estimate, no pick order):"), Content("")]
     for t in sorted(est, key=lambda t: (t.vruntime_ns or 0)):
         lines.append(safe(f"  {t.tid:>7} $comm vruntime {fmt_vruntime(t.vruntime_ns, VR_W, 6):>{VR_W}}  "
@@ -110,7 +115,7 @@ class QueueScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.show_snapshot(self.app.snapshot)
+        self.show_snapshot(cast("SchedtopApp", self.app).snapshot)
 
     def show_snapshot(self, snap: Snapshot | None) -> None:
         self._snap = snap

@@ -127,7 +127,8 @@ def changes_markup(changes: Sequence[ScxChange], limit: int = 8) -> Content:
 def stats_markup(stats: StatsPart | None, prev: StatsPart | None, dt: float) -> Content:
     """Names, descriptions and values come from whichever scheduler serves the socket: plain text."""
     if stats is None:
-        return Content.from_markup("[$text-muted]scx_stats: not collected (replay, or --no-bpf session without the extra)[/]")
+        return Content.from_markup(
+            "[$text-muted]scx_stats: not collected (replay, or --no-bpf session without the extra)[/]")
     path = stats.path
     if not stats.ok:
         err = stats.error or "unknown error"

@@ -8,9 +8,8 @@ once the kernel ejected it, why.
 
 from __future__ import annotations
 
-from typing import Any
-
 import re
+from typing import TYPE_CHECKING, Any, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -20,6 +19,9 @@ from textual.widgets import Footer, Static
 
 from schedtop.model import SchedulerInfo, ScxPart, Snapshot
 from schedtop.textsafe import visible
+
+if TYPE_CHECKING:
+    from schedtop.ui.app import SchedtopApp
 
 COUNTERS = (
     ("nr_queued", "queued", "tasks sent to the Python loop"),
@@ -108,7 +110,8 @@ def panel_markup(scx: ScxPart | None, scheduler: SchedulerInfo | None = None) ->
         for w in stats.get("warnings") or ():
             lines.append(f"[$warning]{_plain(w)}[/]")
     lines.append("")
-    lines.append("[$text-muted]L load/unload   P next policy   { } global slice   E task in/out of SCHED_EXT (partial)[/]")
+    lines.append("[$text-muted]L load/unload   P next policy   { } global slice   "
+                 "E task in/out of SCHED_EXT (partial)[/]")
     return "\n".join(lines)
 
 
@@ -133,7 +136,7 @@ class ScxScreen(Screen[None]):
     def show_snapshot(self, snap: Snapshot | None) -> None:
         scx = snap.extras.scx if snap is not None else None
         if scx is None:
-            scx = self.app.scheduler.part()
+            scx = cast("SchedtopApp", self.app).scheduler.part()
         self.query_one("#scx-panel", Static).update(panel_markup(scx, snap.scheduler if snap else None))
 
     def action_close(self) -> None:
