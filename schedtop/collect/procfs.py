@@ -1,9 +1,11 @@
-"""Readers for what psutil does not parse: /proc/PID/task/TID/{stat,sched,schedstat}.
+"""Readers of /proc: per-CPU times, the pid and tid lists, and per thread
+/proc/PID/task/TID/{stat,sched,schedstat}.
 
-psutil covers per-CPU times and pid iteration; per thread we need the stat
-line's last CPU (field 39), starttime, policy and rt_priority, plus the
-scheduler's own files, so one raw read per file is cheaper than a psutil
-Process object per thread (measured in BENCHMARKS.md).
+Per thread we need the stat line's last CPU (field 39), starttime, policy and
+rt_priority, plus the scheduler's own files, so one raw read per file is cheaper
+than a psutil Process object per thread (measured in BENCHMARKS.md). The per-CPU
+times and the pid list are two small reads as well; they were psutil's, which cost
+the TUI's start ~10-17 ms of import and ~1.5 MB for nothing else.
 
 Every reader takes a procfs root so the parsers run on fixture trees and on
 the live /proc alike. A task that exits mid-read (ENOENT/ESRCH) or belongs to
@@ -13,12 +15,10 @@ another user (EACCES/EPERM) is normal: its reader returns None, quietly.
 from __future__ import annotations
 
 import os
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
-import psutil
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Errors that mean "this task is gone or not ours": skip it, say nothing.
 _QUIET = (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError)
@@ -194,6 +194,24 @@ def parse_cpu_list(text: str) -> tuple[int, ...]:
     return tuple(cpus)
 
 
+def parse_cpu_times(data: bytes) -> list[tuple[float, float]]:
+    """(busy, total) seconds per CPU from /proc/stat. Fields: user nice system idle iowait
+    irq softirq steal guest guest_nice; guest time is already counted in user, so the
+    total stops at steal; idle + iowait is not busy."""
+    out = []
+    for line in data.splitlines():
+        if not (line.startswith(b"cpu") and line[3:4].isdigit()):
+            continue
+        try:
+            v = [int(x) for x in line.split()[1:9]]
+        except ValueError:
+            continue
+        total = sum(v) / CLK_TCK
+        idle = sum(v[3:5]) / CLK_TCK
+        out.append((total - idle, total))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class ThreadSample:
     """One thread's raw counters from one read: no rates yet."""
@@ -206,24 +224,6 @@ class ThreadSample:
     affinity: tuple[int, ...]
 
 
-_psutil_lock = threading.Lock()
-
-
-@contextmanager
-def _psutil_root(root: str) -> Iterator[None]:
-    """psutil reads from its module-global PROCFS_PATH; point it at a fixture tree briefly."""
-    if root == "/proc":
-        yield
-        return
-    with _psutil_lock:
-        old = psutil.PROCFS_PATH
-        psutil.PROCFS_PATH = root
-        try:
-            yield
-        finally:
-            psutil.PROCFS_PATH = old
-
-
 class ProcfsReader:
     """Reads threads and CPU times under one procfs root."""
 
@@ -234,21 +234,14 @@ class ProcfsReader:
     # --- system-wide -------------------------------------------------------
 
     def cpu_times(self) -> list[tuple[float, float]]:
-        """Per CPU (busy, total) seconds, via psutil."""
-        with _psutil_root(self.root):
-            times = psutil.cpu_times(percpu=True)
-        out = []
-        for t in times:
-            total = sum(t)
-            # psutil's 'guest' time is already in 'user'; idle + iowait is not busy.
-            idle = t.idle + getattr(t, "iowait", 0.0)
-            total -= getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)
-            out.append((total - idle, total))
-        return out
+        """Per CPU (busy, total) seconds, from the cpuN lines of /proc/stat."""
+        return parse_cpu_times(read_bytes(f"{self.root}/stat") or b"")
 
     def pids(self) -> list[int]:
-        with _psutil_root(self.root):
-            return psutil.pids()
+        try:
+            return sorted(int(d) for d in os.listdir(self.root) if d.isdigit())
+        except _QUIET:
+            return []
 
     def uptime(self) -> float:
         data = read_bytes(f"{self.root}/uptime")
