@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from rich.segment import Segment
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -186,7 +186,13 @@ class TaskTable(ScrollView, can_focus=True):
         self.cursor = 0
         self._selected_tid: int | None = None  # sticky only after the user moved the cursor
         self._columns: list[tuple[Column, int]] = []
-        self._line_cache: dict[int, str] = {}
+        # id(task) -> (task, its row text): a task the collector did not change is the same
+        # object next refresh, so its text is not formatted again (cleared when columns change)
+        self._text_cache: dict[int, tuple[Task, str]] = {}
+        # What render_line drew at each widget line, and in which frame (width, scroll, header):
+        # a refresh repaints only the lines whose text or style changed.
+        self._drawn: dict[int, tuple[str, str]] = {}
+        self._drawn_frame: tuple[int, int, str] | None = None
 
     # --- data ---------------------------------------------------------------
 
@@ -248,10 +254,40 @@ class TaskTable(ScrollView, can_focus=True):
                     self.cursor = i
                     break
         self.cursor = max(0, min(self.cursor, len(rows) - 1))
-        self._line_cache.clear()
         self._relayout()
         self._scroll_cursor_visible()
-        self.refresh()
+        self._repaint_changed()
+
+    def _repaint_changed(self) -> None:
+        """Mark dirty only the lines that would now draw differently. With 1000 sleeping
+        threads most visible rows are the same task objects as last refresh; repainting the
+        whole table cost the compositor a full render of every line (the bulk of the UI's
+        time per refresh)."""
+        top = int(self.scroll_y)
+        shown = {id(t) for t in self.rows[top : top + self.size.height]}
+        self._text_cache = {k: v for k, v in self._text_cache.items() if k in shown}
+        if self._drawn_frame != self._frame():
+            self.refresh()
+            return
+        width = self.size.width
+        dirty = [y for y in range(1, self.size.height) if self._drawn.get(y) != self._line(y)]
+        for y in dirty:
+            self.refresh(Region(0, y, width, 1))
+
+    def _frame(self) -> tuple[int, int, str]:
+        return (self.size.width, int(self.scroll_y), self.header_text())
+
+    def _line(self, y: int) -> tuple[str, str]:
+        """(text, style name) of widget line y >= 1, as render_line draws it."""
+        row = int(self.scroll_y) + y - 1
+        if row >= len(self.rows):
+            return ("", "blank")
+        task = self.rows[row]
+        c = self._text_cache.get(id(task))
+        if c is None or c[0] is not task:
+            c = self._text_cache[id(task)] = (task, self.row_text(task))
+        kind = "cursor" if row == self.cursor else "running" if task.state == "R" else "plain"
+        return (c[1], kind)
 
     def _relayout(self) -> None:
         width = self.scrollable_content_region.width or self.size.width or 80
@@ -260,6 +296,8 @@ class TaskTable(ScrollView, can_focus=True):
         if key != getattr(self, "_layout_key", None):
             self._layout_key = key
             self._columns = layout_columns(width, available)
+            self._text_cache = {}
+            self._drawn_frame = None
         # virtual_size is a layout reactive: every change costs a full layout pass (tens of ms).
         # Thread counts wobble every refresh, so grow in steps and shrink only past a margin;
         # the spare rows render blank.
@@ -269,7 +307,6 @@ class TaskTable(ScrollView, can_focus=True):
             self.virtual_size = Size(width, -(-need // ROW_STEP) * ROW_STEP)
 
     def on_resize(self, event: events.Resize) -> None:
-        self._line_cache.clear()
         self._relayout()
         self._scroll_cursor_visible()
 
@@ -362,21 +399,20 @@ class TaskTable(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
+        frame = self._frame()
+        if frame != self._drawn_frame:
+            self._drawn_frame = frame
+            self._drawn = {}
         if y == 0:
             base = self.get_component_rich_style("task-table--header")
-            text = self.header_text()
-            segs = [Segment(text.ljust(width)[:width], base)]
+            segs = [Segment(frame[2].ljust(width)[:width], base)]
             return Strip(segs, width)
-        row = int(self.scroll_y) + y - 1
-        if row >= len(self.rows):
+        text, kind = self._drawn[y] = self._line(y)
+        if kind == "blank":
             return Strip.blank(width, self.rich_style)
-        text = self._line_cache.get(row)
-        if text is None:
-            text = self._line_cache[row] = self.row_text(self.rows[row])
-        task = self.rows[row]
-        if row == self.cursor:
+        if kind == "cursor":
             style = self.get_component_rich_style("task-table--cursor")
-        elif task.state == "R":
+        elif kind == "running":
             style = self.get_component_rich_style("task-table--running")
         else:
             style = self.rich_style
