@@ -52,6 +52,7 @@ class StatFields:
     comm: str
     state: str
     ppid: int
+    flags: int  # field 9: the task's PF_* flags (PF_KTHREAD, PF_NO_SETAFFINITY...)
     utime_ticks: int
     stime_ticks: int
     prio: int  # kernel prio: stat field 18 ("priority") + 100
@@ -78,6 +79,7 @@ def parse_stat(data: bytes) -> StatFields | None:
             comm=data[open_ + 1 : close].decode("utf-8", "replace"),
             state=rest[0].decode("ascii", "replace"),
             ppid=int(rest[1]),
+            flags=int(rest[6]),
             utime_ticks=int(rest[11]),
             stime_ticks=int(rest[12]),
             prio=int(rest[15]) + 100,

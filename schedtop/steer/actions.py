@@ -18,6 +18,7 @@ import resource
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from schedtop.collect.procfs import StatFields, parse_stat, read_bytes
 from schedtop.steer.units import (
     NICE_POLICIES,
     POLICY_NAME,
@@ -162,18 +163,15 @@ def task_dir(pid: int, tid: int) -> str:
     return f"/proc/{pid}/task/{tid}"
 
 
-def read_stat(pid: int, tid: int) -> list[str]:
-    """/proc stat fields after the comm, so index 0 is field 3 (state)."""
-    with open(f"{task_dir(pid, tid)}/stat") as f:
-        data = f.read()
-    return data[data.rindex(")") + 2:].split()
+def read_stat(pid: int, tid: int) -> StatFields | None:
+    """The thread's /proc stat line, parsed by the collector's parser; None once it is gone."""
+    data = read_bytes(f"{task_dir(pid, tid)}/stat")
+    return parse_stat(data) if data else None
 
 
 def starttime_of(pid: int, tid: int) -> int | None:
-    try:
-        return int(read_stat(pid, tid)[19])  # field 22
-    except (OSError, ValueError, IndexError):
-        return None
+    st = read_stat(pid, tid)
+    return st.starttime if st is not None else None
 
 
 def tgid_of(tid: int) -> int | None:
@@ -203,10 +201,8 @@ CAP_SYS_NICE = 23
 
 def task_flags(pid: int, tid: int) -> int:
     """/proc stat field 9 (the task's PF_* flags); 0 when unreadable."""
-    try:
-        return int(read_stat(pid, tid)[6])
-    except (OSError, ValueError, IndexError):
-        return 0
+    st = read_stat(pid, tid)
+    return st.flags if st is not None else 0
 
 
 def task_uids(pid: int, tid: int) -> tuple[int, int] | None:
