@@ -309,6 +309,9 @@ class TaskTable(ScrollView, can_focus=True):
     def on_resize(self, event: events.Resize) -> None:
         self._relayout()
         self._scroll_cursor_visible()
+        # The compositor may have drawn the new size before this event, with the columns
+        # chosen for the old width (a first snapshot that came before the first layout)
+        self.refresh()
 
     # --- cursor -------------------------------------------------------------
 
