@@ -58,7 +58,8 @@ class ScxState:
 
 
 WATCH_S = 0.25  # how often the watcher looks: well inside any timeout_ms worth setting
-KMSG_WAIT_S = 2.0  # for the kernel's exit lines once sysfs says the scheduler is gone
+KMSG_WAIT_S = 2.0  # for the kernel's exit lines once sysfs no longer says "disabling"
+DISABLING_MAX_S = 60.0  # a disable still running after this is not waited for any longer
 
 
 def proc_state(pid: int) -> str | None:
@@ -138,7 +139,8 @@ class ScxSupervisor:
         try:
             while proc.poll() is None and state is self.state:
                 time.sleep(WATCH_S)
-                events = tracker.update(read_scheduler_info())
+                info = read_scheduler_info()
+                events = tracker.update(info)
                 kind = frozen_kind(proc_state(proc.pid))
                 if kind != state.frozen:
                     state.frozen = kind
@@ -148,12 +150,22 @@ class ScxSupervisor:
                 gone = [e for e in events if e.kind in ("eject", "unload") and e.ops_name == SCHEDTOP_OPS]
                 if gone:
                     ev = gone[-1]
-                    deadline = time.monotonic() + KMSG_WAIT_S
-                    while ev.reason is None and kmsg.available and time.monotonic() < deadline:
-                        # sysfs can say "disabled" before the kernel's log lines are there; the
-                        # tracker fills the reason into the event it already returned.
+                    # The kernel logs "disabled (REASON)" at the end of its disable work, after
+                    # moving every task back to the fair class, and only then sets "disabled":
+                    # while sysfs reads "disabling" the line is still to come (a TCG guest on a
+                    # loaded host has taken more than 2 s for that). The tracker fills the
+                    # reason into the event it already returned.
+                    now = time.monotonic()
+                    give_up, settled = now + DISABLING_MAX_S, None if info.ext_state == "disabling" else now
+                    while ev.reason is None and kmsg.available:
+                        now = time.monotonic()
+                        if now >= give_up or (settled is not None and now >= settled + KMSG_WAIT_S):
+                            break
                         time.sleep(0.05)
-                        tracker.update(read_scheduler_info())
+                        info = read_scheduler_info()
+                        tracker.update(info)
+                        if settled is None and info.ext_state != "disabling":
+                            settled = time.monotonic()
                         ev = next((e for e in reversed(tracker.events) if e.ts == ev.ts), ev)
                     why = ev.reason or "see the kernel log"
                     detail = f": {ev.detail}" if ev.detail else ""
