@@ -106,6 +106,19 @@ class SchedFields:
     ext_enabled: bool | None
 
 
+def stat_at(path: str) -> StatFields | None:
+    """The stat line at ``path`` (/proc/PID/stat or /proc/PID/task/TID/stat), parsed; None once gone."""
+    data = read_bytes(path)
+    return parse_stat(data) if data else None
+
+
+def same_process(pid: int, starttime: int) -> bool:
+    """``pid`` is still the process that started at ``starttime``, and not a zombie (a killed
+    owner lingers as Z until it is reaped)."""
+    st = stat_at(f"/proc/{pid}/stat")
+    return st is not None and st.starttime == starttime and st.state not in ("Z", "X")
+
+
 def split_ns(text: str | bytes) -> int:
     """A kernel SPLIT_NS value ('1234.567890' milliseconds) as integer ns, exactly."""
     if isinstance(text, bytes):

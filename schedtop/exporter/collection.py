@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from schedtop.collect.fold import fold_processes
+from schedtop.collect.procfs import same_process
 from schedtop.exporter import buckets
 from schedtop.model import BpfPart, Snapshot, ViewRequest
 
@@ -210,16 +211,6 @@ def top_processes(snap: Snapshot, n: int, recs: Mapping[int, Any] | None) -> tup
 _SESSION = re.compile(r"session-(\d+)-(\d+)\.json")
 
 
-def _alive(pid: int, starttime: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-        fields = data[data.rindex(")") + 2:].split()
-        return int(fields[19]) == starttime and fields[0] not in ("Z", "X")
-    except (OSError, ValueError, IndexError):
-        return False
-
-
 def read_tunings(directory: Path | None = None) -> Tunings:
     """Every attribute some journal holds (changed and not yet given back): schedtop set's
     cli.json, live sessions, and sessions that died without restoring (orphans). Nothing is
@@ -242,7 +233,7 @@ def read_tunings(directory: Path | None = None) -> Tunings:
             owner, holder = None, "schedtop set"
         elif m:
             owner = (int(m[1]), int(m[2]))
-            holder = "session" if _alive(*owner) else "orphan"
+            holder = "session" if same_process(*owner) else "orphan"
         else:
             continue
         try:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
+from schedtop.collect.procfs import same_process
 from schedtop.steer import autogroup
 from schedtop.steer.actions import (
     SteerError, TaskGone, TaskParams, TaskRef, read_base_slice, read_params, set_base_slice, set_params, starttime_of,
@@ -559,7 +560,7 @@ class Journal:
         for p in sorted(d.glob("session-*.json")):
             owner = _owner_of(p)
             if owner is not None:
-                out.append((p, owner[0], owner[1], _alive(*owner)))
+                out.append((p, owner[0], owner[1], same_process(*owner)))
         return out
 
     @staticmethod
@@ -1104,17 +1105,6 @@ def _outcome(h: Held, results: list[tuple[str, str]]) -> Outcome:
     if h.key.startswith("group:"):
         return Outcome(ref, status, msg, group=_group_entry(h))
     return Outcome(ref, status, msg)
-
-
-def _alive(pid: int, starttime: int) -> bool:
-    """The same process, and not a zombie: a just-killed owner lingers as Z until reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-        fields = data[data.rindex(")") + 2:].split()
-        return int(fields[19]) == starttime and fields[0] not in ("Z", "X")
-    except (OSError, ValueError, IndexError):
-        return False
 
 
 GLOBAL_REF = TaskRef(0, 0, 0, "kernel")  # what a machine-wide setting's Outcome names

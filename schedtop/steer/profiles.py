@@ -44,6 +44,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable
 
+from schedtop.collect.procfs import stat_at
 from schedtop.steer import autogroup, units
 from schedtop.steer.actions import SteerError, TaskRef, Tuning, sched_ext_available
 from schedtop.steer.change import ChangeReport, change
@@ -305,12 +306,8 @@ def _read(path: str) -> str:
 
 def _comm_and_start(pid: int, tid: int) -> tuple[str, int] | None:
     """The thread's name and start time, both from its stat line."""
-    data = _read(f"/proc/{pid}/task/{tid}/stat")
-    try:
-        close = data.rindex(")")
-        return data[data.index("(") + 1:close], int(data[close + 2:].split()[19])
-    except (ValueError, IndexError):
-        return None
+    st = stat_at(f"/proc/{pid}/task/{tid}/stat")
+    return (st.comm, st.starttime) if st is not None else None
 
 
 def _exe(pid: int) -> str:

@@ -8,6 +8,7 @@ import fnmatch
 import os
 from typing import Iterator
 
+from schedtop.collect.procfs import stat_at
 from schedtop.steer.actions import SteerError, TaskGone, TaskRef, comm_of, ref_for, starttime_of, tgid_of
 
 
@@ -34,12 +35,8 @@ def all_threads() -> Iterator[TaskRef]:
 
 
 def _ppid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-        return int(data[data.rindex(")") + 2:].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+    st = stat_at(f"/proc/{pid}/stat")
+    return st.ppid if st is not None else None
 
 
 def tree_pids(root: int) -> list[int]:
