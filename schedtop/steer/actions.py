@@ -177,7 +177,7 @@ def starttime_of(pid: int, tid: int) -> int | None:
 def tgid_of(tid: int) -> int | None:
     """The process a tid belongs to (/proc/TID works for any thread id)."""
     try:
-        with open(f"/proc/{tid}/status") as f:
+        with open(f"/proc/{tid}/status", encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith("Tgid:"):
                     return int(line.split()[1])
@@ -188,7 +188,7 @@ def tgid_of(tid: int) -> int | None:
 
 def comm_of(pid: int, tid: int) -> str:
     try:
-        with open(f"{task_dir(pid, tid)}/comm") as f:
+        with open(f"{task_dir(pid, tid)}/comm", encoding="utf-8", errors="replace") as f:
             return f.read().rstrip("\n")
     except OSError:
         return ""
@@ -208,7 +208,7 @@ def task_flags(pid: int, tid: int) -> int:
 def task_uids(pid: int, tid: int) -> tuple[int, int] | None:
     """(real, effective) uid of a thread, the two the kernel's ownership check compares."""
     try:
-        with open(f"{task_dir(pid, tid)}/status") as f:
+        with open(f"{task_dir(pid, tid)}/status", encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith("Uid:"):
                     ids = line.split()[1:3]
@@ -272,7 +272,7 @@ def is_alive(ref: TaskRef) -> bool:
 
 def read_slice_ns(pid: int, tid: int) -> int:
     """se.slice in ns; 0 where the kernel does not show it (RT tasks have no fair slice)."""
-    with open(f"{task_dir(pid, tid)}/sched") as f:
+    with open(f"{task_dir(pid, tid)}/sched", encoding="utf-8", errors="replace") as f:
         for line in f:
             if line.startswith("se.slice"):
                 return int(float(line.split(":")[1]))
@@ -429,7 +429,7 @@ def _setpriority(tid: int, nice: int) -> None:
 def cgroups_of(pid: int) -> list[tuple[str, list[str], str]]:
     """/proc/PID/cgroup as (hierarchy id, controllers, path); [] when the task is gone."""
     try:
-        with open(f"/proc/{pid}/cgroup") as f:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
     except OSError:
         return []
@@ -615,7 +615,7 @@ def autogroup_note(pid: int) -> str | None:
         with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
             if f.read().strip() != "1":
                 return None
-        with open(f"/proc/{pid}/autogroup") as f:
+        with open(f"/proc/{pid}/autogroup", encoding="utf-8", errors="replace") as f:
             group = f.read().split()[0].lstrip("/")
     except (OSError, IndexError):
         return None

@@ -72,7 +72,7 @@ def enabled() -> bool:
 def read(pid: int) -> Group | None:
     """The task's session group, or None when it is in the root group (or gone)."""
     try:
-        with open(f"/proc/{pid}/autogroup") as f:
+        with open(f"/proc/{pid}/autogroup", encoding="utf-8", errors="replace") as f:
             m = _LINE.match(f.read().strip())
     except OSError:
         return None

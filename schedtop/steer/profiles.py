@@ -297,8 +297,8 @@ def _rule(i: int, r: dict, fail) -> Rule:
 
 
 def _read(path: str) -> str:
-    try:
-        with open(path) as f:
+    try:  # a name is any bytes its owner chose: never let one stop the poll
+        with open(path, encoding="utf-8", errors="replace") as f:
             return f.read()
     except OSError:
         return ""

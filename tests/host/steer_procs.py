@@ -62,9 +62,9 @@ def spawn(name: str = "stt-child", threads: int = 1, prefix: list[str] | None = 
 
 
 def _stat(pid: int, tid: int) -> list[str]:
-    with open(f"/proc/{pid}/task/{tid}/stat") as f:
+    with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:  # a comm may be any bytes
         data = f.read()
-    return data[data.rindex(")") + 2:].split()
+    return data[data.rindex(b")") + 2:].decode().split()
 
 
 def policy(pid: int, tid: int | None = None) -> int:
@@ -84,7 +84,7 @@ def starttime(pid: int, tid: int | None = None) -> int:
 
 
 def slice_ns(pid: int, tid: int | None = None) -> int | None:
-    with open(f"/proc/{pid}/task/{tid or pid}/sched") as f:
+    with open(f"/proc/{pid}/task/{tid or pid}/sched", errors="replace") as f:
         for line in f:
             if line.startswith("se.slice"):
                 return int(float(line.split(":")[1]))
@@ -92,7 +92,7 @@ def slice_ns(pid: int, tid: int | None = None) -> int | None:
 
 
 def affinity(pid: int, tid: int | None = None) -> str:
-    with open(f"/proc/{pid}/task/{tid or pid}/status") as f:
+    with open(f"/proc/{pid}/task/{tid or pid}/status", errors="replace") as f:
         for line in f:
             if line.startswith("Cpus_allowed_list:"):
                 return line.split(":", 1)[1].strip()

@@ -76,3 +76,28 @@ def test_a_no_op_change_is_not_journaled(state):
         assert len(steps) == 1 and steps[0]["entries"][0]["attrs"] == ["nice"]
     finally:
         c.kill()
+
+
+def test_a_name_that_is_not_utf8_is_tuned_and_restored(state):
+    """Any user may give a task a name that is not UTF-8 (prctl PR_SET_NAME takes bytes). Reading
+    its /proc files as text once raised, and the error read as 'No such process': set refused a
+    live task. Now it is tuned, shown with replacement characters, and restored."""
+    import subprocess
+    import sys
+
+    code = ("import ctypes,time; ctypes.CDLL(None).prctl(15, b'stt-\\xff\\xfe', 0, 0, 0);"
+            "print('ok', flush=True); time.sleep(300)")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout and p.stdout.readline().strip() == "ok"
+        before = sp.snapshot(p.pid)
+        r = schedtop("set", str(p.pid), "--nice", "5")
+        assert r.returncode == 0, r.stderr
+        assert f"pid {p.pid} (stt-\ufffd\ufffd)" in r.stdout and "nice 5" in r.stdout
+        assert sp.nice(p.pid) == 5
+        r = schedtop("restore")
+        assert r.returncode == 0 and "1 restored" in r.stdout, r.stdout + r.stderr
+        assert sp.snapshot(p.pid) == before
+    finally:
+        p.kill()
+        p.wait()

@@ -91,8 +91,8 @@ def test_matching_rules_first_match_wins():
 
 
 def _nice(pid, tid=None):
-    with open(f"/proc/{pid}/task/{tid or pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[16])
+    with open(f"/proc/{pid}/task/{tid or pid}/stat", "rb") as f:  # a comm may be any bytes
+        return int(f.read().rsplit(b")", 1)[1].split()[16])
 
 
 @pytest.mark.root
@@ -123,3 +123,27 @@ def test_live_application_reaches_tasks_started_later(tmp_path):
             if p is not None:
                 p.kill()
                 p.wait()
+
+
+@pytest.mark.root
+def test_a_name_that_is_not_utf8_is_matched_not_fatal(tmp_path):
+    """Any user may name a process with bytes that are not UTF-8 (prctl PR_SET_NAME): the poll
+    reads it with a replacement character, matches it and tunes it, instead of raising."""
+    tag = "u" + uuid.uuid4().hex[:6]
+    prof = parse(f'name = "t"\n[[rule]]\ncomm = "{tag}*"\nthread = "{tag}*"\nnice = 4\n')
+    j = Journal.session(ensure_dir(tmp_path / "st"))
+    runner = ProfileRunner(prof, j)
+    code = ("import ctypes,sys,time; ctypes.CDLL(None).prctl(15, sys.argv[1].encode() + b'\\xff\\xfe', 0, 0, 0);"
+            "print('ok', flush=True); time.sleep(300)")
+    p = subprocess.Popen([sys.executable, "-c", code, tag], stdout=subprocess.PIPE, text=True)
+    try:
+        p.stdout.readline()
+        with open(f"/proc/{p.pid}/comm", "rb") as f:
+            assert f.read().rstrip(b"\n") == tag.encode() + b"\xff\xfe"
+        reps = runner.poll()
+        assert _nice(p.pid) == 4 and sum(r.changed for r in reps) == 1
+        j.restore_all()
+        assert _nice(p.pid) == 0
+    finally:
+        p.kill()
+        p.wait()
