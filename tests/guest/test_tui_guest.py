@@ -155,7 +155,8 @@ def header(app) -> str:
 
 
 def stats(app) -> dict:
-    return (app.scheduler.part() or {}).get("stats") or {}
+    part = app.scheduler.part()
+    return dict(part.stats) if part is not None else {}
 
 
 NUM = r"([\d,]+) µs"
@@ -241,7 +242,7 @@ def test_load_panel_live_knobs_and_unload() -> None:
         await pilot.press("escape")
         assert not isinstance(app.screen, ScxScreen)
         await until(pilot, lambda: "EEVDF" in header(app), 30, "header back to EEVDF")
-        assert app.is_running and app.scheduler.part()["exit"]["reason"] == "stopped"
+        assert app.is_running and (app.scheduler.part().exit or {})["reason"] == "stopped"
         frames = app.history.frames
         await until(pilot, lambda: app.history.frames > frames + 1, 30, "app still collecting")
 
@@ -258,7 +259,7 @@ async def ejected(app, pilot, child: subprocess.Popen, reason: str) -> Any:
     msg = text(offer.query_one("#confirm-text"))
     assert reason in msg.lower() and "EEVDF" in msg, msg
     assert any(reason in n.lower() for n in app.notes), f"no notification with the reason: {app.notes}"
-    assert app.scheduler.part()["exit"]["reason"] == "ejected"
+    assert (app.scheduler.part().exit or {})["reason"] == "ejected"
     await until(pilot, lambda: child.poll() is not None, 30, "ejected child exited")
     # Behind the offer the app keeps collecting, on EEVDF.
     frames = app.history.frames

@@ -526,7 +526,11 @@ def test_guest_schedtops_own_scheduler_is_served(tmp_path):
                 deadline = time.monotonic() + 60
                 while True:
                     text = generate_latest(registry).decode()
-                    if samples(text, "schedtop_scx_stats_up").get(f'{{path="{sock}"}}'):
+                    # The socket answers before the loop's first stats report, with no values
+                    # yet: wait for the scheduler's numbers, not for the first answer.
+                    if samples(text, "schedtop_scx_stats_up").get(f'{{path="{sock}"}}') and \
+                            any(k.startswith("schedtop_scx_stat_") and "string_info" not in k
+                                for k in samples_all(text)):
                         break
                     assert time.monotonic() < deadline, text
                     time.sleep(0.5)
