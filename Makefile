@@ -79,7 +79,6 @@ LINT_STRICT := schedtop/model.py schedtop/collect/live.py schedtop/collect/fold.
 	schedtop/ui/screens/queue.py schedtop/ui/screens/scx.py schedtop/ui/screens/sched_ext.py \
 	schedtop/ui/history.py schedtop/ui/palette.py schedtop/ui/run.py schedtop/ui/controllers/__init__.py \
 	schedtop/ui/controllers/scheduler.py tests/unit/test_scheduler_controller.py \
-	schedtop/ui/controllers/trace.py schedtop/ui/widgets/trace_bar.py \
 	schedtop/ui/controllers/steering.py schedtop/ui/screens/steer.py schedtop/ui/screens/changes.py tests/unit/test_steering_session.py \
 	hatch_build.py schedtop/bpf/objects.py tests/host/install.py tests/host/test_install.py tests/host/conftest.py \
 	schedtop/bpf/libbpf/__init__.py schedtop/bpf/libbpf/lib.py schedtop/bpf/libbpf/bpfobject.py \

@@ -184,7 +184,6 @@ class BpfTier:
         self._lock = threading.Lock()
         self.warnings: list[str] = []
         self.mode = "tp_btf" if use_btf else "raw_tp"
-        self.stream = events  # the sampled event stream is compiled in (sched_waking attached)
         self.programs: dict[str, str] = {}
         t0 = time.monotonic()
         self._obj = libbpf.BpfObject.open(path)
@@ -444,7 +443,7 @@ class BpfTier:
         depth = self.depth_counters()
         part = BpfPart(
             mode=self.mode,
-            sample_rate=self.sample_rate if self.stream else 0,  # 0: no stream, nothing sampled
+            sample_rate=self.sample_rate,
             events=counters["events"],
             dropped=counters["dropped"],
             untracked=counters["untracked"],

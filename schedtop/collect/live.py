@@ -253,9 +253,7 @@ class LiveSource:
             self._tier_warnings.append(f"BPF tier not available ({exc}); procfs only")
             return
         try:
-            # Nothing the monitor shows reads the sampled event stream (T records with a tier
-            # of its own): without it there is no backlog to fill and no sched_waking to pay.
-            self._tier = open_tier(events=False)
+            self._tier = open_tier()
         except BpfUnavailable as exc:
             self._tier_warnings.append(f"BPF tier off: {exc}")
         except Exception as exc:

@@ -3,8 +3,8 @@
 The collection loop and the replay transport live in poller.py (mixed in);
 this module lays out the widgets, applies each SnapshotReady inside
 `batch_update()` (widgets only render what they are given), and holds the
-view's keys. Steering is a SteeringSession, schedtop's scheduler a SchedulerController, the
-sched_ext window and `T` a TraceController: plain objects made in __init__, posting Messages.
+view's keys. Steering is a SteeringSession and schedtop's scheduler a SchedulerController
+(plain objects made in __init__); other areas' keys come from the *_actions mixins.
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ from textual.widgets import Footer, Input
 from schedtop.collect.fold import fold_processes
 from schedtop.model import Snapshot, Task, ViewRequest
 from schedtop.textsafe import visible
+from schedtop.ui import bpf_actions, ext_actions
+from schedtop.ui.bpf_actions import BpfActions
 from schedtop.ui.config import Config, ConfigError
-from schedtop.ui.controllers.trace import TraceController, rate_text
+from schedtop.ui.ext_actions import ExtActions
 from schedtop.ui.history import History
 from schedtop.ui.palette import ActionsProvider
 from schedtop.ui.poller import Poller, SnapshotReady
@@ -48,7 +50,6 @@ from schedtop.ui.widgets.latency import LatencyPanel
 from schedtop.ui.widgets.status import StatusBar
 from schedtop.ui.widgets.task_pane import TaskPane
 from schedtop.ui.widgets.task_table import COLUMNS, TaskTable
-from schedtop.ui.widgets.trace_bar import TraceIndicator
 
 SORT_KEYS = [c.key for c in COLUMNS]
 LATENCY_MIN_WIDTH = 110  # below this the histogram would squeeze the CPU bars
@@ -125,27 +126,6 @@ SCHEDULER_BINDINGS: list[Binding] = [
 ]
 
 
-def _bpf(key: str, action: str, description: str, ident: str, tooltip: str, show: bool = False) -> Binding:
-    return Binding(key, action, description, show=show, id=f"schedtop.bpf.{ident}", tooltip=tooltip)
-
-
-# The sched_ext window (x), the Perfetto recording (T) and its sampling ([ ]), the BPF tier's panels.
-TRACE_BINDINGS: list[Binding] = [
-    Binding("x", "sched_ext", "sched_ext", id="schedtop.sched_ext",
-            tooltip="sched_ext: state, ops, root/events rates, load/unload markers, scx_stats metrics"),
-    Binding("T", "trace", "Trace", id="schedtop.trace",
-            tooltip="Start/stop recording a Perfetto trace (BPF tier, root) into the current directory"),
-    _bpf("left_square_bracket", "bpf_sample(2)", "Sample less", "sample_less",
-         "What T records: half as many scheduling events (1 in 2N)"),
-    _bpf("right_square_bracket", "bpf_sample(0.5)", "Sample more", "sample_more",
-         "What T records: twice as many scheduling events (1 in N/2, down to all)"),
-    _bpf("H", "bpf_histogram", "Histogram", "histogram",
-         "Show or hide the run-queue latency panel (histogram + p99 trail; needs the BPF tier)"),
-    _bpf("ctrl+b", "bpf_status", "BPF status", "status",
-         "BPF tier: mode, attached programs, events and drops"),
-]
-
-
 def action_text(action: dict) -> str:
     """A recorded action in one short phrase, whatever area wrote it."""
     for key in ("text", "summary", "description", "message"):
@@ -164,7 +144,7 @@ class MainScreen(Screen[None]):
         self.app._layout_pane()
 
 
-class SchedtopApp(Poller, App[int]):
+class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
     TITLE = "schedtop"
     CSS_PATH = Path(__file__).with_name("schedtop.tcss")  # absolute: subclasses live elsewhere
     COMMANDS = App.COMMANDS | {ActionsProvider}
@@ -172,7 +152,8 @@ class SchedtopApp(Poller, App[int]):
         *CORE_BINDINGS,
         *STEER_BINDINGS,
         *SCHEDULER_BINDINGS,
-        *TRACE_BINDINGS,
+        *ext_actions.BINDINGS,
+        *bpf_actions.BINDINGS,
     ]
 
     def __init__(
@@ -211,9 +192,6 @@ class SchedtopApp(Poller, App[int]):
                                         keep=bool(getattr(args, "keep", False)),
                                         exec_hook=not getattr(args, "no_bpf", False))
         self._profile: str | None = getattr(args, "profile", None)
-        self.trace = TraceController(self.post_message, self.record_action)
-        self.latency_wanted = True  # H: the user's choice; the panel also needs data and width
-        self._stats_warned = False
         self._hooks_done = False
         self._warned: set[str] = set()  # warnings already shown as a banner
         if self.config.theme:
@@ -235,7 +213,6 @@ class SchedtopApp(Poller, App[int]):
         yield FilterBox(placeholder="filter: command name or pid (Enter keeps, Esc clears)", id="filter")
         yield StatusBar(id="status")
         yield Footer()
-        yield TraceIndicator(id="trace-indicator")
 
     def on_mount(self) -> None:
         if self.config.keymap:
@@ -254,11 +231,11 @@ class SchedtopApp(Poller, App[int]):
                 loop.add_signal_handler(sig, self._on_signal, sig)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread (tests): nothing to install
-        if isinstance(self.source, LiveSource):
+        if not self.replay and hasattr(self.source, "add_extra"):
             self.source.add_extra("scx", self.scheduler.part)
-            self.trace.attach(self.source)
-        self.set_interval(0.5, self.trace.tick)
         self._tell(self.steering.start())
+        self.ext_mount()
+        self.bpf_mount()
         self._poll()
         self._check_size()
         if self._profile:  # last: a profile that does not load ends the app, every part mounted
@@ -358,7 +335,6 @@ class SchedtopApp(Poller, App[int]):
                     self._warned.add(w)
                     self.notify(w, title="schedtop", severity="warning", timeout=8)
         self.history.update(snap)
-        self._warn_stats(snap)
         if self.paused and not self.replay:  # a replay frame already in flight is still shown
             self.pending += 1
             self._render_state()
@@ -687,80 +663,6 @@ class SchedtopApp(Poller, App[int]):
             # (sys.stderr is Textual's capture now, so look the real one up at exit time.)
             atexit.register(lambda: print(msg, file=sys.__stderr__, flush=True))
 
-    # --- the sched_ext window, the trace, the BPF tier -------------------------
-
-    def action_sched_ext(self) -> None:
-        from schedtop.ui.screens.sched_ext import SchedExtScreen
-
-        if isinstance(self.screen, SchedExtScreen):
-            self.screen.dismiss(None)
-            return
-        self.push_screen(SchedExtScreen(self.trace.timeline()))
-
-    def action_trace(self) -> None:
-        if self.trace.recording:
-            self.trace.stop()
-            return
-        if self.replay:
-            self.notify("trace recording needs the live machine, not a replay", severity="warning")
-            return
-        if os.geteuid() != 0:
-            self.notify("trace recording needs root (BPF tracepoints)", severity="error")
-            return
-        self.trace.start()
-
-    def action_bpf_sample(self, factor: float) -> None:
-        self.trace.step_rate(factor)
-
-    def on_trace_controller_note(self, message: TraceController.Note) -> None:
-        self.notify(message.text, severity=message.severity, timeout=message.timeout)
-
-    def on_trace_controller_bar(self, message: TraceController.Bar) -> None:
-        try:
-            bar = self.query_one("#trace-indicator", TraceIndicator)
-        except Exception:  # another screen is on top; the bar lives on the main one
-            return
-        bar.show(message.text)
-
-    def _warn_stats(self, snap: Snapshot) -> None:
-        """A stats server that exists but misbehaves costs one warning, not a frozen UI."""
-        stats = snap.extras.scx_stats
-        err = (stats.error if stats is not None else None) or ""
-        broken = stats is not None and not stats.ok and "No such file" not in err and "no scheduler" not in err \
-            and "not read yet" not in err
-        if broken and not self._stats_warned:
-            self.notify(f"scx_stats: {err}", severity="warning", timeout=6)
-        self._stats_warned = broken
-
-    def _bpf_why_not(self) -> str:
-        snap = self.snapshot
-        reasons = [w for w in (snap.warnings if snap else ()) if "BPF" in w]
-        return reasons[0] if reasons else "the BPF tier is not running (replay, --no-bpf, or not root)"
-
-    def action_bpf_histogram(self) -> None:
-        self.latency_wanted = not self.latency_wanted
-        snap = self.snapshot
-        if self.latency_wanted and (snap is None or snap.latency is None):
-            self.notify(f"no latency histogram to show: {self._bpf_why_not()}", severity="warning")
-        self._layout_latency()
-        if snap is not None and self.query_one("#latency").display:
-            self.show(snap)  # the panel was not kept up to date while hidden
-
-    def action_bpf_status(self) -> None:
-        snap = self.snapshot
-        bpf = snap.extras.bpf if snap is not None else None
-        if bpf is None:
-            self.notify(self._bpf_why_not(), severity="warning")
-            return
-        progs = ", ".join(f"{k.replace('handle_', '')}: {v}" for k, v in bpf.programs.items())
-        lines = [
-            f"BPF tier ({bpf.mode}), loaded in {bpf.load_s * 1000:.0f} ms",
-            f"events {bpf.events}, dropped {bpf.dropped}; T records {rate_text(self.trace.sample_rate)}",
-            progs,
-            *bpf.warnings,
-        ]
-        self.notify("\n".join(lines), timeout=8)
-
     # --- exit ---------------------------------------------------------------
 
     def run_exit_hooks(self) -> None:
@@ -769,7 +671,7 @@ class SchedtopApp(Poller, App[int]):
             return
         self._hooks_done = True
         self.poller_stop()
-        for hook in (self.trace.close, self.scheduler.close, self._steering_close):
+        for hook in (self.bpf_unmount, self.ext_unmount, self.scheduler.close, self._steering_close):
             try:
                 hook()
             except Exception as exc:  # one area's failure must not skip another's restore

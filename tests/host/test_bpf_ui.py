@@ -8,7 +8,7 @@ import time
 import pytest
 
 from schedtop.collect.bpf import OBJECT
-from schedtop.ui.controllers.trace import next_rate
+from schedtop.ui.bpf_actions import next_rate
 
 pytestmark = [pytest.mark.root, pytest.mark.bpf,
               pytest.mark.skipif(not OBJECT.exists(), reason="trace.bpf.o not built (make bpf)")]
@@ -27,37 +27,23 @@ async def _wait(pilot, cond, timeout: float = 10.0) -> None:
         await pilot.pause(0.05)
 
 
-def test_the_monitor_tier_has_no_event_stream_and_sample_keys_set_what_T_records(tmp_path, monkeypatch) -> None:
-    """Nothing the TUI shows reads sampled events: its tier opens without the stream (no
-    sched_waking program, nothing sampled, no backlog). [ and ] set the rate T records at,
-    and the file says that rate."""
+def test_sample_rate_keys_drive_the_loaded_tier() -> None:
     from schedtop.collect.live import LiveSource
-    from schedtop.export.perfetto import read_trace
     from schedtop.ui.app import SchedtopApp
-    from schedtop.ui.controllers.trace import TRACE_DIR_ENV
 
-    monkeypatch.setenv(TRACE_DIR_ENV, str(tmp_path))
     src = LiveSource(use_debugfs=False)
     app = SchedtopApp(src, delay=0.3)
 
     async def main() -> None:
         async with app.run_test(size=(140, 40)) as pilot:
             await _wait(pilot, lambda: app.snapshot is not None and app.snapshot.source == "bpf")
-            bpf = app.snapshot.extras.bpf
-            assert bpf is not None
-            assert "handle_waking" not in bpf.programs and "handle_switch" in bpf.programs
-            assert bpf.sample_rate == 0 and bpf.backlog == 0 and bpf.events == 0
-            assert app.trace.sample_rate == 1  # a trace records every event by default
+            tier = app._bpf_tier()
+            assert tier is not None and tier.sample_rate == 128
             await pilot.press("right_square_bracket")
-            assert app.trace.sample_rate == 1  # already every event
+            assert tier.sample_rate == 64
             await pilot.press("left_square_bracket", "left_square_bracket")
-            assert app.trace.sample_rate == 4
-            await pilot.press("T")
-            await _wait(pilot, lambda: "events" in str(app.query_one("#trace-indicator").render()), 20)
-            assert "1 in 4" in str(app.query_one("#trace-indicator").render())
-            await pilot.pause(0.5)
-            await pilot.press("T")
-            await _wait(pilot, lambda: not app.query_one("#trace-indicator").display, 30)
+            assert tier.sample_rate == 256
+            await _wait(pilot, lambda: app.snapshot.extras.bpf.sample_rate == 256)
             await pilot.press("ctrl+b")
             await pilot.pause(0.1)
             # H hides the latency panel and brings it back, filled from the newest snapshot
@@ -74,17 +60,6 @@ def test_the_monitor_tier_has_no_event_stream_and_sample_keys_set_what_T_records
         asyncio.run(main())
     finally:
         src.close()
-    (trace,) = tmp_path.glob("schedtop-*.perfetto-trace")
-    rates = [c.counter_value for c in _counters(read_trace(trace), "schedtop: sample rate (1 in N)")]
-    assert rates == [4]
-
-
-def _counters(trace, name):
-    """The values of one named counter track in a decoded trace."""
-    uuids = {p.track_descriptor.uuid for p in trace.packet
-             if p.HasField("track_descriptor") and p.track_descriptor.name == name}
-    return [p.track_event for p in trace.packet
-            if p.HasField("track_event") and p.track_event.track_uuid in uuids]
 
 
 def test_tier_opens_in_the_background_and_never_delays_a_collect() -> None:

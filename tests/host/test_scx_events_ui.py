@@ -122,8 +122,7 @@ def test_markers_line_up_with_the_samples() -> None:
 @pytest.mark.root
 def test_T_records_a_trace_with_an_indicator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from schedtop.export.perfetto import read_trace, summarize
-    from schedtop.ui.controllers.trace import TRACE_DIR_ENV
-    from schedtop.ui.widgets.trace_bar import TraceIndicator
+    from schedtop.ui.ext_actions import TRACE_DIR_ENV, TraceIndicator
 
     monkeypatch.setenv(TRACE_DIR_ENV, str(tmp_path))
     monkeypatch.setenv("SCHEDTOP_SCX_STATS", str(tmp_path / "no-stats"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from schedtop.export.perfetto import PerfettoWriter
-from schedtop.ui.controllers.trace import trace_path
+from schedtop.ui.ext_actions import trace_path
 
 
 def test_a_planted_symlink_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
