@@ -24,15 +24,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-SLEEPERS = """
-import sys, threading, time
-ev = threading.Event()
-for _ in range(int(sys.argv[1])):
-    threading.Thread(target=ev.wait, daemon=True).start()
-print("ready", flush=True)
-time.sleep(3600)
-"""
+sys.path.insert(0, str(ROOT / "bench"))
+from monitor import CLK_TCK, SLEEPERS  # noqa: E402 (the same 1000 sleeping threads as the monitor bench)
 SCHED_COLLECTORS = ("cpu", "stat", "schedstat", "loadavg", "pressure")
 
 
