@@ -82,7 +82,8 @@ LINT_STRICT := schedtop/model.py schedtop/collect/live.py schedtop/collect/fold.
 	schedtop/ui/controllers/steering.py schedtop/ui/screens/steer.py schedtop/ui/screens/changes.py tests/unit/test_steering_session.py \
 	hatch_build.py schedtop/bpf/objects.py tests/host/install.py tests/host/test_install.py tests/host/conftest.py \
 	schedtop/bpf/libbpf/__init__.py schedtop/bpf/libbpf/lib.py schedtop/bpf/libbpf/bpfobject.py \
-	schedtop/bpf/libbpf/rings.py schedtop/bpf/globals.py schedtop/bpf/btf.py schedtop/steer/exec_watch.py
+	schedtop/bpf/libbpf/rings.py schedtop/bpf/globals.py schedtop/bpf/btf.py schedtop/steer/exec_watch.py \
+	schedtop/scx/loader.py
 LINT_STRICT += schedtop/exporter/__init__.py schedtop/exporter/buckets.py schedtop/exporter/collection.py \
 	schedtop/exporter/metrics.py schedtop/exporter/cli.py tests/host/test_exporter.py
 LINT_TYPED := $(LINT_STRICT)

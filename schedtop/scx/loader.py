@@ -16,9 +16,14 @@ import ctypes
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from schedtop.bpf import objects
+from schedtop.bpf.globals import Globals
 from schedtop.scx import compat, protocol
+
+if TYPE_CHECKING:
+    from schedtop.bpf.libbpf import Link
 
 OBJ_PATH = objects.path("scx")
 SYSFS = Path("/sys/kernel/sched_ext")
@@ -92,7 +97,7 @@ class Scheduler:
         if not 1 <= cfg.timeout_ms <= MAX_TIMEOUT_MS:
             raise LoadError(f"timeout_ms must be 1..{MAX_TIMEOUT_MS}, got {cfg.timeout_ms}")
         self.cfg = cfg
-        self.link = None
+        self.link: Link | None = None
         try:
             self.obj = BpfObject.open(obj_path)
         except BpfError as exc:
@@ -102,7 +107,7 @@ class Scheduler:
             self.compat = self._check_kernel(btf, obj_path)
             self._configure(btf, cfg, own_tgid or os.getpid())
             self.obj.load()
-            self._bind(btf)
+            self._bind()
         except BpfError as exc:
             self.obj.close()
             raise LoadError(f"loading the scheduler failed: {exc}") from None
@@ -135,24 +140,22 @@ class Scheduler:
         return plan
 
     def _configure(self, btf, cfg: LoadConfig, tgid: int) -> None:
-        ro = self.obj.global_data(".rodata")
-        offs = btf.datasec_offsets(".rodata")
-        _write(ro, offs["own_tgid"], ctypes.c_uint32, tgid)
-        _write(ro, offs["default_slice_ns"], ctypes.c_uint64, cfg.slice_ns)
-        _write(ro, offs["heartbeat_ns"], ctypes.c_uint64, cfg.heartbeat_ms * 1_000_000)
-        _write(ro, offs["loop_preempt"], ctypes.c_uint8, int(cfg.loop_preempt))
+        ro = Globals(self.obj, ".rodata")  # before load: the image libbpf copies into the map
+        ro.var("own_tgid", ctypes.c_uint32).value = tgid
+        ro.var("default_slice_ns", ctypes.c_uint64).value = cfg.slice_ns
+        ro.var("heartbeat_ns", ctypes.c_uint64).value = cfg.heartbeat_ms * 1_000_000
+        ro.var("loop_preempt", ctypes.c_bool).value = cfg.loop_preempt
         # The struct_ops map's initial value is the object's own struct sched_ext_ops.
         ops, fields = self._ops_view(btf)
         _write(ops, fields["flags"].offset, ctypes.c_uint64, SCX_OPS_SWITCH_PARTIAL if cfg.partial else 0)
         _write(ops, fields["timeout_ms"].offset, ctypes.c_uint32, cfg.timeout_ms)
 
-    def _bind(self, btf) -> None:
-        addr, _ = self.obj.map(".bss").initial_value()
-        offs = btf.datasec_offsets(".bss")
-        self.live = protocol.Live.from_address(addr + offs["live"])
-        self.counters = protocol.ScxCounters.from_address(addr + offs["counters"])
-        self.exit_rec = protocol.ScxExitRec.from_address(addr + offs["exit_rec"])
-        self.lat_hist = (ctypes.c_uint64 * protocol.LAT_BUCKETS).from_address(addr + offs["lat_hist"])
+    def _bind(self) -> None:
+        bss = Globals(self.obj, ".bss")  # after load: the map's mmap, shared with the kernel
+        self.live = bss.var("live", protocol.Live)
+        self.counters = bss.var("counters", protocol.ScxCounters)
+        self.exit_rec = bss.var("exit_rec", protocol.ScxExitRec)
+        self.lat_hist = bss.var("lat_hist", ctypes.c_uint64 * protocol.LAT_BUCKETS)
         self.live.slice_ns = self.cfg.slice_ns
         self.queued_map = self.obj.map("queued")
         self.dispatched_map = self.obj.map("dispatched")
@@ -191,7 +194,7 @@ class Scheduler:
 
     def counters_dict(self) -> dict[str, int]:
         c = self.counters
-        return {name: int(getattr(c, name)) for name, _ in protocol.ScxCounters._fields_}
+        return {name: int(getattr(c, name)) for name, *_ in protocol.ScxCounters._fields_}
 
     def latency_hist(self) -> list[int]:
         return list(self.lat_hist)

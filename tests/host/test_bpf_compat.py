@@ -159,6 +159,31 @@ def test_the_object_sets_the_ops_the_tests_assume() -> None:
         obj.close()
 
 
+def test_the_loader_writes_and_binds_the_globals_the_object_has_at_their_sizes() -> None:
+    """What ``Scheduler`` writes before load and binds after it, on the opened object (no kernel
+    needed): a renamed or resized variable in scx.bpf.c fails here, not in a guest."""
+    import ctypes
+
+    from schedtop.bpf.globals import Globals
+    from schedtop.bpf.libbpf import BpfObject
+
+    obj = BpfObject.open(OBJ_PATH)
+    try:
+        s = Scheduler.__new__(Scheduler)
+        s.obj, s.cfg = obj, LoadConfig(slice_ns=3_000_000, heartbeat_ms=50, loop_preempt=True)
+        s._configure(Btf.of_object(obj), s.cfg, 4242)
+        ro = Globals(obj, ".rodata")
+        assert ro.var("own_tgid", ctypes.c_uint32).value == 4242
+        assert ro.var("default_slice_ns", ctypes.c_uint64).value == 3_000_000
+        assert ro.var("heartbeat_ns", ctypes.c_uint64).value == 50_000_000
+        assert ro.var("loop_preempt", ctypes.c_bool).value is True
+        s._bind()  # before load this is the initial image of .bss: same names, same sizes
+        assert s.live.slice_ns == 3_000_000 and s.exit_info() is None
+        assert s.latency_hist() == [0] * len(s.latency_hist()) and set(s.counters_dict()) >= {"nr_queued"}
+    finally:
+        obj.close()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="opening the kernel's BTF for the probe needs no root, loading does")
 def test_this_kernel_without_sched_ext_is_refused_by_the_probe_not_by_libbpf() -> None:
     with Btf.vmlinux() as k:
