@@ -104,6 +104,7 @@ def monitor_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", metavar="FILE", help="apply a TOML tuning profile live (TUI only; "
                    "for one pass: schedtop profile apply FILE)")
     p.add_argument("--keep", action="store_true", help="keep tuning changes on exit")
+    p.add_argument("--no-gamemode", action="store_true", help="do not give GameMode's games the gaming game rule")
     p.add_argument("--config", metavar="FILE", help="config file (default: XDG config schedtop/config.toml)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (libbpf too)")
     p.add_argument("--version", action="version", version=_version())

@@ -3,6 +3,9 @@
   check FILE         validate; errors as FILE:LINE: reason, exit 1
   apply FILE         tune matching tasks once; journaled like `schedtop set` (undo: schedtop restore)
   apply FILE --watch keep tuning new tasks until Ctrl-C/SIGTERM/SIGHUP, then restore (unless --keep)
+  apply FILE --gamemode
+                     --watch, and every game GameMode registers gets the profile's game rule
+                     (its `gamemode = "RULE"`), given back when the game unregisters or exits
   list               the shipped profiles
 
 FILE may be a path or a shipped profile's name (audio, gaming).
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 import time
 
 from schedtop.cli import seconds_in
@@ -36,13 +40,15 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="with --watch: stop after S seconds, 0.1..604800 (a week; then restore, unless --keep)")
     a.add_argument("--no-exec-hook", action="store_true",
                    help="with --watch: find new tasks by polling only (no BPF exec/rename hook)")
+    a.add_argument("--gamemode", action="store_true",
+                   help="with it --watch: games registered with GameMode (session bus) get the profile's game rule")
     a.add_argument("-q", "--quiet", action="store_true")
     sub.add_parser("list", help="list the shipped profiles")
 
 
 def check(args: argparse.Namespace) -> str | None:
     """Options that only mean something together: said at once, before the profile is read."""
-    if getattr(args, "action", None) != "apply" or args.watch:
+    if getattr(args, "action", None) != "apply" or args.watch or args.gamemode:
         return None
     for opt, given in (("--duration", args.duration is not None), ("--interval", args.interval is not None),
                        ("--keep", args.keep), ("--no-exec-hook", args.no_exec_hook)):
@@ -76,6 +82,20 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(prof.describe()))
         print(f"{prof.path}: OK")
         return 0
+    games = None
+    if args.gamemode:
+        args.watch = True
+        if prof.game_rule is None:
+            err(f"profile {prof.name} ({prof.path}) names no rule for GameMode's games: "
+                "add gamemode = \"RULE\" at its top")
+            return 1
+        from schedtop.steer import gamemode
+
+        try:  # before anything is changed: no session bus is said in one line
+            games = gamemode.GameModeBus(gamemode.connect())
+        except gamemode.GameModeError as exc:
+            err(f"--gamemode: {exc}")
+            return 1
     try:
         journal = Journal.session() if args.watch else Journal.shared()
     except JournalError as exc:
@@ -99,18 +119,23 @@ def run(args: argparse.Namespace) -> int:
             err(e)
         say(f"profile {prof.name}: {runner.applied} thread(s) tuned; undo with `schedtop restore`")
         return 1 if runner.errors else 0
+
     interval = args.interval or prof.poll_s
     hook, why = (None, "--no-exec-hook") if args.no_exec_hook else open_watch()
     say(f"profile {prof.name}: new programs and renamed threads tuned at once (BPF {hook.mode})" if hook
         else f"profile {prof.name}: polling every {interval:g}s ({why})")
     old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     deadline = time.monotonic() + args.duration if args.duration else None
+    lock = threading.Lock()  # the runner: this loop's polls vs. the GameMode thread's pins
+    stop_games = _follow_games(games, runner, lock, say, err) if games is not None else None
     try:
         next_poll = 0.0
         while deadline is None or time.monotonic() < deadline:
             now = time.monotonic()
             if now >= next_poll:
-                for rep in runner.poll():
+                with lock:
+                    reps = runner.poll()
+                for rep in reps:
                     say(rep.summary())
                 notes()
                 next_poll = now + interval
@@ -121,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
             # Between polls: tune what the exec hook reports as soon as it happens.
             hits = hook.wait(int(wait_s * 1000))
             if hits:
-                for rep in runner.poll_pids(e.tgid for e in hits):
+                with lock:
+                    reps = runner.poll_pids(e.tgid for e in hits)
+                for rep in reps:
                     say(rep.summary())
                 notes()
     except (_Stop, KeyboardInterrupt):
@@ -132,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
         # No more signals while we restore: a second Ctrl-C must not leave things half done.
         for s in old:
             signal.signal(s, signal.SIG_IGN)
+        if stop_games is not None:
+            stop_games()
         if args.keep:
             n = hand_over(journal)
             say(f"profile {prof.name}: kept changes on {n} thread(s); undo with `schedtop restore`")
@@ -142,3 +171,40 @@ def run(args: argparse.Namespace) -> int:
                     err(o.line())
             say(f"profile {prof.name}: restored on exit: {summarize(outcomes)}")
     return 1 if runner.errors else 0
+
+
+def _follow_games(games, runner: ProfileRunner, lock: threading.Lock, say, err):
+    """The GameMode follower on a thread of its own (it owns the bus connection); returns the
+    call that stops it (after which the caller restores the journal)."""
+    from schedtop.steer.gamemode import GameFollower, GameModeError
+
+    rule = runner.profile.game_rule
+    assert rule is not None
+    stopped = threading.Event()
+    follower = GameFollower(games, runner, lambda: rule, lock, stopped)
+    for line in follower.start():
+        say(line)
+
+    def loop() -> None:
+        while not stopped.is_set():
+            try:
+                lines = follower.step(0.2)
+            except (GameModeError, OSError, ConnectionError) as exc:  # the bus went away
+                err(f"gamemode: session bus lost: {exc}")
+                return
+            if not stopped.is_set():
+                for line in lines:
+                    say(line)
+
+    t = threading.Thread(target=loop, name="gamemode", daemon=True)
+    t.start()
+
+    def stop() -> None:
+        stopped.set()
+        t.join(timeout=2.0)
+        if follower.latencies_ms:
+            ms = sorted(follower.latencies_ms)
+            say(f"gamemode: {len(ms)} game(s) tuned, GameRegistered -> rule applied median {ms[len(ms) // 2]:.1f} ms")
+        games.close()
+
+    return stop

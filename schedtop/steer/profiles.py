@@ -31,6 +31,13 @@ group_nice alone journals no thread.
 
 Applying is live: `ProfileRunner.poll()` rescans /proc and tunes threads it has not seen
 (or whose name changed, e.g. after exec), always through the journal.
+
+    gamemode = "games"              # top level: the rule a GameMode-registered game gets
+
+A game that GameMode registers (gamemode.py) gets the named rule whatever its name or exe:
+`ProfileRunner.pin()` applies it to every thread of that process (and to threads it starts
+later, at each poll); `unpin()` gives exactly those changes back when the game unregisters
+or exits.
 """
 
 from __future__ import annotations
@@ -44,17 +51,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable
 
-from schedtop.collect.procfs import stat_at
+from schedtop.collect.procfs import same_process, stat_at
 from schedtop.steer import autogroup, units
-from schedtop.steer.actions import SteerError, TaskRef, Tuning, sched_ext_available
+from schedtop.steer.actions import SteerError, TaskParams, TaskRef, Tuning, sched_ext_available, target_params
 from schedtop.steer.change import ChangeReport, change
-from schedtop.steer.journal import Journal
+from schedtop.steer.journal import TASK_ATTRS, Journal, Outcome, attr_of, with_attr
 from schedtop.tomlfile import read_text_file, toml_loads
 
 SELECTORS = ("comm", "thread", "exe", "cgroup")
 SETTINGS = ("policy", "priority", "nice", "slice", "affinity", "group_nice")
 RULE_KEYS = ("name",) + SELECTORS + SETTINGS
-TOP_KEYS = ("name", "description", "poll", "rule")
+TOP_KEYS = ("name", "description", "poll", "gamemode", "rule")
 
 
 # Bounds on what a profile may hold: a real one is a few KiB, a few rules, a few globs each.
@@ -89,6 +96,11 @@ class Profile:
     description: str
     poll_s: float
     rules: tuple[Rule, ...]
+    gamemode: int | None = None  # index of the rule a GameMode-registered game gets
+
+    @property
+    def game_rule(self) -> Rule | None:
+        return self.rules[self.gamemode] if self.gamemode is not None else None
 
     @property
     def uses_ext(self) -> bool:
@@ -99,6 +111,8 @@ class Profile:
         for r in self.rules:
             sel = "; ".join(f"{k} {'|'.join(getattr(r, k))}" for k in SELECTORS if getattr(r, k))
             out.append(f"  {r.label}: {sel} -> {r.tuning.describe()}")
+        if self.game_rule is not None:
+            out.append(f"  GameMode games get rule {self.game_rule.label} (schedtop profile apply {self.name} --gamemode)")
         return out
 
 
@@ -196,7 +210,15 @@ def parse(text: str, path: str = "<profile>", has_ext: bool | None = None) -> Pr
             raise fail(i, "policy", "policy \"ext\" needs a kernel with sched_ext (CONFIG_SCHED_CLASS_EXT); "
                                     "this kernel has none (no /sys/kernel/sched_ext)")
         rules.append(rule)
-    return Profile(path=path, name=name, description=str(desc), poll_s=float(poll), rules=tuple(rules))
+    game = data.get("gamemode")
+    gamemode = None
+    if game is not None:
+        named = [r.index for r in rules if r.name == game] if isinstance(game, str) else []
+        if not named:
+            raise fail(None, "gamemode", f"gamemode must name a rule of this profile (its name = ...), got {_value(game)}")
+        gamemode = named[0]
+    return Profile(path=path, name=name, description=str(desc), poll_s=float(poll), rules=tuple(rules),
+                   gamemode=gamemode)
 
 
 def _globs(i, key, value, fail) -> tuple[str, ...]:
@@ -328,11 +350,28 @@ def _any(globs: tuple[str, ...], value: str) -> bool:
     return _matcher(globs)(value) is not None
 
 
-class ProfileRunner:
-    """Applies a profile to existing tasks, then to new ones on each poll."""
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """A process that gets one rule whatever its name (a GameMode-registered game)."""
 
-    def __init__(self, profile: Profile, journal: Journal) -> None:
+    pid: int
+    starttime: int
+    comm: str
+    rule: Rule
+    label: str  # the journal's label for its changes
+
+
+class ProfileRunner:
+    """Applies a profile to existing tasks, then to new ones on each poll. ``pins_only``: poll
+    only the pinned processes (the TUI's GameMode games, with no profile applied)."""
+
+    def __init__(self, profile: Profile, journal: Journal, pins_only: bool = False) -> None:
         self.profile = profile
+        self.pins_only = pins_only
+        self.pins: dict[int, Pin] = {}
+        self._pin_refs: dict[int, dict[str, TaskRef]] = {}  # pid -> the threads its pin changed
+        self._pin_groups: dict[int, set[int]] = {}  # pid -> session groups its pin changed
+        self._pin_base: dict[int, TaskParams] = {}  # pid -> its main thread before the pin
         self.journal = journal
         self.seen: dict[tuple[int, int], str] = {}  # (tid, starttime) -> comm it was judged with
         self.applied = 0
@@ -361,7 +400,84 @@ class ProfileRunner:
     def poll(self) -> list[ChangeReport]:
         """Every process on the machine: tasks not judged yet (new, or renamed) get the first
         matching rule; tasks gone since the last poll are forgotten."""
+        if self.pins_only:
+            return self._scan(sorted(self.pins))
         return self._scan(None)
+
+    def pin(self, pid: int, rule: Rule, label: str) -> list[ChangeReport]:
+        """Give every thread of process ``pid`` ``rule`` now (judged again even if a poll saw
+        it), and its new threads at each poll, until unpin(). [] when it is gone already."""
+        st = stat_at(f"/proc/{pid}/stat")
+        if st is None or st.state in ("Z", "X"):
+            return []
+        self.pins[pid] = Pin(pid, st.starttime, st.comm, rule, label)
+        self._pin_refs.setdefault(pid, {})
+        self._pin_groups.setdefault(pid, set())
+        try:
+            tids = {int(t) for t in os.listdir(f"/proc/{pid}/task")}
+        except OSError:
+            tids = set()
+        for key in [k for k in self.seen if k[0] in tids]:
+            del self.seen[key]
+        return self._scan([pid])
+
+    def unpin(self, pid: int) -> list[Outcome]:
+        """Give back what the pin of ``pid`` changed (its threads, and its session group unless
+        another pin shares it); the threads stay judged, so a poll does not tune them again."""
+        pin = self.pins.pop(pid, None)
+        refs = self._pin_refs.pop(pid, {})
+        groups = self._pin_groups.pop(pid, set())
+        self._pin_base.pop(pid, None)
+        if pin is None:
+            return []
+        outs = [o for o in map(self.journal.undo_task, refs.values()) if o is not None]
+        for g in sorted(groups):
+            heir = next((p for p in self.pins if self.pin_alive(self.pins[p])
+                         and (ag := autogroup.read(p)) is not None and ag.id == g), None)
+            if heir is not None:  # another game still runs in that session: it keeps the group's nice
+                self._pin_groups[heir].add(g)
+                continue
+            o = self.journal.undo_group(g)
+            self._groups_done.discard(g)
+            if o is not None:
+                outs.append(o)
+        return outs
+
+    def pin_alive(self, pin: Pin) -> bool:
+        return same_process(pin.pid, pin.starttime)
+
+    def _pinned(self, pin: Pin, rep: ChangeReport) -> None:
+        """Remember what a pin changed, for unpin(). A thread the game started after its main
+        thread was tuned inherited the rule's values at clone (nice, slice, policy): nothing to
+        change, but it is journaled all the same, with the main thread's values from before the
+        pin for exactly those attributes, so unpin() and restore give it back too."""
+        refs = self._pin_refs[pin.pid]
+        for r in rep.results:
+            if r.ok and not r.unchanged:
+                refs[f"{r.ref.tid}:{r.ref.starttime}"] = r.ref
+                if r.ref.tid == pin.pid and r.before is not None:
+                    self._pin_base[pin.pid] = r.before
+        self._pin_groups[pin.pid].update(g.entry.group for g in rep.groups if g.ok)
+        base = self._pin_base.get(pin.pid)
+        born = [r for r in rep.results if r.unchanged and r.after is not None and r.ref.tid != pin.pid
+                and f"{r.ref.tid}:{r.ref.starttime}" not in refs]
+        if base is None or not born:
+            return
+        tuned = target_params(base, pin.rule.tuning)
+        attrs = [a for a in TASK_ATTRS if attr_of(tuned, a) != attr_of(base, a)]
+        entries, wants = [], []
+        for r in born:
+            now = r.after
+            assert now is not None
+            if all(attr_of(now, a) == attr_of(tuned, a) for a in attrs):
+                before = now
+                for a in attrs:
+                    before = with_attr(before, a, attr_of(base, a))
+                entries.append((r.ref, before))
+                wants.append(now)
+                refs[f"{r.ref.tid}:{r.ref.starttime}"] = r.ref
+        if entries:
+            self.journal.record(f"{pin.label} (thread started with the rule)", entries, wants=wants)
 
     def poll_pids(self, pids: Iterable[int]) -> list[ChangeReport]:
         """Only these processes, at once: the exec hook's path (exec_watch.py) between polls."""
@@ -369,7 +485,7 @@ class ProfileRunner:
 
     def _scan(self, only: list[int] | None) -> list[ChangeReport]:
         me = os.getpid()
-        groups: dict[int, list[TaskRef]] = {}
+        groups: dict[tuple[int, int], list[TaskRef]] = {}  # (rule, pinned pid or -1) -> threads
         alive: set[tuple[int, int]] = set()
         names = os.listdir("/proc") if only is None else [str(p) for p in only]
         for name in names:
@@ -377,6 +493,9 @@ class ProfileRunner:
                 continue
             pid = int(name)
             proc_comm = _read(f"/proc/{pid}/comm").rstrip("\n")
+            pin = self.pins.get(pid)
+            if pin is not None and not self.pin_alive(pin):
+                pin = None  # the pid names another process now: judged by the rules
             exe = cg = None
             try:
                 tids = os.listdir(f"/proc/{pid}/task")
@@ -396,17 +515,21 @@ class ProfileRunner:
                 if exe is None:
                     exe = _exe(pid) if self._needs_exe else ""
                     cg = _read(f"/proc/{pid}/cgroup") if self._needs_cg else ""
+                if pin is not None:
+                    groups.setdefault((pin.rule.index, pid), []).append(TaskRef(pid, tid, st, comm))
+                    continue
                 rule = self.match(proc_comm, comm, exe, cg or "")
                 if rule is not None:
-                    groups.setdefault(rule.index, []).append(TaskRef(pid, tid, st, comm))
+                    groups.setdefault((rule.index, -1), []).append(TaskRef(pid, tid, st, comm))
         gone = [key for key in self.seen if key not in alive] if only is None else []
         for key in gone:
             del self.seen[key]
         if gone and len(self.journal):
             self.journal.prune()  # a profile on a busy box sees many short-lived tasks: keep the file small
         reports = []
-        for idx, refs in sorted(groups.items()):
+        for (idx, pinned), refs in sorted(groups.items()):
             rule = self.profile.rules[idx]
+            pin = self.pins.get(pinned)
             tuning, sessions = rule.tuning, set()
             if tuning.group_nice is not None:
                 sessions = {g.id if g else None for g in map(autogroup.read, (r.pid for r in refs))}
@@ -414,12 +537,15 @@ class ProfileRunner:
                     tuning = replace(tuning, group_nice=None)
                     if tuning.is_empty():
                         continue
+            label = pin.label if pin is not None else f"profile {self.profile.name}: {rule.label}"
             try:
-                rep = change(refs, tuning, self.journal, f"profile {self.profile.name}: {rule.label}")
+                rep = change(refs, tuning, self.journal, label)
             except SteerError as exc:  # refused before anything changed (e.g. no sched_ext after all)
-                self.errors.append(f"profile {self.profile.name}: {rule.label}: {exc}")
+                self.errors.append(f"{label}: {exc}")
                 continue
             self._groups_done |= sessions
+            if pin is not None:
+                self._pinned(pin, rep)
             self.applied += rep.changed
             self.errors.extend(r.error for r in rep.errors())
             reports.append(rep)

@@ -190,7 +190,8 @@ class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
         self.scheduler = SchedulerController(self.post_message, self.record_action, sched_ext_root=root)
         self.steering = SteeringSession(self.post_message, self.record_action, self.scheduler, live=not self.replay,
                                         keep=bool(getattr(args, "keep", False)),
-                                        exec_hook=not getattr(args, "no_bpf", False))
+                                        exec_hook=not getattr(args, "no_bpf", False),
+                                        gamemode=not getattr(args, "no_gamemode", False))
         self._profile: str | None = getattr(args, "profile", None)
         self._hooks_done = False
         self._warned: set[str] = set()  # warnings already shown as a banner
@@ -399,7 +400,7 @@ class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
         return "  ".join(parts)
 
     def _render_state(self) -> None:
-        self.query_one(SchedHeader).show(self.snapshot, self.mode_text())
+        self.query_one(SchedHeader).show(self.snapshot, self.mode_text(), [g.label() for g in self.steering.games()])
         self.query_one(StatusBar).show(self.snapshot, self.view_text(), self.error)
 
     # --- actions ------------------------------------------------------------

@@ -184,7 +184,7 @@ class SteeringSession:
     also listens to the BPF exec/rename hook between its polls."""
 
     def __init__(self, post: Post, record: Record, knobs: Knobs, *, live: bool = True, keep: bool = False,
-                 exec_hook: bool = True) -> None:
+                 exec_hook: bool = True, gamemode: bool = True) -> None:
         self._post = post
         self._record = record
         self._knobs = knobs
@@ -200,6 +200,9 @@ class SteeringSession:
         self._threads: list[threading.Thread] = []
         self._exec_mode: str | None = None  # the exec hook's attach mode, or why it does not run
         self._closed = False
+        self._use_gamemode = gamemode  # GameMode's games get the game rule while it runs (gamemode.py)
+        self._games: Any = None  # the GameFollower, once the session bus answered
+        self.gamemode_state: str | None = None  # why GameMode is not followed, or None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -212,6 +215,8 @@ class SteeringSession:
             self.journal = Journal.session()
         except JournalError as exc:
             return [Note(f"steering off: {exc}", "error", 10)]
+        if self._use_gamemode:
+            self._spawn("steer-gamemode", self._gamemode_loop, self.journal)
         return self._recovery()
 
     def close(self) -> str | None:
@@ -243,7 +248,12 @@ class SteeringSession:
         """What steering is doing right now."""
         runner = self._runner
         return {"changed": len(self.journal) if self.journal is not None else 0, "all_threads": self.all_threads,
-                "profile": runner.profile.name if runner is not None else None, "exec_hook": self._exec_mode}
+                "profile": runner.profile.name if runner is not None else None, "exec_hook": self._exec_mode,
+                "gamemode": self.gamemode_state, "games": [g.label() for g in self.games()]}
+
+    def games(self) -> list[Any]:
+        """The games in game mode now (gamemode.Game), for the header."""
+        return self._games.games() if self._games is not None else []
 
     # --- what a key acts on ---------------------------------------------------------------
 
@@ -703,6 +713,52 @@ class SteeringSession:
                     return
         finally:
             hook.close()
+
+    def _gamemode_loop(self, journal: Journal) -> None:
+        """While GameMode runs on the session bus, its registered games get the game rule: the
+        --profile's (its `gamemode = RULE`) or the shipped gaming profile's, on a runner that
+        polls only the games. No session bus: said in status(), not as an error (most terminals
+        over ssh have none)."""
+        from schedtop.steer import gamemode
+
+        try:
+            bus = gamemode.GameModeBus(gamemode.connect())
+            _, shipped = gamemode.game_rule("gaming")
+        except (gamemode.GameModeError, ProfileError, ValueError, OSError) as exc:
+            self.gamemode_state = f"off: {exc}"
+            return
+
+        def rule() -> Any:
+            prof = self._runner.profile if self._runner is not None else None
+            return prof.game_rule if prof is not None and prof.game_rule is not None else shipped
+
+        runner = ProfileRunner(load("gaming"), journal, pins_only=True)
+        follower = gamemode.GameFollower(bus, runner, rule, self._lock, self._stopped)
+        self._games = follower
+        polled = time.monotonic()
+        try:
+            lines = follower.start()
+            while not self._stopped.is_set():
+                self._post_games(lines)
+                lines = follower.step(0.2)
+                if runner.pins and time.monotonic() - polled >= 1.0:  # threads a game started since
+                    polled = time.monotonic()
+                    with self._lock:
+                        if self._stopped.is_set():
+                            return
+                        reports = runner.poll()
+                    if not self._hand_over((), reports):
+                        return
+        except Exception as exc:  # the bus went away: said once, the journal keeps what was done
+            self.gamemode_state = f"off: {exc}"
+            self._post(Note(f"gamemode: {exc}", "warning", 10))
+        finally:
+            bus.close()
+
+    def _post_games(self, lines: list[str]) -> None:
+        for line in lines:
+            if "waiting for" not in line:  # GameMode not running is the usual case: not worth a note
+                self._post(Note(line))
 
     def _say_once(self, text: str, said: str) -> str:
         if text != said:
