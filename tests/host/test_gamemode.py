@@ -362,3 +362,38 @@ def test_sudo_uses_the_invoking_users_bus(tmp_path, state):
             os.killpg(game.pid, signal.SIGKILL)
             game.wait()
         b.stop()
+
+
+def test_tui_steering_follows_gamemode_and_the_header_names_the_game(bus, state):
+    """The TUI's hook: SteeringSession.start() follows GameMode on the session bus (no profile
+    given: the shipped gaming profile's game rule); the header names the game; close() gives
+    it back. --no-gamemode (gamemode=False) starts no follower."""
+    from schedtop.collect.live import LiveSource
+    from schedtop.ui.controllers.steering import SteeringSession
+    from schedtop.ui.widgets.header import header_markup
+
+    game = Game("stt-gm-tui", gamemoderun=False)
+    posted: list = []
+    s = SteeringSession(posted.append, lambda rec: None, None, live=True)  # type: ignore[arg-type]
+    off = SteeringSession(posted.append, lambda rec: None, None, live=True, gamemode=False)  # type: ignore[arg-type]
+    try:
+        s.start()
+        off.start()
+        assert wait_for(lambda: s._games is not None and s._games.present, 5), s.gamemode_state
+        assert bus.call("RegisterGameByPID", os.getpid(), game.pid) == 0
+        assert wait_for(game.tuned, 5), [getattr(m, "text", m) for m in posted]
+        assert [g.label() for g in s.games()] == [f"stt-gm-tui[{game.pid}]"]
+        assert off.games() == [] and off._gm_thread is None
+        with LiveSource(pids=(game.pid,), use_bpf=False) as src:
+            snap = src.collect()
+        line2 = header_markup(snap, "live", [g.label() for g in s.games()]).plain.splitlines()[1]
+        assert f"game mode stt-gm-tui[{game.pid}]" in line2
+        assert "game mode" not in header_markup(snap, "live", []).plain
+        assert any(f"stt-gm-tui[{game.pid}] registered" in getattr(m, "text", "") for m in posted)
+        msg = s.close()
+        assert msg is not None and "restored" in msg
+        assert game.untuned()
+    finally:
+        s.close()
+        off.close()
+        game.close()

@@ -203,6 +203,7 @@ class SteeringSession:
         self._use_gamemode = gamemode  # GameMode's games get the game rule while it runs (gamemode.py)
         self._games: Any = None  # the GameFollower, once the session bus answered
         self.gamemode_state: str | None = None  # why GameMode is not followed, or None
+        self._gm_thread: threading.Thread | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -215,8 +216,10 @@ class SteeringSession:
             self.journal = Journal.session()
         except JournalError as exc:
             return [Note(f"steering off: {exc}", "error", 10)]
-        if self._use_gamemode:
-            self._spawn("steer-gamemode", self._gamemode_loop, self.journal)
+        if self._use_gamemode:  # a thread of its own, not a profile's (_threads)
+            self._gm_thread = threading.Thread(target=self._gamemode_loop, args=(self.journal,),
+                                               name="steer-gamemode", daemon=True)
+            self._gm_thread.start()
         return self._recovery()
 
     def close(self) -> str | None:
@@ -240,7 +243,7 @@ class SteeringSession:
                 fails = [o.line() for o in outcomes if o.status == "failed"]
                 msg = f"schedtop: restored on exit: {summarize(outcomes)}" + "".join(f"\n  {f}" for f in fails)
         self._record({"type": "steer.restore", "message": msg})
-        for t in self._threads:
+        for t in [*self._threads, *([self._gm_thread] if self._gm_thread else [])]:
             t.join(timeout=1.0)  # the exec hook looks up every EXEC_WAIT_MS and closes its ring
         return msg
 
