@@ -189,8 +189,11 @@ def _follow_games(games, runner: ProfileRunner, lock: threading.Lock, say, err):
         while not stopped.is_set():
             try:
                 lines = follower.step(0.2)
-            except (GameModeError, OSError, ConnectionError) as exc:  # the bus went away
-                err(f"gamemode: session bus lost: {exc}")
+            except (GameModeError, OSError, EOFError) as exc:  # the bus went away
+                err(f"gamemode: session bus lost: {exc or type(exc).__name__}; games are no longer followed")
+                return
+            except Exception as exc:  # never a thread's traceback: one line; the journal has every change
+                err(f"gamemode: {type(exc).__name__}: {exc}; games are no longer followed")
                 return
             if not stopped.is_set():
                 for line in lines:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -71,7 +72,7 @@ class Bus:
         self.address = addr_file.read_text().strip()
 
     def conn(self):
-        assert self.user is None, "the user's bus refuses root: ask it through busctl as the user"
+        assert self.user is None, "the user's bus refuses root: ask it through dbus-send as the user"
         return open_dbus_connection(self.address)
 
     def wait_present(self) -> None:
@@ -86,9 +87,11 @@ class Bus:
 
     def _has_owner(self) -> bool:
         if self.user is not None:
-            r = subprocess.run([*self._as_user(), "busctl", "--user", "status", "com.feralinteractive.GameMode"],
+            r = subprocess.run([*self._as_user(), "dbus-send", "--session", "--print-reply",
+                                "--dest=org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                "org.freedesktop.DBus.NameHasOwner", "string:com.feralinteractive.GameMode"],
                                env=self.env(), capture_output=True, text=True, timeout=10)
-            return r.returncode == 0
+            return "boolean true" in r.stdout
         with self.conn() as c:
             return bool(c.send_and_get_reply(message_bus.NameHasOwner("com.feralinteractive.GameMode")).body[0])
 
@@ -179,8 +182,14 @@ class Game:
 
     def kill_game(self, sig: int = signal.SIGKILL) -> None:
         os.kill(self.pid, sig)
-        assert wait_for(lambda: not os.path.exists(f"/proc/{self.pid}/stat")
-                        or sp._stat(self.pid, self.pid)[0] in ("Z", "X"), 10)
+
+        def gone() -> bool:
+            try:
+                return sp._stat(self.pid, self.pid)[0] in ("Z", "X")
+            except (FileNotFoundError, ProcessLookupError):  # reaped by the leader shell
+                return True
+
+        assert wait_for(gone, 10)
 
     def close(self) -> None:
         try:
@@ -396,4 +405,51 @@ def test_tui_steering_follows_gamemode_and_the_header_names_the_game(bus, state)
     finally:
         s.close()
         off.close()
+        game.close()
+
+
+def _tmux(server: str, *args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(["tmux", "-L", server, *args], **kw)
+
+
+@pytest.mark.tmux
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+@pytest.mark.parametrize("follow", [True, False], ids=["gamemode", "no-gamemode"])
+def test_tui_in_tmux_tunes_the_game_and_names_it(bus, state, follow):
+    """The real TUI in a real terminal, on the private bus: a game registered while it runs is
+    tuned (checked in /proc) and named in the header; unregistered, it is given back; quit
+    leaves nothing. With --no-gamemode nothing happens to it."""
+    game = Game("stt-gm-tmux", gamemoderun=False)
+    name = f"stt-gm-{os.getpid()}-{follow}"
+    exe = Path(sys.executable).parent / "schedtop"
+    flag = "" if follow else "--no-gamemode"
+    cmd = (f"exec env SCHEDTOP_STATE_DIR={state} DBUS_SESSION_BUS_ADDRESS='{bus.address}' "
+           f"{exe} -p {game.pid} --no-bpf {flag}")
+    _tmux(name, "new-session", "-d", "-s", name, "-x", "200", "-y", "40", cmd, check=True)
+    _tmux(name, "set-option", "-t", name, "remain-on-exit", "on", check=True)
+
+    def screen() -> str:
+        return _tmux(name, "capture-pane", "-p", "-t", name, capture_output=True, text=True).stdout
+
+    label = f"game mode stt-gm-tmux[{game.pid}]"
+    try:
+        assert wait_for(lambda: "stt-gm-tmux" in screen(), 30), screen()
+        time.sleep(0.5)  # the follower has connected (its thread starts with the session journal)
+        assert bus.call("RegisterGameByPID", os.getpid(), game.pid) == 0
+        if not follow:
+            time.sleep(2)  # a poll's worth and more: nothing may change
+            assert game.untuned() and label not in screen()
+            return
+        assert wait_for(game.tuned, 5), screen()
+        assert wait_for(lambda: label in screen(), 10), screen()
+        assert set(game.tids) <= set(journaled(state))
+        assert bus.call("UnregisterGameByPID", os.getpid(), game.pid) == 0
+        assert wait_for(game.untuned, 5), screen()
+        assert wait_for(lambda: label not in screen(), 10), screen()
+        assert bus.call("RegisterGameByPID", os.getpid(), game.pid) == 0
+        assert wait_for(game.tuned, 5), screen()
+        _tmux(name, "send-keys", "-t", name, "q", check=True)
+        assert wait_for(game.untuned, 10), screen()  # quit gave it back
+    finally:
+        _tmux(name, "kill-server", capture_output=True)
         game.close()
