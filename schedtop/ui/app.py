@@ -1,9 +1,9 @@
 """The schedtop TUI: a timer wakes a collector thread, the thread posts Snapshots, widgets render them.
 
 The collection loop and the replay transport live in poller.py (mixed in);
-this module lays out the widgets, applies each SnapshotReady inside
-`batch_update()` (widgets only render what they are given), and holds the
-view's keys. Steering is a SteeringSession and schedtop's scheduler a SchedulerController
+this module applies each SnapshotReady inside `batch_update()` (widgets only
+render what they are given) and holds the app-wide keys; the main view and its keys
+are screens/main.py's MainScreen. Steering is a SteeringSession and schedtop's scheduler a SchedulerController
 (plain objects made in __init__); other areas' keys come from the *_actions mixins.
 """
 
@@ -18,40 +18,34 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import on
-from textual.app import App, ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.app import App
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Input
 
 from schedtop.collect.fold import fold_processes
+from schedtop.collect.live import LiveSource
+from schedtop.collect.sched_ext import SCHED_EXT_SYSFS
 from schedtop.model import Snapshot, Task, ViewRequest
 from schedtop.textsafe import visible
-from schedtop.ui import bpf_actions, ext_actions
 from schedtop.ui.bpf_actions import BpfActions
 from schedtop.ui.config import Config, ConfigError
+from schedtop.ui.controllers.scheduler import SchedulerController
+from schedtop.ui.controllers.steering import Note, Quit, Reply, SteeringSession
 from schedtop.ui.ext_actions import ExtActions
 from schedtop.ui.history import History
 from schedtop.ui.palette import ActionsProvider
 from schedtop.ui.poller import Poller, SnapshotReady
 from schedtop.ui.screens.detail import DetailScreen
 from schedtop.ui.screens.help import HelpScreen, help_rows
-from schedtop.ui.screens.queue import QueueScreen
+from schedtop.ui.screens.main import MainScreen
 from schedtop.ui.screens.too_small import TooSmallScreen, too_small
-from schedtop.collect.live import LiveSource
-from schedtop.collect.sched_ext import SCHED_EXT_SYSFS
-from schedtop.ui.controllers.scheduler import SchedulerController
-from schedtop.ui.controllers.steering import Note, Quit, Reply, SteeringSession, Target
 from schedtop.ui.widgets.cpu_panel import CpuPanel
-from schedtop.ui.widgets.filter_box import FilterBox
 from schedtop.ui.widgets.header import SchedHeader
 from schedtop.ui.widgets.latency import LatencyPanel
 from schedtop.ui.widgets.status import StatusBar
 from schedtop.ui.widgets.task_pane import TaskPane
-from schedtop.ui.widgets.task_table import COLUMNS, TaskTable
+from schedtop.ui.widgets.task_table import TaskTable
 
-SORT_KEYS = [c.key for c in COLUMNS]
 LATENCY_MIN_WIDTH = 110  # below this the histogram would squeeze the CPU bars
 PANE_MIN_WIDTH = 180  # the task table needs ~135 columns; the side pane takes the rest
 EXIT_GRACE_S = 3.0  # after a signal, how long Textual may take to restore the terminal
@@ -61,69 +55,17 @@ def _b(key: str, action: str, description: str, ident: str, tooltip: str, show: 
     return Binding(key, action, description, show=show, id=f"schedtop.{ident}", tooltip=tooltip, **kw)
 
 
-CORE_BINDINGS: list[Binding] = [
+# The app-wide keys: they act from every screen (the main view's are MainScreen's).
+APP_BINDINGS: list[Binding] = [
     _b("q", "quit", "Quit", "quit", "Quit schedtop (journaled changes are restored)"),
     _b("question_mark,f1", "help", "Help", "help", "Show every key, generated from the bindings"),
     _b("space", "pause", "Pause", "pause", "Freeze the view; collection keeps counting"),
-    _b("slash", "filter", "Filter", "filter", "Filter by command name or pid"),
-    _b("escape", "clear_filter", "Clear filter", "clear_filter", "Clear the filter and follow", show=False),
-    _b("enter", "detail", "Detail", "detail", "Detail of the selected task: sparklines and /proc sched fields"),
-    _b("e", "queue", "Queue", "queue", "The selected task's CPU run queue in EEVDF order, with lag"),
-    _b("t", "threads", "Threads", "threads", "Toggle one row per thread / per process"),
-    _b("f", "follow", "Follow", "follow", "Show only the selected task's process (toggle)"),
-    _b("greater_than_sign", "sort(1)", "Sort →", "sort_next", "Sort by the next column"),
-    _b("less_than_sign", "sort(-1)", "Sort ←", "sort_prev", "Sort by the previous column", show=False),
-    _b("i", "sort_invert", "Invert sort", "sort_invert", "Reverse the sort order", show=False),
-    _b("u", "sort_by('cpu_pct')", "Sort CPU%", "sort_cpu", "Sort by CPU%", show=False),
-    _b("w", "sort_by('wait')", "Sort wait", "sort_wait", "Sort by run-queue wait per second", show=False),
     _b("full_stop", "step(1)", "Step", "replay_step", "Replay: show the next frame (pauses)"),
     _b("comma", "step(-1)", "Back", "replay_back", "Replay: show the previous frame (pauses)"),
     _b("plus", "speed(1)", "Faster", "replay_faster", "Replay: play faster", show=False),
     _b("minus", "speed(-1)", "Slower", "replay_slower", "Replay: play slower", show=False),
 ]
 REPLAY_ACTIONS = {"step", "speed"}
-
-
-def _steer(key: str, action: str, description: str, ident: str, tooltip: str, show: bool = False) -> Binding:
-    return Binding(key, action, description, show=show, id=f"schedtop.steer.{ident}", tooltip=tooltip)
-
-
-# Steering (SteeringSession), htop's keys where htop has one.
-STEER_BINDINGS: list[Binding] = [
-    _steer("S", "steer_slice", "Slice", "slice", "Step the EEVDF slice: 0.5, 1, 3, 6 ms, default", show=True),
-    _steer("G", "steer_base_slice", "Base slice", "base_slice",
-           "Step the global EEVDF base slice (debugfs, root): 0.5, 1, 3, 6 ms, then back to the original"),
-    _steer("a", "steer_pin", "Pin", "pin", "Pin to CPUs: one, a list, or all (like htop's a)", show=True),
-    _steer("A", "steer_scope", "Scope", "scope", "Steer the selected thread only, or every thread of its process"),
-    _steer("f7", "steer_nice(-1)", "Nice -", "nice_down", "Lower nice by 1: more CPU share (like htop's F7)"),
-    _steer("f8", "steer_nice(1)", "Nice +", "nice_up", "Raise nice by 1: less CPU share (like htop's F8)"),
-    _steer("b", "steer_boost", "Boost", "boost",
-           "Fair-class boost: nice -10 and a 1 ms slice (+ its session autogroup's nice -10)", show=True),
-    _steer("B", "steer_rt_boost", "RT boost", "rt_boost", "SCHED_FIFO 88 like PipeWire (asks first)"),
-    _steer("d", "steer_demote('batch')", "Batch", "batch", "Demote to SCHED_BATCH: a hog that never preempts"),
-    _steer("D", "steer_demote('idle')", "Idle", "idle", "Demote to SCHED_IDLE: runs only when the CPU is free"),
-    _steer("Y", "steer_policy", "Policy", "policy", "Choose a policy: OTHER, BATCH, IDLE, FIFO/RR with a priority"),
-    _steer("z", "steer_undo", "Undo", "undo", "Revert the last change", show=True),
-    _steer("c", "steer_changes", "Changes", "changes", "Every active change, with undo", show=True),
-]
-
-
-def _scx(key: str, action: str, description: str, ident: str, tooltip: str, show: bool = False) -> Binding:
-    return Binding(key, action, description, show=show, id=f"schedtop.scx.{ident}", tooltip=tooltip)
-
-
-# schedtop's own sched_ext scheduler (SchedulerController); E is a steering change (SteeringSession).
-SCHEDULER_BINDINGS: list[Binding] = [
-    _scx("L", "scx_toggle", "sched_ext", "toggle", "Load / unload schedtop's own sched_ext scheduler (asks first)",
-         show=True),
-    _scx("P", "scx_policy", "Scx policy", "policy", "Switch the scheduler's policy live: deadline, fifo, interactive"),
-    _scx("left_curly_bracket", "scx_slice(-1)", "Scx slice -", "slice_down",
-         "Shorter global slice of schedtop's scheduler"),
-    _scx("right_curly_bracket", "scx_slice(1)", "Scx slice +", "slice_up", "Longer global slice of schedtop's scheduler"),
-    _scx("M", "scx_mode", "Scx mode", "mode", "Full (every task) or partial (SCHED_EXT tasks only) for the next load"),
-    _scx("E", "scx_ext", "In/out of EXT", "ext", "Partial mode: move the selected task into or out of SCHED_EXT"),
-    _scx("g", "scx_panel", "Scx panel", "panel", "schedtop's scheduler: counters, queue depth, latency"),
-]
 
 
 def action_text(action: dict) -> str:
@@ -135,26 +77,13 @@ def action_text(action: dict) -> str:
     return " ".join(fields[:4]) or "action"
 
 
-class MainScreen(Screen[None]):
-    """The default screen; it exists to notice resizes (the App's own Resize is consumed by Textual)."""
-
-    def on_resize(self) -> None:
-        self.app._check_size()
-        self.app._layout_latency()
-        self.app._layout_pane()
-
-
 class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
     TITLE = "schedtop"
     CSS_PATH = Path(__file__).with_name("schedtop.tcss")  # absolute: subclasses live elsewhere
     COMMANDS = App.COMMANDS | {ActionsProvider}
-    BINDINGS: ClassVar[list[Binding]] = [
-        *CORE_BINDINGS,
-        *STEER_BINDINGS,
-        *SCHEDULER_BINDINGS,
-        *ext_actions.BINDINGS,
-        *bpf_actions.BINDINGS,
-    ]
+    HELP_GROUP = "schedtop"
+    BINDINGS: ClassVar[list[BindingType]] = list(APP_BINDINGS)
+    MAIN_SCREEN: ClassVar[type[MainScreen]] = MainScreen
 
     def __init__(
         self,
@@ -203,38 +132,29 @@ class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
 
     # --- layout -------------------------------------------------------------
 
-    def compose(self) -> ComposeResult:
-        yield SchedHeader(id="header")
-        with Horizontal(id="top"):
-            yield CpuPanel(id="cpus")
-            yield LatencyPanel(id="latency")
-        with Horizontal(id="main"):
-            yield TaskTable(id="tasks")
-            yield TaskPane(id="pane")
-        yield FilterBox(placeholder="filter: command name or pid (Enter keeps, Esc clears)", id="filter")
-        yield StatusBar(id="status")
-        yield Footer()
-
     def on_mount(self) -> None:
         if self.config.keymap:
             self.set_keymap(dict(self.config.keymap))
-        table = self.query_one(TaskTable)
-        table.thread_mode = self.thread_mode
-        if self.pids:
-            table.set_only_pids(self.pids)
-        table.focus()
-        self.query_one("#latency").display = False
-        self.query_one(TaskPane).display = self.size.width >= PANE_MIN_WIDTH
-        self._render_state()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGHUP):
             try:
                 loop.add_signal_handler(sig, self._on_signal, sig)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread (tests): nothing to install
+
+    def main_mounted(self, main: MainScreen) -> None:
+        """The main view is composed (MainScreen's mount, after the App's): the parts start."""
+        table = main.query_one(TaskTable)
+        table.thread_mode = self.thread_mode
+        if self.pids:
+            table.set_only_pids(self.pids)
+        table.focus()
+        main.query_one("#latency").display = False
+        main.query_one(TaskPane).display = self.size.width >= PANE_MIN_WIDTH
+        self._render_state()
         if not self.replay and hasattr(self.source, "add_extra"):
             self.source.add_extra("scx", self.scheduler.part)
-        self._tell(self.steering.start())
+        self.tell(self.steering.start())
         self.ext_mount()
         self.bpf_mount()
         self._poll()
@@ -253,7 +173,7 @@ class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
         self.exit(128 + sig)
 
     def get_default_screen(self) -> Screen:
-        return MainScreen(id="_default")
+        return self.MAIN_SCREEN(id="_default")
 
     def _check_size(self) -> None:
         small = too_small(*self.size)
@@ -284,10 +204,6 @@ class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
         detail = self.snapshot.detail if self.snapshot is not None else None
         pane.show(task, tid, self.history.trail(tid) if tid is not None else None, detail, self.replay,
                   siblings=table.siblings(task) if task is not None else None)
-
-    @on(TaskTable.CursorMoved)
-    def _cursor_moved(self) -> None:
-        self._show_pane()
 
     def _layout_latency(self) -> None:
         lat = self.query_one("#latency", LatencyPanel)
@@ -425,150 +341,7 @@ class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
             return
         self.push_screen(HelpScreen(help_rows(self, self.screen.active_bindings)))
 
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.display = True
-        # Focus now, not via call_later: keys already queued behind '/' must reach the box.
-        self.screen.set_focus(box)
-
-    def action_clear_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.value = ""
-        box.display = False
-        table = self.query_one(TaskTable)
-        table.set_filter("")
-        if table.only_pids and not self.pids:
-            table.set_only_pids(())
-        elif self.pids:
-            table.set_only_pids(self.pids)
-        table.focus()
-        self._render_state()
-
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self.query_one(TaskTable).set_filter(event.value)
-        self._render_state()
-
-    @on(Input.Submitted, "#filter")
-    def _filter_done(self, event: Input.Submitted) -> None:
-        event.input.display = bool(event.value)
-        self.query_one(TaskTable).focus()
-
-    @on(FilterBox.Cleared)
-    def _filter_cleared(self) -> None:
-        self.action_clear_filter()
-
-    def action_detail(self) -> None:
-        task = self.selected_task()
-        if task is None:
-            self.notify("no task selected", severity="warning")
-            return
-        self._open_detail(task)
-
-    @on(TaskTable.Activated)
-    def _activated(self, event: TaskTable.Activated) -> None:
-        self._open_detail(event.task_row)
-
-    def _open_detail(self, task: Task) -> None:
-        if not self.replay:
-            self.detail_tid = task.tid  # the collector reads /proc/.../sched for it
-
-        def closed(_: object) -> None:
-            self.detail_tid = None
-            self._show_pane()  # the side pane (wide terminals) takes the collector's detail back
-
-        self.push_screen(DetailScreen(task.tid), closed)
-
-    @on(CpuPanel.Clicked)
-    def _cpu_clicked(self, event: CpuPanel.Clicked) -> None:
-        self.push_screen(QueueScreen(event.cpu))
-
-    def action_queue(self) -> None:
-        task = self.selected_task()
-        cpu = task.cpu if task is not None else 0
-        self.push_screen(QueueScreen(cpu))
-
-    def action_threads(self) -> None:
-        self.thread_mode = not self.thread_mode  # the next request asks for it; this frame is folded here
-        if self.snapshot is not None:
-            self.show(self.snapshot)
-        self._render_state()
-
-    def action_follow(self) -> None:
-        table = self.query_one(TaskTable)
-        if table.only_pids and self.follow_pid is not None:
-            self.follow_pid = None
-            table.set_only_pids(self.pids)
-        else:
-            task = table.selected
-            if task is None:
-                return
-            self.follow_pid = task.pid
-            table.set_only_pids((task.pid,))
-            table.select_tid(task.tid)
-        self._render_state()
-
-    def action_sort(self, delta: int) -> None:
-        table = self.query_one(TaskTable)
-        keys = [c.key for c in table.visible_columns()] or SORT_KEYS
-        i = keys.index(table.sort_key) if table.sort_key in keys else -1
-        table.set_sort(keys[(i + delta) % len(keys)])
-        self._render_state()
-
-    def action_sort_by(self, key: str) -> None:
-        self.query_one(TaskTable).set_sort(key)
-        self._render_state()
-
-    def action_sort_invert(self) -> None:
-        table = self.query_one(TaskTable)
-        table.set_sort(table.sort_key, not table.sort_reverse)
-        self._render_state()
-
-    @on(TaskTable.SortChanged)
-    def _sorted(self) -> None:
-        self._render_state()
-
     # --- schedtop's sched_ext scheduler ------------------------------------
-
-    def action_scx_toggle(self) -> None:
-        if self.replay:
-            self.notify("replay: no live scheduler to drive", severity="warning")
-            return
-        from schedtop.ui.screens.steer import ConfirmScreen
-
-        ctl = self.scheduler
-        if ctl.running:
-            def unload(yes: bool | None) -> None:
-                if yes:
-                    ctl.unload()
-
-            self.push_screen(ConfirmScreen("Unload scheduler", "Unload schedtop's scheduler and go back to EEVDF?",
-                                           yes="Unload"), unload)
-            return
-        why = ctl.refusal()  # nothing is offered that cannot happen
-        if why is not None:
-            self.notify(why, severity="error", timeout=10)
-            return
-
-        def load(yes: bool | None) -> None:
-            if yes:
-                ctl.load()
-
-        self.push_screen(ConfirmScreen("Load scheduler", ctl.load_question(), yes="Load"), load)
-
-    def action_scx_policy(self) -> None:
-        self.scheduler.next_policy()
-
-    def action_scx_slice(self, direction: int) -> None:
-        self.scheduler.step_slice(direction)
-
-    def action_scx_mode(self) -> None:
-        self.scheduler.toggle_mode()
-
-    def action_scx_panel(self) -> None:
-        from schedtop.ui.screens.scx import ScxScreen
-
-        self.push_screen(ScxScreen())
 
     def on_scheduler_controller_note(self, message: SchedulerController.Note) -> None:
         self.notify(message.text, severity=message.severity, timeout=message.timeout)
@@ -595,53 +368,14 @@ class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
 
     # --- steering (SteeringSession) ---------------------------------------
 
-    def _target(self) -> Target:
-        return Target(self.selected_task(), processes=not self.thread_mode)
-
-    def action_steer_slice(self) -> None:
-        self._tell(self.steering.step_slice(self._target()))
-
-    def action_steer_base_slice(self) -> None:
-        self._tell(self.steering.step_base_slice())
-
-    def action_steer_pin(self) -> None:
-        self._tell(self.steering.pin(self._target()))
-
-    def action_steer_scope(self) -> None:
-        self._tell(self.steering.toggle_scope())
-
-    def action_steer_nice(self, delta: int) -> None:
-        self._tell(self.steering.nice(self._target(), delta))
-
-    def action_steer_boost(self) -> None:
-        self._tell(self.steering.boost(self._target()))
-
-    def action_steer_rt_boost(self) -> None:
-        self._tell(self.steering.rt_boost(self._target()))
-
-    def action_steer_demote(self, which: str) -> None:
-        self._tell(self.steering.demote(self._target(), which))
-
-    def action_steer_policy(self) -> None:
-        self._tell(self.steering.choose_policy(self._target()))
-
-    def action_steer_undo(self) -> None:
-        self.notify(self.steering.undo_last())
-
-    def action_steer_changes(self) -> None:
-        self._tell(self.steering.changes())
-
-    def action_scx_ext(self) -> None:
-        self._tell(self.steering.toggle_ext(self._target()))
-
     def start_profile(self, spec: str) -> None:
         """What --profile does once the app is mounted."""
-        self._tell(self.steering.start_profile(spec))
+        self.tell(self.steering.start_profile(spec))
 
     def on_steering_note(self, message: Note) -> None:
-        self._tell([message])
+        self.tell([message])
 
-    def _tell(self, reply: Reply) -> None:
+    def tell(self, reply: Reply) -> None:
         """What the steering session answered, in order: notes, and the screen that asks what a
         change waits on (the value it is dismissed with goes back to the session)."""
         from schedtop.ui.screens.steer import screen_for
@@ -655,7 +389,7 @@ class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
                 self.exit(item.code, return_code=item.code)
             else:
                 screen, answer = screen_for(item)
-                self.push_screen(screen, lambda value, answer=answer: self._tell(answer(value)))
+                self.push_screen(screen, lambda value, answer=answer: self.tell(answer(value)))
 
     def _steering_close(self) -> None:
         msg = self.steering.close()

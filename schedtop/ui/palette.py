@@ -16,11 +16,14 @@ class ActionsProvider(Provider):
     plus "Sort by <column>" for every column (only a few have keys of their own)."""
 
     def _sort_commands(self) -> Iterator[tuple[str, str, Callable[[], object]]]:
-        if not hasattr(self.app, "action_sort_by"):
+        from schedtop.ui.screens.main import MainScreen
+
+        screen = self.screen
+        if not isinstance(screen, MainScreen):  # the task table is the main view's
             return
         for col in COLUMNS:
             yield (f"Sort by {col.label}", col.tip or f"Sort the task table by {col.label}",
-                   partial(self.app.action_sort_by, col.key))
+                   partial(screen.action_sort_by, col.key))
 
     def _commands(self) -> Iterator[tuple[str, str, ActiveBinding]]:
         seen: set[tuple[str, str]] = set()

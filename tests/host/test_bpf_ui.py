@@ -94,8 +94,10 @@ def test_tier_opens_in_the_background_and_never_delays_a_collect() -> None:
 def test_histogram_key_collides_with_no_other_binding() -> None:
     """`H` is free on the main screen, and every binding id is unique."""
     from schedtop.ui.app import SchedtopApp
+    from schedtop.ui.screens.main import MainScreen
 
-    ids = [b.id for b in SchedtopApp.BINDINGS]
+    bindings = [*SchedtopApp.BINDINGS, *MainScreen.BINDINGS]  # what acts on the main screen
+    ids = [b.id for b in bindings]
     assert len(ids) == len(set(ids)) and "schedtop.bpf.histogram" in ids
-    keys = [k.strip() for b in SchedtopApp.BINDINGS for k in b.key.split(",")]
+    keys = [k.strip() for b in bindings for k in b.key.split(",")]
     assert keys.count("H") == 1 and len(keys) == len(set(keys))

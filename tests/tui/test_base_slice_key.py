@@ -25,7 +25,7 @@ def test_g_says_why_it_cannot_and_journals_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("SCHEDTOP_STATE_DIR", str(tmp_path / "state"))
     async def body(app, pilot):
         seen = capture_notifications(app)
-        assert "schedtop.steer.base_slice" in {b.id for b in app.BINDINGS if getattr(b, "id", None)}
+        assert "schedtop.steer.base_slice" in {b.id for b in app.screen.BINDINGS if getattr(b, "id", None)}
         await pilot.press("G")
         await wait_for(pilot, lambda: any(sev == "error" for _, sev in seen))
         errs = [m for m, sev in seen if sev == "error"]

@@ -10,6 +10,7 @@ from schedtop.ui.app import SchedtopApp
 from schedtop.ui.config import Config
 from schedtop.ui.screens.detail import DetailScreen
 from schedtop.ui.screens.help import HelpScreen
+from schedtop.ui.screens.main import MainScreen
 from schedtop.ui.screens.queue import QueueScreen, eevdf_order
 from schedtop.ui.widgets.task_table import TaskTable
 from tuikit import replay_app, run_live, run_pilot, run_replay, wait_for
@@ -169,7 +170,7 @@ def test_help_is_generated_from_every_binding():
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         ids = {r.binding_id for r in app.screen.rows}
-        for b in SchedtopApp.BINDINGS:  # core and every mixin's binding appear
+        for b in [*SchedtopApp.BINDINGS, *MainScreen.BINDINGS]:  # the app's, the view's and every area's appear
             assert b.id in ids, b.id
         assert {"table.up", "table.down"} <= ids
         text = str(app.screen.query_one("#help-text").render())
@@ -224,6 +225,57 @@ def test_keymap_from_config_remaps_by_id():
         assert app.paused
 
     run_replay(body, paused=False, config=Config(keymap={"schedtop.pause": "p"}))
+
+
+def test_keymap_remaps_a_main_screen_key_by_id_and_the_help_shows_it():
+    async def body(app, pilot):
+        await pilot.press("e")
+        assert not isinstance(app.screen, QueueScreen)  # e is no longer the queue's key
+        await pilot.press("Q")
+        assert isinstance(app.screen, QueueScreen)
+        await pilot.press("escape", "question_mark")
+        row = next(r for r in app.screen.rows if r.binding_id == "schedtop.queue")
+        assert row.keys == "Q" and row.group == "schedtop"
+
+    run_replay(body, config=Config(keymap={"schedtop.queue": "Q"}))
+
+
+def test_the_main_views_keys_do_not_act_from_the_queue_screen():
+    async def body(app, pilot):
+        await pilot.press("e")
+        queue = app.screen
+        assert isinstance(queue, QueueScreen)
+        box = app.query_one("#filter")
+        await pilot.press("slash", "x")  # was: the hidden filter took focus and the x
+        assert not box.display and app.screen is queue and queue.focused is not box
+        assert box.value == ""
+        await pilot.press("e")  # was: a second queue screen on top of this one
+        assert app.screen is queue and sum(isinstance(s, QueueScreen) for s in app.screen_stack) == 1
+        threads = app.thread_mode
+        await pilot.press("t", "f", "greater_than_sign")
+        assert app.thread_mode == threads and app.follow_pid is None
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+        await pilot.press("slash")  # on the main screen the same keys act
+        assert box.display and app.screen.focused is box
+
+    run_replay(body)
+
+
+def test_help_lists_the_keys_of_the_screen_it_was_opened_on():
+    async def body(app, pilot):
+        await pilot.press("question_mark")
+        main_ids = {r.binding_id for r in app.screen.rows}
+        assert {"schedtop.quit", "schedtop.filter", "schedtop.queue", "schedtop.steer.boost"} <= main_ids
+        await pilot.press("escape", "e", "question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        ids = {r.binding_id for r in app.screen.rows}
+        assert {"queue.close", "queue.prev_cpu", "schedtop.help", "schedtop.pause"} <= ids
+        assert not ids & {"schedtop.filter", "schedtop.queue", "schedtop.threads", "schedtop.steer.boost",
+                          "schedtop.scx.toggle", "schedtop.trace"}
+        assert [r.group for r in app.screen.rows][0] == "schedtop"
+
+    run_replay(body)
 
 
 def test_command_palette_lists_app_actions():

@@ -196,13 +196,14 @@ def test_every_binding_has_an_id_and_a_tooltip():
     from schedtop.ui.app import SchedtopApp
     from schedtop.ui.screens.detail import DetailScreen
     from schedtop.ui.screens.help import HelpScreen
+    from schedtop.ui.screens.main import MainScreen
     from schedtop.ui.screens.queue import QueueScreen
     from schedtop.ui.screens.too_small import TooSmallScreen
     from schedtop.ui.widgets.filter_box import FilterBox
     from schedtop.ui.widgets.task_table import TaskTable
 
     ids = []
-    for cls in (SchedtopApp, TaskTable, FilterBox, HelpScreen, QueueScreen, DetailScreen, TooSmallScreen):
+    for cls in (SchedtopApp, MainScreen, TaskTable, FilterBox, HelpScreen, QueueScreen, DetailScreen, TooSmallScreen):
         for b in cls.BINDINGS:
             assert b.id and b.tooltip, f"{cls.__name__}: {b.key} -> {b.action}"
             ids.append(b.id)

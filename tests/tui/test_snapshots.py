@@ -10,17 +10,25 @@ from __future__ import annotations
 import pytest
 from tuikit import replay_source, wait_for
 
-from schedtop.ui.app import CORE_BINDINGS, SchedtopApp
+from schedtop.ui.app import APP_BINDINGS, SchedtopApp
+from schedtop.ui.screens.main import VIEW_BINDINGS, MainScreen
 
 SIZES = [(80, 24), (200, 60)]
 
 
-class CoreApp(SchedtopApp, inherit_bindings=False):
-    """The app with the core keys only: other areas' bindings (tested by their owners) would
-    otherwise change the footer, and these pictures, whenever one is added. inherit_bindings=False:
-    Textual merges BINDINGS along the MRO, so SchedtopApp's would come back."""
+class CoreMain(MainScreen, inherit_bindings=False):
+    """The main screen with the view's own keys only: other areas' bindings (tested by their
+    owners) would otherwise change the footer, and these pictures, whenever one is added.
+    inherit_bindings=False: Textual merges BINDINGS along the MRO, so MainScreen's would come back."""
 
-    BINDINGS = list(CORE_BINDINGS)
+    BINDINGS = list(VIEW_BINDINGS)
+
+
+class CoreApp(SchedtopApp, inherit_bindings=False):
+    """The app with its app-wide keys and CoreMain as its main screen."""
+
+    BINDINGS = list(APP_BINDINGS)
+    MAIN_SCREEN = CoreMain
 
 
 def replay_app(**kw):

@@ -14,6 +14,8 @@ from textual.widgets import Static
 
 from schedtop.ui.widgets.text import safe
 
+APP_GROUP = "schedtop"  # the HELP_GROUP of the App and of the main screen
+
 
 @dataclass(frozen=True, slots=True)
 class HelpRow:
@@ -34,7 +36,8 @@ def help_rows(app, active: dict[str, ActiveBinding]) -> list[HelpRow]:
             continue
         ident = id(b) if b.id is None else hash((b.id, b.action))
         by_binding.setdefault(ident, []).append(app.get_key_display(Binding(key, b.action)))
-        info.setdefault(ident, (b, type(ab.node).__name__))
+        # A node may name its group (the App and the main screen share "schedtop").
+        info.setdefault(ident, (b, getattr(type(ab.node), "HELP_GROUP", None) or type(ab.node).__name__))
     rows: list[HelpRow] = []
     for ident, keys in by_binding.items():
         b, group = info[ident]
@@ -42,7 +45,7 @@ def help_rows(app, active: dict[str, ActiveBinding]) -> list[HelpRow]:
         rows.append(HelpRow(" ".join(dict.fromkeys(keys)), b.description, b.tooltip, group, b.id or ""))
     # The app's own keys first, then each widget's, each group in binding order.
     order = {g: i for i, g in enumerate(dict.fromkeys(r.group for r in rows))}
-    return sorted(rows, key=lambda r: (not r.group.endswith("App"), order[r.group]))
+    return sorted(rows, key=lambda r: (r.group != APP_GROUP, order[r.group]))
 
 
 def help_markup(rows: Iterable[HelpRow]) -> Content:
@@ -54,7 +57,7 @@ def help_markup(rows: Iterable[HelpRow]) -> Content:
     for r in rows:
         if r.group != group:
             group = r.group
-            title = "schedtop" if group.endswith("App") else group
+            title = group
             if lines:
                 lines.append(Content(""))
             lines.append(safe("[b $accent]$title[/]", title=title))
