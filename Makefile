@@ -13,7 +13,8 @@ export SCHEDTOP_CACHE ?= $(HOME)/.cache/schedtop
 APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config make gcc \
 	qemu-system-x86 kmod zstd dpkg-dev busybox-static tmux htop stress-ng rt-tests linux-perf \
 	libbpf-tools bpftool python3-venv pipx file debian-archive-keyring prometheus prometheus-node-exporter \
-	gamemode dbus
+	gamemode dbus \
+	mangohud vulkan-tools mesa-vulkan-drivers xvfb
 
 # CO-RE objects in schedtop/bpf/obj/<machine>/, where the wheel has them too; the flags and
 # the libbpf headers' search are in hatch_build.py (the wheel's build hook) alone.
@@ -88,6 +89,7 @@ LINT_STRICT := schedtop/model.py schedtop/collect/live.py schedtop/collect/fold.
 LINT_STRICT += schedtop/exporter/__init__.py schedtop/exporter/buckets.py schedtop/exporter/collection.py \
 	schedtop/exporter/metrics.py schedtop/exporter/cli.py tests/host/test_exporter.py
 LINT_STRICT += schedtop/steer/gamemode.py tests/host/test_gamemode.py
+LINT_STRICT += schedtop/collect/frametime.py tests/host/test_frametime.py tests/unit/test_frametime_parse.py
 LINT_TYPED := $(LINT_STRICT)
 lint: venv
 	@test -x $(VENV)/bin/ruff -a -x $(VENV)/bin/mypy || $(PY) -m pip install -q -e '.[test]'
