@@ -89,7 +89,7 @@ LINT_STRICT := schedtop/model.py schedtop/collect/live.py schedtop/collect/fold.
 LINT_STRICT += schedtop/exporter/__init__.py schedtop/exporter/buckets.py schedtop/exporter/collection.py \
 	schedtop/exporter/metrics.py schedtop/exporter/cli.py tests/host/test_exporter.py
 LINT_STRICT += schedtop/steer/gamemode.py tests/host/test_gamemode.py
-LINT_STRICT += schedtop/collect/frametime.py tests/host/test_frametime.py tests/unit/test_frametime_parse.py
+LINT_STRICT += schedtop/collect/frametime.py schedtop/collect/frames_cli.py tests/host/test_frametime.py tests/unit/test_frametime_parse.py
 LINT_TYPED := $(LINT_STRICT)
 lint: venv
 	@test -x $(VENV)/bin/ruff -a -x $(VENV)/bin/mypy || $(PY) -m pip install -q -e '.[test]'

@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("schedtop.lab.cli", "fetch and boot a sched_ext kernel in a QEMU guest"),
     "demo": ("schedtop.lab.demo", "boot the lab guest and run schedtop on a demo workload"),
     "exporter": ("schedtop.exporter.cli", "serve the scheduler's metrics to Prometheus on /metrics"),
+    "frames": ("schedtop.collect.frames_cli", "frame times of a game running with MangoHud (its logs)"),
 }
 
 EPILOG = """\

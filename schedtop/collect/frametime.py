@@ -608,3 +608,64 @@ class MangoAppQueue:
                 continue
             out.append(_frame_from(self._buf, n))
         return out
+
+
+# --- a live source ------------------------------------------------------------------------------
+
+
+class FrameSource:
+    """One game's finished logs as they come: with a control socket, a new log every
+    ``interval`` seconds (stop, which writes it, then start); without one, each log
+    MangoHud writes by itself (log_duration or its toggle key) in the output folder.
+
+    close() stops logging when this source started it (the last log is written)."""
+
+    def __init__(self, game: Game, interval: float = 3.0, folder: str | None = None) -> None:
+        self.game = game
+        self.interval = interval
+        where = folder or game.output_folder
+        if where is None:
+            raise ValueError(
+                f"{game.comm}[{game.pid}]: no MangoHud output_folder (set it in MANGOHUD_CONFIG, or give the folder)"
+            )
+        self.follower = LogFollower(where, program=game.program)
+        self.control: MangoHudControl | None = None
+        if game.control is not None:
+            try:
+                self.control = MangoHudControl(game.control)
+            except OSError:
+                self.control = None  # another client holds it (MangoHud takes one): follow the folder
+        self._due = time.monotonic() + interval
+        if self.control is not None:
+            self.control.start()
+
+    @property
+    def chunked(self) -> bool:
+        return self.control is not None
+
+    def poll(self) -> list[FrameLog | FrameLogError]:
+        """New logs now (a rotation first when one is due)."""
+        settled = False
+        if self.control is not None and time.monotonic() >= self._due:
+            try:
+                settled = self.control.rotate()
+            except OSError:
+                self.control.close()
+                self.control = None  # the game went away or closed the socket
+            self._due = time.monotonic() + self.interval
+        return self.follower.poll(settled=settled)
+
+    def close(self) -> None:
+        if self.control is not None:
+            try:
+                self.control.stop()
+            except OSError:
+                pass
+            self.control.close()
+            self.control = None
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

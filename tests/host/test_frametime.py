@@ -242,3 +242,28 @@ def test_mangoapp_queue_reads_gamescope_messages(tmp_path: Path) -> None:
         assert q.read() == []  # the type-2 control message is left for MangoHud
     finally:
         ft.LIBC.msgctl(sender, ft.IPC_RMID, None)
+
+
+@pytest.mark.timeout(60)
+def test_frames_cli_once_json(vkcube: tuple[subprocess.Popen[bytes], Path]) -> None:
+    """`schedtop frames --pid N --once --json` as a user runs it: one 2 s log's statistics."""
+    import json
+    import sys
+
+    proc, _ = vkcube
+    _wait_game(proc.pid)
+    schedtop = Path(sys.executable).with_name("schedtop")
+    r = subprocess.run(
+        [str(schedtop), "frames", "--pid", str(proc.pid), "--interval", "2", "--once", "--json", "--wait", "30"],
+        capture_output=True,
+        text=True,
+        timeout=45,
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["game"]["pid"] == proc.pid and out["game"]["comm"] == "vkcube"
+    assert 60 <= out["frames"] <= 130, out  # 2 s at <= 60 fps
+    assert out["stats"]["budget_ms"] == pytest.approx(16.667, abs=0.01)
+    assert 10 < out["stats"]["p50_ms"] < 30 and out["stats"]["low1_fps"] > 0
+    r = subprocess.run([str(schedtop), "frames", "--pid", "1", "--once"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "no MangoHud layer" in r.stderr and "Traceback" not in r.stderr
