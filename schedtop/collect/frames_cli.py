@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 import time
 
@@ -91,6 +92,11 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     end = time.monotonic() + args.wait
+
+    def _term(signum: int, frame: object) -> None:
+        raise SystemExit(0)  # through `with source`: logging is stopped, not left running
+
+    signal.signal(signal.SIGTERM, _term)
     try:
         with source:
             while True:

@@ -628,13 +628,17 @@ class FrameSource:
             raise ValueError(
                 f"{game.comm}[{game.pid}]: no MangoHud output_folder (set it in MANGOHUD_CONFIG, or give the folder)"
             )
-        self.follower = LogFollower(where, program=game.program)
         self.control: MangoHudControl | None = None
         if game.control is not None:
             try:
                 self.control = MangoHudControl(game.control)
             except OSError:
                 self.control = None  # another client holds it (MangoHud takes one): follow the folder
+        if self.control is not None:
+            # a log left running (by a killed client, or the toggle key) would make the first
+            # log span an unknown time: end it first (no answer when none runs) and skip it
+            self.control.stop(timeout=1.0)
+        self.follower = LogFollower(where, program=game.program)
         self._due = time.monotonic() + interval
         if self.control is not None:
             self.control.start()

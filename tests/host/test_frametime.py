@@ -267,3 +267,40 @@ def test_frames_cli_once_json(vkcube: tuple[subprocess.Popen[bytes], Path]) -> N
     assert 10 < out["stats"]["p50_ms"] < 30 and out["stats"]["low1_fps"] > 0
     r = subprocess.run([str(schedtop), "frames", "--pid", "1", "--once"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "no MangoHud layer" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.timeout(90)
+def test_source_ends_a_log_left_running_and_cli_stops_logging_on_sigterm(
+    vkcube: tuple[subprocess.Popen[bytes], Path],
+) -> None:
+    import sys
+
+    proc, logs = vkcube
+    game = _wait_game(proc.pid)
+    assert game.control is not None
+    with _connect(game.control) as ctl:
+        ctl.start()  # a client that goes away with logging on (as a killed one would)
+    time.sleep(3.0)
+    with ft.FrameSource(game, interval=1.5) as src:
+        assert src.chunked
+        left = sorted(logs.glob("vkcube_*[0-9].csv"))
+        assert len(left) == 1 and ft.parse_log(left[0]).frames >= 120  # the 3 s one, ended at start
+        got: list[ft.FrameLog | ft.FrameLogError] = []
+        end = time.monotonic() + 20
+        while not got and time.monotonic() < end:
+            time.sleep(0.2)
+            got = src.poll()
+    assert len(got) == 1 and isinstance(got[0], ft.FrameLog), got
+    assert 30 <= got[0].frames <= 110, got[0].frames  # 1.5 s at <= 60 fps, not the 3 s left before
+    time.sleep(1.1)
+    before = set(logs.glob("vkcube_*[0-9].csv"))
+    schedtop = Path(sys.executable).with_name("schedtop")
+    cli = subprocess.Popen(
+        [str(schedtop), "frames", "--pid", str(proc.pid), "--interval", "60"], stderr=subprocess.PIPE
+    )
+    time.sleep(4.0)  # its start: imports, find_games, the 1 s wait for a log left running
+    cli.send_signal(signal.SIGTERM)
+    assert cli.wait(15) == 0, cli.stderr.read() if cli.stderr else ""
+    new = set(logs.glob("vkcube_*[0-9].csv")) - before
+    assert len(new) >= 1, "schedtop frames left MangoHud logging on"
+    assert max(ft.parse_log(p).frames for p in new) >= 20  # the 1-2 s it logged, written at exit
