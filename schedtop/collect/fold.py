@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from schedtop.model import Task
+from schedtop.model import Task, ViewRequest
 
 # A folded process shows its most active thread's state: running beats blocked beats the rest.
 _STATE_RANK = {"R": 0, "D": 1}
@@ -18,6 +18,12 @@ _STATE_RANK = {"R": 0, "D": 1}
 
 def _worst(values: Iterable[float | None]) -> float | None:
     return max((v for v in values if v is not None), default=None)
+
+
+def rows_for(tasks: tuple[Task, ...], request: ViewRequest | None) -> tuple[Task, ...]:
+    """The rows a request asks for: the threads as collected, or folded into processes.
+    The sources call this (live and replay alike); the view shows what it is given."""
+    return tasks if request is None or request.threads else fold_processes(tasks)
 
 
 def fold_processes(tasks: Sequence[Task]) -> tuple[Task, ...]:

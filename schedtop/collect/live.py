@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from schedtop.collect import debugfs, kernel_caps
-from schedtop.collect.fold import fold_processes
+from schedtop.collect.fold import rows_for
 from schedtop.collect.procfs import ProcfsReader, ThreadSample
 from schedtop.collect.sched_ext import SCHED_EXT_SYSFS, read_scheduler_info
 from schedtop.model import (
@@ -317,9 +317,8 @@ class LiveSource:
         if self.pids:
             wanted = set(self.pids)
             shown = [s for s in samples if s.pid in wanted]
-        tasks = self._thread_rows(shown, rates)
-        if not request.threads:
-            tasks = fold_processes(tasks)  # here, not in the view: the BPF tier then sums whole processes
+        # Folded here, not in the view: the BPF tier then sums whole processes.
+        tasks = rows_for(self._thread_rows(shown, rates), request)
 
         parts: dict[str, Any] = {}
         if self._reader.live:  # EEVDF or CFS, per-task slice, base slice: probed once per process

@@ -38,7 +38,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import IO, Any, BinaryIO, TypeGuard, overload
 
-from schedtop.collect.fold import fold_processes
+from schedtop.collect.fold import rows_for
 from schedtop.model import SCHEMA_VERSION, Extras, SchemaError, Snapshot, ViewRequest, snapshot_from_dict
 from schedtop.outfile import open_output
 
@@ -497,7 +497,7 @@ class ReplaySource:
 
     def _frame(self, i: int, request: ViewRequest | None = None) -> Snapshot:
         s = self.replay.snapshots[i]
-        tasks = s.tasks if request is None or request.threads else fold_processes(s.tasks)  # as live
+        tasks = rows_for(s.tasks, request)  # as live
         if s.source == "replay" and tasks is s.tasks:
             return s
         # A new frame from the recorded one, whole; the recording keeps its threads and source.
@@ -513,12 +513,12 @@ class ReplaySource:
         self.pos += 1
         return snap
 
-    def step(self, n: int = 1) -> Snapshot:
-        return self.seek(self.pos + n)
+    def step(self, n: int = 1, request: ViewRequest | None = None) -> Snapshot:
+        return self.seek(self.pos + n, request)
 
-    def seek(self, i: int) -> Snapshot:
+    def seek(self, i: int, request: ViewRequest | None = None) -> Snapshot:
         self.pos = min(max(i, 0), len(self.replay.snapshots) - 1)
-        return self.current()
+        return self.current(request)
 
     def actions_at(self, i: int) -> tuple[Mapping[str, Any], ...]:
         """Actions recorded between frame i-1 and frame i."""

@@ -22,7 +22,6 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
-from schedtop.collect.fold import fold_processes
 from schedtop.collect.live import LiveSource
 from schedtop.collect.sched_ext import SCHED_EXT_SYSFS
 from schedtop.model import Snapshot, Task, ViewRequest
@@ -109,7 +108,8 @@ class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
         self.history = History()
         self.paused = paused  # a replay started paused shows its first frame and waits
         self.pending = 0  # frames collected while paused
-        self.thread_mode = True
+        self.thread_mode = True  # what the next request asks for; only frames of this mode are shown
+        self._view_frame = False  # a frame asked for by a view change: shown even while paused
         self.detail_tid: int | None = None  # whose /proc sched the next collect reads (detail screen, side pane)
         self.follow_pid: int | None = None
         self.error: str | None = None
@@ -243,6 +243,8 @@ class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
             return
         snap = message.snapshot
         assert snap is not None
+        if message.threads != self.thread_mode:
+            return  # collected for the view before `t`: view_changed() asked for one in the new mode
         self.error = None
         self.collect_ms = message.elapsed * 1000
         self.latest = snap
@@ -252,17 +254,29 @@ class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
                     self._warned.add(w)
                     self.notify(w, title="schedtop", severity="warning", timeout=8)
         self.history.update(snap)
-        if self.paused and not self.replay:  # a replay frame already in flight is still shown
+        if self.paused and not self.replay and not self._view_frame:  # a replay frame in flight is still shown
             self.pending += 1
             self._render_state()
             return
         self.pending = 0
+        self._view_frame = False
         self.show(snap)
+
+    def view_changed(self) -> None:
+        """The thread/process mode changed: the source folds (or not) the frame it gives for
+        the new request. A replay gives this frame again at once; live, a collect starts now
+        and its frame is shown even while paused (it answers a key)."""
+        if self.replay:
+            self.latest = self.source.current(self.view_request())
+            self.show(self.latest)
+            return
+        self._view_frame = True
+        self.poll_now()
 
     def show(self, snap: Snapshot) -> None:
         """Render a snapshot everywhere (the only place widgets get data)."""
         self.snapshot = snap
-        tasks = snap.tasks if self.thread_mode else fold_processes(snap.tasks)
+        tasks = snap.tasks  # threads or processes, as the request asked: the source folds
         with self.batch_update():
             self.query_one(CpuPanel).show(snap)
             self._layout_latency()

@@ -29,11 +29,13 @@ SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 class SnapshotReady(Message):
     """Posted from the collector thread; a newer one replaces an unhandled older one."""
 
-    def __init__(self, snapshot: Snapshot | None, error: str | None = None, elapsed: float = 0.0) -> None:
+    def __init__(self, snapshot: Snapshot | None, error: str | None = None, elapsed: float = 0.0,
+                 threads: bool = True) -> None:
         super().__init__()
         self.snapshot = snapshot
         self.error = error
         self.elapsed = elapsed
+        self.threads = threads  # the request's: one row per thread, or per process (folded by the source)
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, SnapshotReady) and message.error is None
@@ -49,6 +51,7 @@ class Poller:
         self._timer = None
         self._polling = False
         self._stopped = False
+        self._again = False  # the view changed while a collect was in flight: collect again at once
         self._record_lock = threading.Lock()  # the worker records snapshots, the UI actions
 
     def poller_stop(self) -> None:
@@ -86,7 +89,7 @@ class Poller:
             with self._record_lock:
                 self.recorder.snapshot(snap)
         if not worker.is_cancelled:
-            self.post_message(SnapshotReady(snap, None, elapsed))
+            self.post_message(SnapshotReady(snap, None, elapsed, threads=request.threads))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "collect":
@@ -97,8 +100,22 @@ class Poller:
                 self.error = f"collector: {event.worker.error}"
             self._arm()
 
+    def poll_now(self) -> None:
+        """Collect now, for a request that changed (the thread/process mode)."""
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        if self._polling:
+            self._again = True
+        else:
+            self._poll()
+
     def _arm(self) -> None:
         if self._timer is not None or self._stopped:
+            return
+        if self._again:
+            self._again = False
+            self._timer = self.set_timer(0, self._poll)
             return
         if self.replay:
             if self.paused or getattr(self.source, "at_end", False):
@@ -128,7 +145,7 @@ class Poller:
             self._render_state()
             return
         try:
-            snap = src.step(delta)
+            snap = src.step(delta, self.view_request())
         except Exception as exc:  # a bad frame of a large recording: say so, keep the last good one
             self.error = str(exc)
             self._render_state()

@@ -129,13 +129,16 @@ def test_threads_toggle_folds_processes():
     async def body(app, pilot):
         table = app.query_one(TaskTable)
         assert "tid" in [c.key for c in table.visible_columns()]
+        threads = app.snapshot.tasks
         await pilot.press("t")
         assert not app.thread_mode
         assert "tid" not in [c.key for c in table.visible_columns()]
         pids = [t.pid for t in table.rows]
-        assert len(pids) == len(set(pids)) == len({t.pid for t in app.snapshot.tasks})
+        assert len(pids) == len(set(pids)) == len({t.pid for t in threads})
+        # The source folded this frame for the new request; the view shows it as given.
+        assert table.tasks == app.snapshot.tasks and {t.tid for t in app.snapshot.tasks} == set(pids)
         # pid 1's threads fold into one row whose CPU% is their sum.
-        threads_of_1 = [t for t in app.snapshot.tasks if t.pid == 1]
+        threads_of_1 = [t for t in threads if t.pid == 1]
         row = next(t for t in table.rows if t.pid == 1)
         assert row.nr_threads == len(threads_of_1)
         assert row.cpu_pct == pytest.approx(sum(t.cpu_pct for t in threads_of_1))
@@ -143,6 +146,32 @@ def test_threads_toggle_folds_processes():
         assert len(table.rows) == len(app.snapshot.tasks)
 
     run_replay(body)
+
+
+def test_process_mode_holds_across_replay_steps():
+    async def body(app, pilot):
+        await pilot.press("t", "full_stop", "full_stop", "comma")
+        pids = [t.pid for t in app.snapshot.tasks]
+        assert app.source.pos == 1 and len(pids) == len(set(pids)) and app.query_one(TaskTable).tasks == app.snapshot.tasks
+        await pilot.press("t")
+        assert len(app.snapshot.tasks) == len(app.source.current().tasks) > len(pids)
+
+    run_replay(body)
+
+
+def test_live_threads_toggle_asks_the_source_for_processes_now():
+    """`t` sends a request for process rows and collects at once (not at the next tick): the
+    frame shown is the one the source folded."""
+    async def body(app, pilot):
+        await wait_for(pilot, lambda: any(t.tid != t.pid for t in app.snapshot.tasks))  # some thread rows
+        frames = app.history.frames
+        await pilot.press("t")
+        await wait_for(pilot, lambda: app.history.frames > frames, 1.5)  # the 5 s tick is far
+        snap = app.snapshot
+        assert all(t.tid == t.pid for t in snap.tasks) and app.query_one(TaskTable).tasks == snap.tasks
+        assert len({t.pid for t in snap.tasks}) == len(snap.tasks)
+
+    run_live(body, delay=5.0)
 
 
 def test_follow_shows_only_the_selected_process():

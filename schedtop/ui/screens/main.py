@@ -231,9 +231,8 @@ class MainScreen(Screen[None]):
 
     def action_threads(self) -> None:
         app = self.sapp
-        app.thread_mode = not app.thread_mode  # the next request asks for it; this frame is folded here
-        if app.snapshot is not None:
-            app.show(app.snapshot)
+        app.thread_mode = not app.thread_mode  # the next request asks for it
+        app.view_changed()
         app._render_state()
 
     def action_follow(self) -> None:
