@@ -18,18 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from schedtop import kernel_paths
+
 SCHEMA_VERSION = 1
 
-# Policy numbers from include/uapi/linux/sched.h; 7 is SCHED_EXT.
-POLICY_NAMES: Mapping[int, str] = {
-    0: "OTHER",
-    1: "FIFO",
-    2: "RR",
-    3: "BATCH",
-    5: "IDLE",
-    6: "DEADLINE",
-    7: "EXT",
-}
+POLICY_NAMES: Mapping[int, str] = kernel_paths.POLICY_NAMES  # policy number -> name, as the table shows it
 
 
 @dataclass(frozen=True, slots=True)

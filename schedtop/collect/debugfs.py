@@ -25,11 +25,12 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 
+from schedtop import kernel_paths
 from schedtop.collect.procfs import split_ns
 from schedtop.model import QueuedTask
 
-DEBUGFS = "/sys/kernel/debug"
-SCHED_DEBUG = f"{DEBUGFS}/sched/debug"
+DEBUGFS = kernel_paths.DEBUGFS
+SCHED_DEBUG = kernel_paths.SCHED_DEBUG
 
 
 class DebugfsUnavailable(Exception):

@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from schedtop import kernel_paths
 from schedtop.model import Extras, KernelCaps
 
-SCHED_DEBUG_DIR = "/sys/kernel/debug/sched"
+SCHED_DEBUG_DIR = kernel_paths.DEBUGFS_SCHED
 SYS_sched_setattr = 314  # x86_64
 PROBE_SLICE_NS = 3_000_000
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from schedtop import kernel_paths
 from schedtop.collect import debugfs, kernel_caps
 from schedtop.collect.fold import rows_for
 from schedtop.collect.procfs import ProcfsReader, ThreadSample
@@ -96,7 +97,7 @@ class LiveSource:
         pids: Sequence[int] = (),
         threads: bool = True,
         use_bpf: bool = True,
-        procfs_root: str = "/proc",
+        procfs_root: str = kernel_paths.PROC,
         use_debugfs: bool | None = None,
         sched_ext_root: str = SCHED_EXT_SYSFS,
         bpf_wait: float | None = None,

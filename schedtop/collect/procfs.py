@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
+from schedtop import kernel_paths
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Errors that mean "this task is gone or not ours": skip it, say nothing.
@@ -115,7 +117,7 @@ def stat_at(path: str) -> StatFields | None:
 def same_process(pid: int, starttime: int) -> bool:
     """``pid`` is still the process that started at ``starttime``, and not a zombie (a killed
     owner lingers as Z until it is reaped)."""
-    st = stat_at(f"/proc/{pid}/stat")
+    st = stat_at(kernel_paths.proc_stat(pid))
     return st is not None and st.starttime == starttime and st.state not in ("Z", "X")
 
 
@@ -242,9 +244,9 @@ class ThreadSample:
 class ProcfsReader:
     """Reads threads and CPU times under one procfs root."""
 
-    def __init__(self, root: str = "/proc") -> None:
+    def __init__(self, root: str = kernel_paths.PROC) -> None:
         self.root = root.rstrip("/") or "/"
-        self.live = os.path.realpath(self.root) == "/proc"
+        self.live = os.path.realpath(self.root) == kernel_paths.PROC
 
     # --- system-wide -------------------------------------------------------
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 
+from schedtop import kernel_paths
 from schedtop.model import SchedulerInfo
 
-SCHED_EXT_SYSFS = "/sys/kernel/sched_ext"  # the directory; policy 7 is steer.units.SCHED_EXT
+SCHED_EXT_SYSFS = kernel_paths.SCHED_EXT_SYSFS  # the class's directory; the policy is kernel_paths.SCHED_EXT
 SCHEDTOP_OPS = "schedtop"  # the ops name of schedtop's own scheduler (schedtop.scx)
 
 

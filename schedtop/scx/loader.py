@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from schedtop import kernel_paths
 from schedtop.bpf import objects
 from schedtop.bpf.globals import Globals
 from schedtop.scx import compat, protocol
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from schedtop.bpf.libbpf import Link
 
 OBJ_PATH = objects.path("scx")
-SYSFS = Path("/sys/kernel/sched_ext")
+SCHED_EXT_DIR = Path(kernel_paths.SCHED_EXT_SYSFS)  # the class's sysfs directory
 SCX_OPS_SWITCH_PARTIAL = 8
 MAX_TIMEOUT_MS = 30_000  # the kernel's ceiling for ops.timeout_ms
 
@@ -62,12 +63,12 @@ def preflight() -> None:
     """One clear line instead of a libbpf error when loading cannot work."""
     if os.geteuid() != 0:
         raise LoadError("loading a sched_ext scheduler needs root")
-    state = SYSFS / "state"
+    state = SCHED_EXT_DIR / "state"
     if not state.exists():
         raise LoadError("this kernel has no sched_ext (CONFIG_SCHED_CLASS_EXT); try `schedtop lab run`")
     current = state.read_text().strip()
     if current != "disabled":
-        ops = SYSFS / "root" / "ops"
+        ops = SCHED_EXT_DIR / "root" / "ops"
         who = ops.read_text().strip() if ops.exists() else "another scheduler"
         raise LoadError(f"sched_ext is {current} ({who}); unload it first")
     if not OBJ_PATH.exists():
@@ -218,11 +219,11 @@ class Scheduler:
 def sysfs_state() -> tuple[str, str | None]:
     """(state, ops name) of sched_ext right now."""
     try:
-        state = (SYSFS / "state").read_text().strip()
+        state = (SCHED_EXT_DIR / "state").read_text().strip()
     except OSError:
         return "absent", None
     try:
-        ops = (SYSFS / "root" / "ops").read_text().strip()
+        ops = (SCHED_EXT_DIR / "root" / "ops").read_text().strip()
     except OSError:
         ops = None
     return state, ops

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from schedtop import kernel_paths
+
 
 @dataclass(frozen=True, slots=True)
 class ScxOptions:
@@ -67,7 +69,7 @@ def proc_state(pid: int) -> str | None:
     from schedtop.collect.procfs import parse_stat  # the collector's parser (comm with ") (" etc.)
 
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
+        with open(kernel_paths.proc_stat(pid), "rb") as f:
             fields = parse_stat(f.read())
     except OSError:
         return None

@@ -18,6 +18,7 @@ import resource
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from schedtop import kernel_paths
 from schedtop.collect.procfs import StatFields, parse_stat, read_bytes
 from schedtop.steer.units import (
     NICE_POLICIES,
@@ -35,8 +36,8 @@ SYS_sched_setattr = 314  # x86_64
 SYS_sched_getattr = 315
 SCHED_FLAG_RESET_ON_FORK = 0x01
 
-BASE_SLICE_PATH = "/sys/kernel/debug/sched/base_slice_ns"
-SCHED_EXT_SYSFS = "/sys/kernel/sched_ext"
+BASE_SLICE_PATH = kernel_paths.BASE_SLICE_NS
+SCHED_EXT_SYSFS = kernel_paths.SCHED_EXT_SYSFS
 NO_SCHED_EXT = "this kernel has no sched_ext (CONFIG_SCHED_CLASS_EXT): SCHED_EXT is not available"
 
 
@@ -569,7 +570,7 @@ _LOCKED_HINT = " (kernel lockdown or a debugfs restriction blocks it; per-task s
 
 def base_slice_mounted() -> bool:
     """Whether debugfs' sched directory is there (else reading or writing it mounts debugfs)."""
-    return os.path.isdir("/sys/kernel/debug/sched")
+    return os.path.isdir(kernel_paths.DEBUGFS_SCHED)
 
 
 def read_base_slice() -> int:
@@ -585,11 +586,11 @@ def read_base_slice() -> int:
 
 
 def _debugfs_ready() -> None:
-    if not os.path.isdir("/sys/kernel/debug/sched"):
+    if not os.path.isdir(kernel_paths.DEBUGFS_SCHED):
         if os.geteuid() != 0:
             raise SteerError("the global base slice needs root (debugfs)", errno.EPERM)
-        rc = os.system("mount -t debugfs none /sys/kernel/debug >/dev/null 2>&1")
-        if rc != 0 or not os.path.isdir("/sys/kernel/debug/sched"):
+        rc = os.system(f"mount -t debugfs none {kernel_paths.DEBUGFS} >/dev/null 2>&1")
+        if rc != 0 or not os.path.isdir(kernel_paths.DEBUGFS_SCHED):
             raise SteerError("debugfs is not mounted and mounting it failed; "
                              "per-task slices (sched_setattr) still work", errno.ENOENT)
 

@@ -21,10 +21,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from schedtop import kernel_paths
 from schedtop.steer.actions import SteerError, TaskGone, TaskRef, cgroups_of, is_alive
 from schedtop.textsafe import visible
 
-ENABLED_PATH = "/proc/sys/kernel/sched_autogroup_enabled"
+ENABLED_PATH = kernel_paths.AUTOGROUP_ENABLED
 _LINE = re.compile(r"^/autogroup-(\d+) nice (-?\d+)$")
 
 

@@ -10,13 +10,21 @@ import math
 import os
 import re
 
+from schedtop.kernel_paths import (  # the policy numbers, named once
+    POLICY_NAMES,
+    SCHED_BATCH,
+    SCHED_EXT,
+    SCHED_FIFO,
+    SCHED_IDLE,
+    SCHED_OTHER,
+    SCHED_RR,
+)
+
 # EEVDF clamps a requested slice to this range (kernel/sched/syscalls.c, 6.12+).
 SLICE_MIN_NS = 100_000
 SLICE_MAX_NS = 100_000_000
 SLICE_RANGE = "0.1ms..100ms"
 
-SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE = 0, 1, 2, 3, 5
-SCHED_EXT = 7  # run by the loaded sched_ext (BPF) scheduler; needs CONFIG_SCHED_CLASS_EXT
 POLICY_BY_NAME = {
     "other": SCHED_OTHER,
     "normal": SCHED_OTHER,
@@ -25,8 +33,7 @@ POLICY_BY_NAME = {
     "batch": SCHED_BATCH,
     "idle": SCHED_IDLE,
 }
-POLICY_NAME = {SCHED_OTHER: "OTHER", SCHED_FIFO: "FIFO", SCHED_RR: "RR", SCHED_BATCH: "BATCH",
-               SCHED_IDLE: "IDLE", 6: "DEADLINE", 7: "EXT"}
+POLICY_NAME = POLICY_NAMES
 RT_POLICIES = (SCHED_FIFO, SCHED_RR)
 FAIR_POLICIES = (SCHED_OTHER, SCHED_BATCH, SCHED_IDLE)
 # Policies whose sched_setattr takes sched_nice and sched_runtime: the kernel's fair_policy()

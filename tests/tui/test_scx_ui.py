@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from schedtop.model import ScxOptionsPart, ScxPart
-from schedtop.scx.loader import SYSFS
+from schedtop.scx.loader import SCHED_EXT_DIR
 from schedtop.ui.screens.scx import ScxScreen, panel_markup
 from schedtop.ui.screens.steer import ConfirmScreen
 from tuikit import capture_notifications, run_pilot, wait_for
@@ -24,7 +24,7 @@ def _fake_sched_ext(root, state: str, ops: str | None = None):
     return str(root)
 
 
-@pytest.mark.skipif(SYSFS.exists(), reason="here loading would succeed: the guest tests cover that path")
+@pytest.mark.skipif(SCHED_EXT_DIR.exists(), reason="here loading would succeed: the guest tests cover that path")
 def test_load_without_sched_ext_is_refused_clearly_and_the_app_goes_on():
     from schedtop.collect.live import LiveSource
     from schedtop.ui.app import SchedtopApp

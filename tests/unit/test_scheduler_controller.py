@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schedtop.model import SchedulerInfo
-from schedtop.scx.loader import SYSFS
+from schedtop.scx.loader import SCHED_EXT_DIR
 from schedtop.scx.supervisor import ScxOptions, ScxState
 from schedtop.ui.controllers.scheduler import SchedulerController, load_refusal
 
@@ -39,7 +39,7 @@ def test_refusal_says_what_is_really_loaded():
 
 def test_a_load_that_never_happened_is_a_failed_load_not_an_ejection():
     """The real child (`schedtop scx`) on this kernel: it exits before it loads anything."""
-    if SYSFS.exists():
+    if SCHED_EXT_DIR.exists():
         import pytest
 
         pytest.skip("here loading would succeed: the guest tests cover that path")
