@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
                             "game": dataclasses.asdict(game),
                             "log": item.path,
                             "frames": item.frames,
+                            "elapsed_s": [item.first_elapsed_s, item.last_elapsed_s],
                             "stats": dataclasses.asdict(stats) if stats else None,
                         }
                         print(json.dumps(out))

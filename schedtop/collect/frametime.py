@@ -9,6 +9,8 @@ Three ways in, all read-only towards the game except the optional log rotation:
   restarts logging on MangoHud's abstract control socket, so a follower gets a fresh
   file every few seconds (MangoHud answers ``:LoggingFinished`` after the file is
   written). Without a control socket the follower reads each log as it appears.
+  Each (re)start logs nothing until MangoHud's values are valid again: measured here,
+  ~0.3 s of frames per log are not recorded (3 s logs hold ~2.7 s of frames).
 * :func:`find_games`: processes with the MangoHud layer (``libMangoHud``) mapped,
   with the log folder and control socket from their ``MANGOHUD_CONFIG``.
 * :class:`MangoAppQueue`: the SysV message queue gamescope sends one
@@ -63,6 +65,8 @@ class FrameLog:
     dropped: int = 0  # older rows past MAX_FRAMES, counted but not kept
     sections: int = 1  # logs stopped in the same second are appended to one file
     system: tuple[tuple[str, str], ...] = ()  # os, cpu, gpu, kernel, ... of the first section
+    first_elapsed_s: float | None = None  # 'elapsed' of the first and last rows: s since logging
+    last_elapsed_s: float | None = None  # started (MangoHud logs nothing for its first ~0.1-0.3 s)
 
     @property
     def frames(self) -> int:
@@ -160,7 +164,10 @@ def parse_log(path: str | os.PathLike[str], max_frames: int = MAX_FRAMES) -> Fra
     system: tuple[tuple[str, str], ...] = ()
     sys_keys: list[str] | None = None
     col_ft = -1
+    col_el = -1
     ncols = 0
+    first_el: float | None = None
+    last_el: float | None = None
     state = "start"  # start -> sysvals -> frames (an 'os,' line starts a new section)
     last = 0
     for n, line, ended in _lines(p):
@@ -181,6 +188,7 @@ def parse_log(path: str | os.PathLike[str], max_frames: int = MAX_FRAMES) -> Fra
         if line.startswith(_FRAME_HEADER):
             cols = line.split(",")
             col_ft = cols.index("frametime")
+            col_el = cols.index("elapsed") if "elapsed" in cols else -1
             ncols = len(cols)
             sections += 1
             state = "frames"
@@ -200,6 +208,14 @@ def parse_log(path: str | os.PathLike[str], max_frames: int = MAX_FRAMES) -> Fra
             raise FrameLogError(f"{p}:{n}: frametime {cells[col_ft][:40]!r} out of range")
         kept.append(ft_us / 1000.0)
         total += 1
+        if col_el >= 0 and sections == 1:
+            try:
+                el = float(cells[col_el]) / 1e9
+            except ValueError:
+                raise FrameLogError(f"{p}:{n}: elapsed {cells[col_el][:40]!r} is not a number") from None
+            if math.isfinite(el):
+                first_el = el if first_el is None else first_el
+                last_el = el
     if last == 0:
         raise FrameLogError(f"{p}:1: empty file")
     if sections == 0:
@@ -212,6 +228,8 @@ def parse_log(path: str | os.PathLike[str], max_frames: int = MAX_FRAMES) -> Fra
         dropped=total - len(kept),
         sections=sections,
         system=system,
+        first_elapsed_s=first_el,
+        last_elapsed_s=last_el,
     )
 
 

@@ -269,6 +269,8 @@ def test_frames_cli_once_json(vkcube: tuple[subprocess.Popen[bytes], Path]) -> N
     out = json.loads(r.stdout)
     assert out["game"]["pid"] == proc.pid and out["game"]["comm"] == "vkcube"
     assert 60 <= out["frames"] <= 130, out  # 2 s at <= 60 fps
+    first, last = out["elapsed_s"]
+    assert 0 <= first < 1.0 and 1.0 < last < 2.5, out  # the first ~0.1-0.3 s are not logged
     assert out["stats"]["budget_ms"] == pytest.approx(16.667, abs=0.01)
     assert 10 < out["stats"]["p50_ms"] < 30 and out["stats"]["low1_fps"] > 0
     r = subprocess.run([str(schedtop), "frames", "--pid", "1", "--once"], capture_output=True, text=True, timeout=30)

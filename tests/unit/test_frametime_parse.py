@@ -21,7 +21,7 @@ HEADER = (
 )
 
 
-def row(ft_us: float | str, elapsed: int = 1) -> str:
+def row(ft_us: float | str, elapsed: int | str = 1) -> str:
     return f"60,{ft_us},5,0,0,0,0,0,0,0,0.2,{elapsed}\n"
 
 
@@ -38,6 +38,8 @@ def test_real_log() -> None:
     assert dict(log.system)["os"] == "Debian GNU/Linux 12 (bookworm)"
     assert log.frametimes_ms[0] == pytest.approx(16.669)
     assert all(10 < v < 25 for v in log.frametimes_ms)
+    assert log.first_elapsed_s == pytest.approx(0.149904978)
+    assert log.last_elapsed_s is not None and 1.9 < log.last_elapsed_s < 2.1  # a 2 s log
 
 
 def test_two_sections_appended_in_one_second(tmp_path: Path) -> None:
@@ -74,6 +76,7 @@ def test_header_only_is_zero_frames(tmp_path: Path) -> None:
         (HEADER + row("nan"), ":4:", "out of range"),
         (HEADER + row("-5"), ":4:", "out of range"),
         (HEADER + row("inf"), ":4:", "out of range"),
+        (HEADER + row(16000, "soon"), ":4:", "elapsed 'soon' is not a number"),
         (HEADER + "x" * 10_000 + "\n", ":4:", "longer than 4096"),
         (b"\x00\xff\xfe" * 100 + b"\n", ":1:", "not a MangoHud log"),
     ],
