@@ -4,7 +4,7 @@ The collection loop and the replay transport live in poller.py (mixed in);
 this module applies each SnapshotReady inside `batch_update()` (widgets only
 render what they are given) and holds the app-wide keys; the main view and its keys
 are screens/main.py's MainScreen. Steering is a SteeringSession and schedtop's scheduler a SchedulerController
-(plain objects made in __init__); other areas' keys come from the *_actions mixins.
+(plain objects made in __init__); the sched_ext area's keys (x, T) still come from the ExtActions mixin.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from schedtop.collect.live import LiveSource
 from schedtop.collect.sched_ext import SCHED_EXT_SYSFS
 from schedtop.model import Snapshot, Task, ViewRequest
 from schedtop.textsafe import visible
-from schedtop.ui.bpf_actions import BpfActions
 from schedtop.ui.config import Config, ConfigError
 from schedtop.ui.controllers.scheduler import SchedulerController
 from schedtop.ui.controllers.steering import Note, Quit, Reply, SteeringSession
@@ -76,7 +75,7 @@ def action_text(action: dict) -> str:
     return " ".join(fields[:4]) or "action"
 
 
-class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
+class SchedtopApp(Poller, ExtActions, App[int]):
     TITLE = "schedtop"
     CSS_PATH = Path(__file__).with_name("schedtop.tcss")  # absolute: subclasses live elsewhere
     COMMANDS = App.COMMANDS | {ActionsProvider}
@@ -112,6 +111,7 @@ class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
         self._view_frame = False  # a frame asked for by a view change: shown even while paused
         self.detail_tid: int | None = None  # whose /proc sched the next collect reads (detail screen, side pane)
         self.follow_pid: int | None = None
+        self.latency_wanted = True  # `H`: the user's choice; the panel also needs data and width
         self.error: str | None = None
         self.collect_ms: float = 0.0
         self.poller_init()
@@ -156,7 +156,6 @@ class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
             self.source.add_extra("scx", self.scheduler.part)
         self.tell(self.steering.start())
         self.ext_mount()
-        self.bpf_mount()
         self._poll()
         self._check_size()
         if self._profile:  # last: a profile that does not load ends the app, every part mounted
@@ -420,7 +419,7 @@ class SchedtopApp(Poller, ExtActions, BpfActions, App[int]):
             return
         self._hooks_done = True
         self.poller_stop()
-        for hook in (self.bpf_unmount, self.ext_unmount, self.scheduler.close, self._steering_close):
+        for hook in (self.ext_unmount, self.scheduler.close, self._steering_close):
             try:
                 hook()
             except Exception as exc:  # one area's failure must not skip another's restore

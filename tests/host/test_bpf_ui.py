@@ -8,7 +8,7 @@ import time
 import pytest
 
 from schedtop.collect.bpf import OBJECT
-from schedtop.ui.bpf_actions import next_rate
+from schedtop.ui.bpf_actions import next_rate, tier_of
 
 pytestmark = [pytest.mark.root, pytest.mark.bpf,
               pytest.mark.skipif(not OBJECT.exists(), reason="trace.bpf.o not built (make bpf)")]
@@ -37,7 +37,7 @@ def test_sample_rate_keys_drive_the_loaded_tier() -> None:
     async def main() -> None:
         async with app.run_test(size=(140, 40)) as pilot:
             await _wait(pilot, lambda: app.snapshot is not None and app.snapshot.source == "bpf")
-            tier = app._bpf_tier()
+            tier = tier_of(app.source)
             assert tier is not None and tier.sample_rate == 128
             await pilot.press("right_square_bracket")
             assert tier.sample_rate == 64

@@ -281,8 +281,8 @@ def test_the_main_views_keys_do_not_act_from_the_queue_screen():
         await pilot.press("e")  # was: a second queue screen on top of this one
         assert app.screen is queue and sum(isinstance(s, QueueScreen) for s in app.screen_stack) == 1
         threads = app.thread_mode
-        await pilot.press("t", "f", "greater_than_sign")
-        assert app.thread_mode == threads and app.follow_pid is None
+        await pilot.press("t", "f", "greater_than_sign", "H")
+        assert app.thread_mode == threads and app.follow_pid is None and app.latency_wanted
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
         await pilot.press("slash")  # on the main screen the same keys act
@@ -301,7 +301,7 @@ def test_help_lists_the_keys_of_the_screen_it_was_opened_on():
         ids = {r.binding_id for r in app.screen.rows}
         assert {"queue.close", "queue.prev_cpu", "schedtop.help", "schedtop.pause"} <= ids
         assert not ids & {"schedtop.filter", "schedtop.queue", "schedtop.threads", "schedtop.steer.boost",
-                          "schedtop.scx.toggle", "schedtop.trace"}
+                          "schedtop.scx.toggle", "schedtop.trace", "schedtop.bpf.histogram"}
         assert [r.group for r in app.screen.rows][0] == "schedtop"
 
     run_replay(body)

@@ -97,7 +97,7 @@ SCHEDULER_BINDINGS: list[Binding] = [
 
 
 def on_app(bindings: list[Binding]) -> list[Binding]:
-    """Bindings of this screen whose actions the App runs (the areas whose state is the App's)."""
+    """Bindings of this screen whose actions the App runs (the sched_ext area's, a mixin still)."""
     return [dataclasses.replace(b, action=f"app.{b.action}") for b in bindings]
 
 
@@ -116,7 +116,7 @@ class MainScreen(Screen[None]):
         *STEER_BINDINGS,
         *SCHEDULER_BINDINGS,
         *on_app(ext_actions.BINDINGS),
-        *on_app(bpf_actions.BINDINGS),
+        *bpf_actions.BINDINGS,
     ]
 
     @property
@@ -354,3 +354,33 @@ class MainScreen(Screen[None]):
         from schedtop.ui.screens.scx import ScxScreen
 
         self.app.push_screen(ScxScreen())
+
+    # --- the BPF tier (bpf_actions) ----------------------------------------
+
+    def action_bpf_sample(self, factor: float) -> None:
+        app = self.sapp
+        tier = bpf_actions.tier_of(app.source)
+        if tier is None:
+            app.notify(bpf_actions.why_not(app.snapshot), severity="warning")
+            return
+        rate = tier.set_sample_rate(bpf_actions.next_rate(tier.sample_rate, factor))
+        app.notify(bpf_actions.rate_text(rate))
+        app.record_action({"type": "bpf.sample_rate", "rate": rate})
+
+    def action_bpf_histogram(self) -> None:
+        app = self.sapp
+        app.latency_wanted = not app.latency_wanted
+        snap = app.snapshot
+        if app.latency_wanted and (snap is None or snap.latency is None):
+            app.notify(f"no latency histogram to show: {bpf_actions.why_not(snap)}", severity="warning")
+        app._layout_latency()
+        if snap is not None and self.query_one("#latency").display:
+            app.show(snap)  # the panel was not kept up to date while hidden
+
+    def action_bpf_status(self) -> None:
+        app = self.sapp
+        bpf = app.snapshot.extras.bpf if app.snapshot is not None else None
+        if bpf is None:
+            app.notify(bpf_actions.why_not(app.snapshot), severity="warning")
+            return
+        app.notify(bpf_actions.status_text(bpf), timeout=8)
