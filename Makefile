@@ -91,6 +91,8 @@ LINT_STRICT += schedtop/exporter/__init__.py schedtop/exporter/buckets.py schedt
 	schedtop/exporter/metrics.py schedtop/exporter/cli.py tests/host/test_exporter.py
 LINT_STRICT += schedtop/steer/gamemode.py tests/host/test_gamemode.py
 LINT_STRICT += schedtop/collect/frametime.py schedtop/collect/frames_cli.py tests/host/test_frametime.py tests/unit/test_frametime_parse.py
+LINT_STRICT += schedtop/export/scx_stats.py schedtop/export/loop_stats.py tests/unit/test_scx_stats.py \
+	tests/fixtures/scx_stats/from_rust.py
 LINT_TYPED := $(LINT_STRICT)
 lint: venv
 	@test -x $(VENV)/bin/ruff -a -x $(VENV)/bin/mypy || $(PY) -m pip install -q -e '.[test]'

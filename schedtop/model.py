@@ -292,6 +292,10 @@ class StatsPart:
     metrics: Mapping[str, Any] = field(default_factory=dict)  # dotted path -> value
     kinds: Mapping[str, str] = field(default_factory=dict)  # dotted path -> kind
     descs: Mapping[str, str] = field(default_factory=dict)
+    # The OpenMetrics series the server's metadata names (_om_prefix, _om_label, _om_skip):
+    om_names: Mapping[str, str] = field(default_factory=dict)  # dotted path -> metric name
+    om_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # dotted path -> labels
+    om_skip: tuple[str, ...] = ()  # dotted paths the server keeps out of OpenMetrics
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,14 @@ Wire format (sched-ext/scx rust/scx_stats): one JSON object per line over a UNIX
               "doms":      {"dict": {"key": "u64", "datum": {"struct": "Dom"}}}}}
 where a kind is "i64", "u64", "float", "string" or {"struct": NAME}.
 
+OpenMetrics names, as scx's own scxstats_to_openmetrics reads them: a struct's "user" may hold
+`_om_prefix` (put before its fields' names) and `_om_label` (the label that names a member of a
+dict of that struct: real schedulers nest only that way, e.g. scx_layered's layers, scx_rusty's
+nodes and domains); a field's `_om_skip` keeps it out. `flatten` gives every leaf its dotted path
+and, where the metadata names one, that OpenMetrics name and labels; a shape the convention has
+no name for (a dict of plain numbers, a struct as a datum, schedtop's own older shape) keeps its
+path only. `openmetrics_problems` says where a server breaks the rules that tool relies on.
+
 The client never blocks its caller for long: every socket operation has a deadline, and
 `StatsPoller` runs the client on its own thread so a slow or broken server costs a warning,
 never a frozen UI. The server is a small selector loop on one thread (no thread per client),
@@ -31,9 +39,10 @@ import stat
 import struct
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from schedtop.model import StatsPart, to_dict
 from schedtop.textsafe import visible
@@ -131,19 +140,38 @@ def _user(raw: Any) -> dict[str, str]:
     return {str(k): v if isinstance(v, str) else json.dumps(v)[:200] for k, v in raw.items()}
 
 
-def top_struct(meta: Mapping[str, StatsStruct]) -> StatsStruct | None:
+def top_struct(meta: Mapping[str, StatsStruct], value: Any = None) -> StatsStruct | None:
+    """The struct the "top" target serves. Some servers mark more than one struct top (scx_lavd:
+    SysStats and SchedSample) and the metadata does not say which was added first: given the
+    reply, the one whose fields it has (and whose fields it lacks fewest of) wins."""
     tops = [s for s in meta.values() if s.top]
+    if len(tops) > 1 and isinstance(value, dict):
+        keys = set(value)
+
+        def fit(s: StatsStruct) -> int:
+            names = {f.name for f in s.fields}
+            return len(names & keys) - len(names - keys)
+
+        return max(tops, key=fit)  # the first of equals
     return tops[0] if tops else None
 
 
-def struct_meta(name: str, fields: Mapping[str, tuple[str, str]], desc: str = "", top: bool = False) -> dict:
-    """Build one struct's wire metadata from {field: (kind, desc)}; kind "u64", "[u64]" or "{u64:float}"."""
+FieldSpec = tuple[str, str] | tuple[str, str, Mapping[str, str]]
+
+
+def struct_meta(name: str, fields: Mapping[str, FieldSpec], desc: str = "", top: bool = False,
+                user: Mapping[str, str] | None = None) -> dict:
+    """One struct's wire metadata from {field: (kind, desc[, user])}; kind "u64", "[u64]" or
+    "{string:Name}". `user` (the struct's, or a field's third item) are the `_`-attributes
+    rust/scx_stats puts in "user", e.g. {"_om_prefix": "l_", "_om_label": "layer"}, {"_om_skip": "true"}."""
     wire_fields: dict[str, Any] = {}
 
     def kind(text: str) -> Any:
         return text if text in SCALAR_KINDS else {"struct": text}
 
-    for fname, (k, fdesc) in fields.items():
+    for fname, spec in fields.items():
+        k, fdesc = spec[0], spec[1]
+        fuser = spec[2] if len(spec) > 2 else None
         if k.startswith("[") and k.endswith("]"):
             entry: dict[str, Any] = {"array": kind(k[1:-1])}
         elif k.startswith("{") and k.endswith("}") and ":" in k:
@@ -153,23 +181,39 @@ def struct_meta(name: str, fields: Mapping[str, tuple[str, str]], desc: str = ""
             entry = {"datum": kind(k)}
         if fdesc:
             entry["desc"] = fdesc
+        if fuser:
+            entry["user"] = dict(fuser)
         wire_fields[fname] = entry
     out: dict[str, Any] = {"name": name, "fields": wire_fields}
     if desc:
         out["desc"] = desc
     if top:
         out["top"] = "true"
+    if user:
+        out["user"] = dict(user)
     return out
+
+
+Labels = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Metric:
-    """One leaf value of a stats reply, named by its path (e.g. "doms.3.events")."""
+    """One leaf value of a stats reply, named by its path (e.g. "doms.3.events").
+
+    `name` and `labels`: its OpenMetrics series where the metadata names one (`_om_prefix` of
+    its struct + its field's name; the `_om_label` of each dict of structs above it with that
+    member's key; an array's element also has "index"); None: the path is all there is.
+    `skip`: the server marked it (or a field above it) `_om_skip`.
+    """
 
     path: str
     value: int | float | str | None
     kind: str
     desc: str = ""
+    name: str | None = None
+    labels: Labels = ()
+    skip: bool = False
 
 
 def flatten(meta: Mapping[str, StatsStruct], value: Any, struct: StatsStruct | None = None) -> list[Metric]:
@@ -177,63 +221,154 @@ def flatten(meta: Mapping[str, StatsStruct], value: Any, struct: StatsStruct | N
 
     Values the metadata does not describe are kept too (kind "?"), because servers send them.
     """
-    struct = struct or top_struct(meta)
+    struct = struct or top_struct(meta, value)
     out: list[Metric] = []
-    _walk(meta, struct, value, "", out, depth=0)
+    _walk(meta, struct, value, "", out, 0, (), False)
     return out
 
 
-def _leaf(out: list[Metric], path: str, value: Any, kind: str, desc: str) -> None:
+def _leaf(out: list[Metric], path: str, value: Any, kind: str, desc: str,
+          name: str | None = None, labels: Labels = (), skip: bool = False) -> None:
     if isinstance(value, bool):
         value = int(value)
     if value is None or isinstance(value, (int, float, str)):
-        out.append(Metric(path, value, kind, desc))
+        out.append(Metric(path, value, kind, desc, name, labels, skip))
     else:
         try:
             text = json.dumps(value, sort_keys=True)[:200]
         except (RecursionError, ValueError):  # nested about as deep as json.loads allows
             text = "(nested too deep)"
-        out.append(Metric(path, text, kind, desc))
+        out.append(Metric(path, text, kind, desc, None, (), skip))
 
 
 def _walk(meta: Mapping[str, StatsStruct], struct: StatsStruct | None, value: Any, prefix: str,
-          out: list[Metric], depth: int) -> None:
+          out: list[Metric], depth: int, labels: Labels | None, skip: bool) -> None:
+    """`labels`: the OpenMetrics labels down to this struct, None where the convention has no
+    names (inside a dict of numbers, a struct datum, a dict of structs without _om_label)."""
     if depth > 8:  # metadata loops are a server bug; stop rather than recurse forever
         return
     if not isinstance(value, dict):
-        _leaf(out, prefix or "value", value, struct.name if struct else "?", struct.desc if struct else "")
+        _leaf(out, prefix or "value", value, struct.name if struct else "?", struct.desc if struct else "",
+              skip=skip)
         return
     described = {f.name: f for f in struct.fields} if struct else {}
+    om_prefix = struct.user.get("_om_prefix", "") if struct and labels is not None else ""
     for key in sorted(value):
         path = f"{prefix}.{key}" if prefix else str(key)
         f = described.get(key)
         v = value[key]
         if f is None:
             if isinstance(v, dict):
-                _walk(meta, None, v, path, out, depth + 1)
+                _walk(meta, None, v, path, out, depth + 1, None, skip)
             else:
-                _leaf(out, path, v, "?", "")
+                _leaf(out, path, v, "?", "", skip=skip)
             continue
         inner = meta.get(f.struct) if f.struct else None
+        fskip = skip or "_om_skip" in f.user
+        name = om_prefix + f.name if labels is not None else None
         if f.shape == "datum":
             if f.struct:
-                _walk(meta, inner, v, path, out, depth + 1)
+                _walk(meta, inner, v, path, out, depth + 1, None, fskip)
             else:
-                _leaf(out, path, v, f.kind, f.desc)
+                _leaf(out, path, v, f.kind, f.desc, name, labels or (), fskip)
         elif f.shape == "array" and isinstance(v, list):
             for i, item in enumerate(v):
                 if f.struct:
-                    _walk(meta, inner, item, f"{path}.{i}", out, depth + 1)
+                    _walk(meta, inner, item, f"{path}.{i}", out, depth + 1, None, fskip)
+                elif labels is not None:
+                    _leaf(out, f"{path}.{i}", item, f.kind, f.desc, name, (*labels, ("index", str(i))), fskip)
                 else:
-                    _leaf(out, f"{path}.{i}", item, f.kind, f.desc)
+                    _leaf(out, f"{path}.{i}", item, f.kind, f.desc, skip=fskip)
         elif f.shape == "dict" and isinstance(v, dict):
+            label = inner.user.get("_om_label") if inner is not None else None
             for k in sorted(v, key=_natural):
                 if f.struct:
-                    _walk(meta, inner, v[k], f"{path}.{k}", out, depth + 1)
+                    below = (*labels, (label, str(k))) if labels is not None and label else None
+                    _walk(meta, inner, v[k], f"{path}.{k}", out, depth + 1, below, fskip)
                 else:
-                    _leaf(out, f"{path}.{k}", v[k], f.kind, f.desc)
+                    _leaf(out, f"{path}.{k}", v[k], f.kind, f.desc, skip=fskip)
         else:
-            _leaf(out, path, v, f.kind, f.desc)
+            _leaf(out, path, v, f.kind, f.desc, skip=fskip)
+
+
+# --- the OpenMetrics convention ---------------------------------------------------------
+
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+NUMBER_KINDS = ("i64", "u64", "float")
+
+
+def openmetrics_problems(meta: Mapping[str, StatsStruct], value: Any = None) -> list[str]:
+    """Where a server's metadata (and, given one, its reply) breaks what scx's
+    scxstats_to_openmetrics relies on; [] for a server it reads whole. Its rules: one top struct;
+    the only nesting is a dict whose datum is a struct carrying `_om_label` (a dict of numbers or a
+    struct as a datum makes it fail on the reply); gauge names (`_om_prefix` + field) unique and
+    valid; labels along a path distinct and valid; every number field a number in the reply."""
+    problems: list[str] = []
+    tops = [s for s in meta.values() if s.top]
+    if len(tops) != 1:
+        problems.append(f"{len(tops)} structs marked top ({', '.join(s.name for s in tops)})")
+    top = top_struct(meta, value)
+    if top is None:
+        return problems
+    names: dict[str, str] = {}
+
+    def visit(s: StatsStruct, where: str, labels: tuple[str, ...], depth: int) -> None:
+        prefix = s.user.get("_om_prefix", "")
+        for f in s.fields:
+            p = f"{where}.{f.name}"
+            if "_om_skip" in f.user or f.shape == "array" or (f.shape == "datum" and f.kind == "string"):
+                continue  # not a gauge: the tool passes these by
+            if f.shape == "datum" and f.kind in NUMBER_KINDS:
+                name = prefix + f.name
+                if not _METRIC_NAME.fullmatch(name):
+                    problems.append(f"{p}: {name!r} is not a metric name")
+                elif name in names:
+                    problems.append(f"{p}: gauge {name!r} again (first {names[name]}): add an _om_prefix")
+                names.setdefault(name, p)
+                continue
+            inner = meta.get(f.struct) if f.struct else None
+            if f.shape != "dict" or inner is None:
+                what = f"struct {f.struct}" if f.struct else f.kind
+                problems.append(f"{p}: a {f.shape} of {what}: the only nesting is a dict of structs with _om_label")
+                continue
+            label = inner.user.get("_om_label", "")
+            if not label:
+                problems.append(f"{p}: dict of {inner.name}, which has no _om_label")
+            elif not _LABEL_NAME.fullmatch(label) or label.startswith("__"):
+                problems.append(f"{p}: _om_label {label!r} is not a label name")
+            elif label in labels:
+                problems.append(f"{p}: label {label!r} twice on one path")
+            elif depth < 8:
+                visit(inner, p, (*labels, label), depth + 1)
+
+    visit(top, "", (), 0)
+    if value is not None:
+        _reply_problems(meta, top, value, "", problems, 0)
+    return problems
+
+
+def _reply_problems(meta: Mapping[str, StatsStruct], s: StatsStruct, value: Any, where: str,
+                    problems: list[str], depth: int) -> None:
+    if not isinstance(value, dict):
+        problems.append(f"{where or 'reply'}: {s.name} is not an object")
+        return
+    fields = {f.name: f for f in s.fields}
+    for key, v in value.items():
+        p = f"{where}.{key}"
+        f = fields.get(key)
+        if isinstance(v, dict) and not (f is not None and f.shape == "dict" and f.struct):
+            problems.append(f"{p}: an object where the metadata has no dict of structs")
+        elif f is None:
+            continue
+        elif f.shape == "datum" and f.kind in NUMBER_KINDS and "_om_skip" not in f.user and \
+                (isinstance(v, bool) or not isinstance(v, (int, float))):
+            problems.append(f"{p}: {f.kind} field holds {json.dumps(v)[:40]}")
+        elif f.shape == "dict" and f.struct and isinstance(v, dict) and depth < 8:
+            inner = meta.get(f.struct)
+            for k, item in v.items():
+                if inner is not None:
+                    _reply_problems(meta, inner, item, f"{p}.{k}", problems, depth + 1)
 
 
 _NUMBER = re.compile(r"-?[0-9]{1,19}")
@@ -294,7 +429,7 @@ class StatsClient:
             s.settimeout(max(deadline - time.monotonic(), 0.001))
             try:
                 s.connect(self.path)
-            except socket.timeout:
+            except TimeoutError:
                 s.close()
                 raise StatsError(f"{self.path}: connect timed out") from None
             except OSError as exc:
@@ -329,7 +464,7 @@ class StatsClient:
             s.settimeout(left)
             try:
                 n = s.send(view)
-            except socket.timeout:
+            except TimeoutError:
                 raise StatsError(f"{self.path}: write timed out") from None
             except OSError as exc:
                 raise StatsError(f"{self.path}: {exc.strerror or exc}") from None
@@ -343,7 +478,7 @@ class StatsClient:
             s.settimeout(left)
             try:
                 chunk = s.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 raise StatsError(f"{self.path}: read timed out after {self.timeout:g}s") from None
             except OSError as exc:
                 raise StatsError(f"{self.path}: {exc.strerror or exc}") from None
@@ -390,6 +525,9 @@ class StatsReading:
             metrics={m.path: m.value for m in self.metrics},
             kinds={m.path: m.kind for m in self.metrics},
             descs={m.path: m.desc for m in self.metrics if m.desc},
+            om_names={m.path: m.name for m in self.metrics if m.name and not m.skip},
+            om_labels={m.path: dict(m.labels) for m in self.metrics if m.name and m.labels and not m.skip},
+            om_skip=tuple(m.path for m in self.metrics if m.skip),
         )
 
     def to_extra(self) -> dict[str, Any]:
@@ -410,7 +548,7 @@ def read_once(path: str | os.PathLike[str] = DEFAULT_PATH, timeout: float = 1.0)
             t2 = time.monotonic()
     except StatsError as exc:
         return StatsReading(p, t0, False, error=str(exc))
-    top = top_struct(meta)
+    top = top_struct(meta, value)
     return StatsReading(p, t2, True, tuple(flatten(meta, value, top)), top.name if top else None,
                         top.desc if top else "", latency_ms=(t2 - t1) * 1e3)
 
@@ -460,7 +598,7 @@ class StatsPoller:
                     t1 = time.monotonic()
                     value = client.stats()
                     t2 = time.monotonic()
-                    top = top_struct(meta)
+                    top = top_struct(meta, value)
                     reading = StatsReading(self.path, t2, True, tuple(flatten(meta, value, top)),
                                            top.name if top else None, top.desc if top else "",
                                            latency_ms=(t2 - t1) * 1e3)

@@ -9,7 +9,10 @@ Names and what they mean (README, "Prometheus exporter", has the table):
   schedtop_migrations_total{cpu}                    BPF tier
   schedtop_process_runqueue_wait_seconds_total{pid,comm}, schedtop_process_runqueue_wait_ratio{pid,comm}
   schedtop_scheduler_info, schedtop_sched_ext_state{state}, schedtop_sched_ext_events_total{event}, ...
-  schedtop_scx_stat_<path>{scheduler}               the running scheduler's scx_stats, named by its metadata
+  schedtop_scx_stat_<name>{scheduler,<_om_label>...} the running scheduler's scx_stats, named by its metadata
+                                                    as scx's scxstats_to_openmetrics names them (_om_prefix +
+                                                    field, a label per dict of structs; _om_skip left out),
+                                                    by dotted path where the metadata names no series
   schedtop_tunings_in_force{attr}, schedtop_tuning_info{target,attr,value,holder,comm}
   schedtop_bpf_events_total, schedtop_bpf_dropped_events_total, ...
   schedtop_metric_missing{metric,reason}            what this tier cannot serve, and why
@@ -117,7 +120,7 @@ def families(scrape: Scrape, bpf_disabled: bool = False) -> Iterator[Metric]:
     yield from _cpu_families(scrape)
     yield from _process_families(scrape)
     yield from _scheduler_families(scrape)
-    yield from _scx_stats_families(snap.extras.scx_stats, snap.scheduler.ops_name or "")
+    yield from scx_stats_families(snap.extras.scx_stats, snap.scheduler.ops_name or "")
     yield from _tuning_families(scrape)
     if bpf is not None:
         yield from _bpf_families(bpf)
@@ -222,7 +225,21 @@ def _scheduler_families(scrape: Scrape) -> Iterator[Metric]:
         yield ev
 
 
-def _scx_stats_families(stats: StatsPart | None, scheduler: str) -> Iterator[Metric]:
+def _label_name(name: str, taken: set[str]) -> str:
+    """A server's _om_label as a Prometheus label name, distinct from the ones already used."""
+    out = re.sub(r"[^a-zA-Z0-9_]", "_", name).lstrip("_") or "label"
+    if out[0].isdigit():
+        out = "l_" + out
+    while out in taken:
+        out += "_"
+    return out
+
+
+def scx_stats_families(stats: StatsPart | None, scheduler: str) -> Iterator[Metric]:
+    """The scheduler's scx_stats: one gauge family per OpenMetrics name its metadata gives
+    (labels: scheduler, then each _om_label down to the value), by dotted path for the rest;
+    at most MAX_SCX_STATS series. A series whose name another family already has with other
+    labels, or whose labels repeat, is left out (prometheus_client would refuse the scrape)."""
     if stats is None:
         return
     up = GaugeMetricFamily("schedtop_scx_stats_up", "1: the running scheduler's scx_stats socket answered",
@@ -231,23 +248,43 @@ def _scx_stats_families(stats: StatsPart | None, scheduler: str) -> Iterator[Met
     yield up
     if not stats.ok:
         return
-    seen: set[str] = set()
     strings = GaugeMetricFamily("schedtop_scx_stat_string_info", "String-valued scx_stats",
                                 labels=["scheduler", "stat", "value"])
-    for n, (path, value) in enumerate(sorted(stats.metrics.items())):
+    families: dict[str, tuple[tuple[str, ...], GaugeMetricFamily, set[tuple[str, ...]]]] = {}
+    skip = set(stats.om_skip)
+    who = visible(scheduler)
+    n = 0
+    for path, value in sorted(stats.metrics.items()):
         if n >= MAX_SCX_STATS:
             break
+        if path in skip:
+            continue
         if stats.kinds.get(path) == "string" or isinstance(value, str):
-            strings.add_metric([visible(scheduler), visible(path), visible(value)], 1)
+            strings.add_metric([who, visible(path), visible(value)], 1)
+            n += 1
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        name = "schedtop_scx_stat_" + _name(path)
-        if name in seen:
+        om = stats.om_names.get(path)
+        raw = dict(stats.om_labels.get(path, {})) if om else {}
+        name = "schedtop_scx_stat_" + _name(om or path)
+        taken = {"scheduler"}
+        keys, values = ["scheduler"], [who]
+        for k, v in raw.items():
+            label = _label_name(str(k), taken)
+            taken.add(label)
+            keys.append(label)
+            values.append(visible(str(v)))
+        entry = families.get(name)
+        if entry is None:
+            fam = GaugeMetricFamily(name, visible(stats.descs.get(path) or f"scx_stats {path}"), labels=keys)
+            entry = families[name] = (tuple(keys), fam, set())
+        if entry[0] != tuple(keys) or tuple(values) in entry[2]:
             continue
-        seen.add(name)
-        fam = GaugeMetricFamily(name, visible(stats.descs.get(path) or f"scx_stats {path}"), labels=["scheduler"])
-        fam.add_metric([visible(scheduler)], value)
+        entry[2].add(tuple(values))
+        entry[1].add_metric(values, value)
+        n += 1
+    for _, fam, _ in families.values():
         yield fam
     yield strings
 

@@ -24,9 +24,10 @@ import pytest
 from schedtop.collect.bpf import open_tier
 from schedtop.collect.sched_ext import read_scheduler_info
 from schedtop.export.perfetto import read_trace, summarize
-from schedtop.export.scx_stats import DEFAULT_PATH, StatsPoller, read_once
+from schedtop.export.scx_stats import DEFAULT_PATH, StatsClient, StatsPoller, openmetrics_problems, read_once
 from schedtop.export.trace_record import TraceRecorder
 from schedtop.lab.minimal import loaded, wait_state
+from schedtop.scx.protocol import ScxCounters
 
 pytestmark = pytest.mark.kernel
 
@@ -58,7 +59,7 @@ def check_trace(path: Path, rec: TraceRecorder) -> object:
 
 
 def queued(reading) -> int:
-    return next((x.value for x in reading.metrics if x.path == "counters.nr_queued"), 0)
+    return next((x.value for x in reading.metrics if x.path == "nr_queued"), 0)
 
 
 def test_trace_under_a_loaded_sched_ext_scheduler(tmp_path: Path) -> None:
@@ -111,8 +112,14 @@ def test_client_against_schedtops_own_scheduler_server(tmp_path: Path) -> None:
         m = {x.path: x for x in reading.metrics}
         assert reading.top == "SchedtopStats"
         assert m["policy"].value == "deadline"
-        assert m["counters.nr_queued"].value > 0 and m["counters.nr_queued"].kind == "u64"
+        assert m["nr_queued"].value > 0 and m["nr_queued"].kind == "u64"
         assert m["user_queue"].desc and m["user_queue"].kind == "u64"
+        # the real loop's report in the real schedulers' shape: every BPF counter a field, the
+        # paths a dict of labelled structs, nothing scx's OpenMetrics script could not read
+        assert {n for n, _ in ScxCounters._fields_} <= set(m)
+        assert m["paths.fast.tasks"].name == "path_tasks" and m["paths.fast.tasks"].labels == (("path", "fast"),)
+        with StatsClient(DEFAULT_PATH) as client:
+            assert openmetrics_problems(client.meta(), client.stats()) == []
         # the TUI's path: the poller thread and the snapshot extra
         poller = StatsPoller(interval=0.1).start()
         try:
@@ -190,7 +197,7 @@ def test_schedtop_scx_serves_scx_stats_for_other_tools() -> None:
             reading = read_once()
         assert reading.top == "SchedtopStats"
         m = {x.path: x.value for x in reading.metrics}
-        assert m["policy"] and m["counters.nr_queued"] >= 0
+        assert m["policy"] and m["nr_queued"] >= 0
     finally:
         err = output()
     assert proc.returncode == 0, err

@@ -449,16 +449,20 @@ def test_top_processes_are_the_busiest_waiters_folded_whole():
 def test_tunings_in_force_and_a_schedulers_scx_stats_are_served(tmp_path):
     from schedtop.export.scx_stats import StatsServer, struct_meta
 
-    meta = {  # the shape of a real scheduler's stats: a top struct with scalars, a string, a dict
+    meta = {  # the shape of a real scheduler's stats: a top struct with scalars, a string, dicts
         "SysStats": struct_meta("SysStats", {
             "nr_queued": ("u64", "tasks waiting in the scheduler's queues"),
             "busy": ("float", "CPU busy %"),
             "mode": ("string", ""),
             "layers": ("{string:LayerStats}", "per layer"),
+            "nodes": ("{u64:NodeStats}", "per node"),
         }, desc="a scheduler", top=True),
-        "LayerStats": struct_meta("LayerStats", {"util": ("float", "layer utilisation")}),
+        "LayerStats": struct_meta("LayerStats", {"util": ("float", "layer utilisation")}),  # no _om_label
+        "NodeStats": struct_meta("NodeStats", {"load": ("float", "node load")},
+                                 user={"_om_prefix": "n_", "_om_label": "node"}),
     }
-    served = {"nr_queued": 17, "busy": 42.5, "mode": "full", "layers": {"batch": {"util": 0.25}}}
+    served = {"nr_queued": 17, "busy": 42.5, "mode": "full", "layers": {"batch": {"util": 0.25}},
+              "nodes": {"0": {"load": 0.5}, "1": {"load": 1.5}}}
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     env = {**os.environ, "SCHEDTOP_STATE_DIR": str(state)}
@@ -491,6 +495,7 @@ def test_tunings_in_force_and_a_schedulers_scx_stats_are_served(tmp_path):
     assert samples(text, "schedtop_scx_stat_nr_queued") == {'{scheduler=""}': 17.0}
     assert samples(text, "schedtop_scx_stat_busy") == {'{scheduler=""}': 42.5}
     assert samples(text, "schedtop_scx_stat_layers_batch_util") == {'{scheduler=""}': 0.25}
+    assert samples(text, "schedtop_scx_stat_n_load") == {'{node="0",scheduler=""}': 0.5, '{node="1",scheduler=""}': 1.5}
     assert "# HELP schedtop_scx_stat_nr_queued tasks waiting in the scheduler's queues" in text
     assert samples(text, "schedtop_scx_stat_string_info") == {'{scheduler="",stat="mode",value="full"}': 1.0}
 
@@ -553,6 +558,9 @@ def test_guest_schedtops_own_scheduler_is_served(tmp_path):
     stats = {k: v for k, v in samples_all(text).items() if k.startswith("schedtop_scx_stat_") and
              'scheduler="schedtop"' in k}
     assert stats, "no scx_stat series from schedtop's scheduler"
+    # named and labelled by its metadata (_om_prefix "path_", _om_label "path"), as scx's tools name them
+    assert 'schedtop_scx_stat_path_tasks{path="fast",scheduler="schedtop"}' in stats, sorted(stats)
+    assert 'schedtop_scx_stat_nr_queued{scheduler="schedtop"}' in stats
 
 
 def samples_all(text: str) -> dict[str, float]:

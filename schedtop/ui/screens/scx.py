@@ -17,26 +17,28 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from schedtop.export.loop_stats import COUNTERS as BPF_COUNTERS
 from schedtop.model import SchedulerInfo, ScxPart, Snapshot
 from schedtop.textsafe import visible
 
 if TYPE_CHECKING:
     from schedtop.ui.app import SchedtopApp
 
-COUNTERS = (
-    ("nr_queued", "queued", "tasks sent to the Python loop"),
-    ("nr_scheduled", "scheduled", "decisions applied"),
-    ("nr_user_dispatches", "user dispatches", "to the CPU/DSQ the policy chose"),
-    ("nr_kernel_dispatches", "kernel dispatches", "decided in BPF: idle CPU, kthreads, boosted"),
-    ("nr_self", "own threads", "the scheduler's threads, never via the loop"),
-    ("nr_preempt", "preemptions", "decisions that preempt (policy or boost)"),
-    ("nr_latcrit", "latency-critical", "boosted tasks put first by BPF"),
-    ("nr_cancelled", "cancelled", "stale decisions (the task moved on)"),
-    ("nr_bounced", "bounced", "chosen CPU not allowed: shared DSQ"),
-    ("nr_failed", "failed", "task gone before its decision"),
-    ("nr_congested", "congested", "ring full: dispatched without the loop"),
-    ("nr_heartbeats", "heartbeats", "timer woke a quiet loop"),
-)
+# The counters shown, with their labels; what each counts is the scx_stats server's description.
+COUNTERS = tuple((key, label, BPF_COUNTERS[key]) for key, label in (
+    ("nr_queued", "queued"),
+    ("nr_scheduled", "scheduled"),
+    ("nr_user_dispatches", "user dispatches"),
+    ("nr_kernel_dispatches", "kernel dispatches"),
+    ("nr_self", "own threads"),
+    ("nr_preempt", "preemptions"),
+    ("nr_latcrit", "latency-critical"),
+    ("nr_cancelled", "cancelled"),
+    ("nr_bounced", "bounced"),
+    ("nr_failed", "failed"),
+    ("nr_congested", "congested"),
+    ("nr_heartbeats", "heartbeats"),
+))
 
 
 def _plain(x: Any) -> str:
