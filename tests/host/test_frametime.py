@@ -312,3 +312,41 @@ def test_source_ends_a_log_left_running_and_cli_stops_logging_on_sigterm(
     new = set(logs.glob("vkcube_*[0-9].csv")) - before
     assert len(new) >= 1, "schedtop frames left MangoHud logging on"
     assert max(ft.parse_log(p).frames for p in new) >= 20  # the 1-2 s it logged, written at exit
+
+
+def test_find_games_reads_a_real_process_config(tmp_path: Path) -> None:
+    """A real process that maps a file named like the layer, with MANGOHUD_CONFIG's other
+    shapes: an fps_limit list (its first value counts; 0 = no limit), no output folder."""
+    import sys
+
+    fake = tmp_path / "libMangoHud_test.so"
+    fake.write_bytes(b"\0" * 4096)
+    code = (
+        "import mmap, sys, time\n"
+        f"f = open({str(fake)!r}, 'rb')\n"
+        "m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)\n"
+        "print('up', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    plain = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    procs = []
+    try:
+        for cfg in ("fps_limit=0+144,control=ctl-%p-x", "fps_limit=144+60,output_folder=/tmp/somewhere"):
+            env = dict(os.environ, MANGOHUD_CONFIG=cfg)
+            p = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE)
+            procs.append(p)
+            assert p.stdout is not None and p.stdout.readline() == b"up\n"
+        games = {g.pid: g for g in ft.find_games()}
+        assert plain.pid not in games  # no layer mapped
+        a, b = (games[p.pid] for p in procs)
+        assert (a.fps_limit, a.output_folder, a.control) == (None, None, f"ctl-{procs[0].pid}-x")
+        assert (b.fps_limit, b.output_folder, b.control) == (144, "/tmp/somewhere", None)
+        assert a.program == os.path.basename(os.readlink(f"/proc/{procs[0].pid}/exe"))
+        assert a.start_time == pytest.approx(time.time(), abs=30)
+        assert ft.game_info(plain.pid) is None and ft.game_info(2**22 + 1) is None  # gone pid
+        with pytest.raises(ValueError, match="no MangoHud output_folder"):
+            ft.FrameSource(a)
+    finally:
+        for p in [plain, *procs]:
+            p.kill()
+            p.wait(5)
