@@ -590,7 +590,10 @@ class MangoAppQueue:
     """Read gamescope's per-frame messages without blocking (msgrcv IPC_NOWAIT).
 
     Like scxtop, this TAKES messages off the queue: a mangoapp overlay on the same queue
-    then misses the frames read here. Messages of another version are counted, not parsed.
+    then misses the frames read here, and as mangoapp waits in a blocking msgrcv it wins
+    most of them (this reader sees frames reliably only where no mangoapp runs; MSG_COPY
+    peeking would not help, mangoapp empties the queue as fast). Messages of another
+    version are counted, not parsed.
     """
 
     key: int
