@@ -26,8 +26,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any
 
 from schedtop import kernel_paths
 
@@ -57,6 +59,26 @@ class ScxState:
     exit: dict[str, Any] | None = None  # {"reason", "text", "code"} once it ended
     errors: list[str] = field(default_factory=list)
     frozen: str | None = None  # "stopped" (SIGSTOP) or "traced" (a debugger) while the child cannot run
+
+
+@dataclass(frozen=True, slots=True)
+class ScxView:
+    """The supervised scheduler at one moment, copied whole: the reader thread goes on
+    changing ScxState, a view does not change (its mappings are read-only copies)."""
+
+    running: bool
+    loaded: Mapping[str, Any]
+    stats: Mapping[str, Any]
+    frozen: str | None
+    exit: Mapping[str, Any] | None  # {"reason", "text", "code"} once it ended
+    options: ScxOptions
+
+    @classmethod
+    def of(cls, state: ScxState, running: bool, options: ScxOptions) -> ScxView:
+        exit_ = state.exit
+        return cls(running=running, loaded=MappingProxyType(dict(state.loaded)),
+                   stats=MappingProxyType(dict(state.stats)), frozen=state.frozen,
+                   exit=MappingProxyType(dict(exit_)) if exit_ else None, options=options)
 
 
 WATCH_S = 0.25  # how often the watcher looks: well inside any timeout_ms worth setting
@@ -133,8 +155,8 @@ class ScxSupervisor:
         self._changed()
 
     def _watch(self, proc: subprocess.Popen[str], state: ScxState) -> None:
-        from schedtop.collect.scx_events import KmsgReader, ScxEventTracker
         from schedtop.collect.sched_ext import SCHEDTOP_OPS, read_scheduler_info
+        from schedtop.collect.scx_events import KmsgReader, ScxEventTracker
 
         kmsg = KmsgReader()  # opened now, so only this run's lines are read; without root: no reason
         tracker = ScxEventTracker(kmsg if kmsg.available else None)
@@ -244,9 +266,6 @@ class ScxSupervisor:
                 proc.kill()
                 proc.wait()
 
-    def extras(self) -> dict[str, Any]:
-        """The mapping the app's source puts into Snapshot.extras["scx"]."""
-        st = self.state
-        return {"running": self.running, "loaded": dict(st.loaded), "stats": dict(st.stats), "frozen": st.frozen,
-                "exit": dict(st.exit) if st.exit else None, "options": {
-                    "policy": self.options.policy, "partial": self.options.partial}}
+    def view(self) -> ScxView:
+        """What Snapshot.extras.scx is made from (SchedulerController.part)."""
+        return ScxView.of(self.state, self.running, self.options)

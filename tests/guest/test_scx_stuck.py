@@ -95,7 +95,7 @@ def test_the_supervisor_reports_an_ejection_while_its_child_is_frozen() -> None:
         assert state() == "enabled"
         os.kill(proc.pid, signal.SIGSTOP)
         _wait(lambda: sup.state.frozen == "stopped", 10, "frozen seen")
-        assert sup.extras()["frozen"] == "stopped" and sup.state.exit is None
+        assert sup.view().frozen == "stopped" and sup.state.exit is None
         _wait(lambda: sup.state.exit is not None, 60, "ejection reported")
         exit_ = sup.state.exit
         assert exit_["reason"] == "ejected", exit_

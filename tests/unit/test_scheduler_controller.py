@@ -9,7 +9,7 @@ from typing import Any
 
 from schedtop.model import SchedulerInfo
 from schedtop.scx.loader import SCHED_EXT_DIR
-from schedtop.scx.supervisor import ScxOptions, ScxState
+from schedtop.scx.supervisor import ScxOptions, ScxState, ScxView
 from schedtop.ui.controllers.scheduler import SchedulerController, load_refusal
 
 
@@ -82,8 +82,8 @@ class _Child:
     def stop(self) -> None:
         self.alive = False
 
-    def extras(self) -> dict[str, Any]:
-        return {"running": self.alive, "loaded": dict(self.state.loaded), "exit": self.state.exit}
+    def view(self) -> ScxView:
+        return ScxView.of(self.state, self.alive, self.options)
 
 
 def test_an_ejection_after_a_load_is_reported_as_one():
@@ -101,3 +101,28 @@ def test_an_ejection_after_a_load_is_reported_as_one():
     child.on_change(child.state)  # the watcher and the reader may both report it: said once
     exits = [m for m in posted if isinstance(m, SchedulerController.Exited)]
     assert len(exits) == 1 and exits[0].loaded is True and exits[0].exit["reason"] == "ejected"
+
+
+def test_the_supervisors_view_is_a_frozen_copy_of_its_state():
+    """What part() is made from: the real supervisor (not started here) copies its state whole,
+    read-only, so the reader thread's later changes do not show through."""
+    import dataclasses
+
+    import pytest
+
+    from schedtop.scx.supervisor import ScxSupervisor
+
+    sup = ScxSupervisor(ScxOptions(policy="fifo", partial=True))
+    sup.state.loaded = {"event": "loaded", "ops": "schedtop"}
+    sup.state.exit = {"reason": "ejected", "text": "runnable task stall", "code": None}
+    v = sup.view()
+    assert not v.running and v.options.policy == "fifo" and v.options.partial
+    assert v.loaded == {"event": "loaded", "ops": "schedtop"}
+    assert v.exit is not None and v.exit["text"] == "runnable task stall"
+    sup.state.loaded["ops"] = "other"
+    sup.state.exit = None
+    assert v.loaded["ops"] == "schedtop" and v.exit is not None
+    with pytest.raises(TypeError):
+        v.loaded["ops"] = "x"  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        v.running = True  # type: ignore[misc]

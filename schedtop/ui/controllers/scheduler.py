@@ -100,18 +100,16 @@ class SchedulerController:
         sup = self._sup
         if sup is None:
             return None
-        out = sup.extras()
-        st = sup.state
-        opts = out.get("options") or {}
+        v = sup.view()
         return ScxPart(
-            running=bool(out.get("running")),
-            phase=("loaded" if self.loaded else "loading" if sup.running and st.exit is None
-                   else "failed" if st.exit is not None and not st.loaded else "ended"),
-            loaded=dict(out.get("loaded") or {}),
-            stats=dict(out.get("stats") or {}),
-            frozen=out.get("frozen"),
-            exit=dict(out["exit"]) if out.get("exit") else None,
-            options=ScxOptionsPart(policy=opts.get("policy"), partial=bool(opts.get("partial"))),
+            running=v.running,
+            phase=("loaded" if self.loaded else "loading" if v.running and v.exit is None
+                   else "failed" if v.exit is not None and not v.loaded else "ended"),
+            loaded=dict(v.loaded),
+            stats=dict(v.stats),
+            frozen=v.frozen,
+            exit=dict(v.exit) if v.exit else None,
+            options=ScxOptionsPart(policy=v.options.policy, partial=v.options.partial),
         )
 
     def refusal(self) -> str | None:
