@@ -14,7 +14,8 @@ APT_PKGS := clang llvm libelf-dev zlib1g-dev pkg-config make gcc \
 	qemu-system-x86 kmod zstd dpkg-dev busybox-static tmux htop stress-ng rt-tests linux-perf \
 	libbpf-tools bpftool python3-venv pipx file debian-archive-keyring prometheus prometheus-node-exporter \
 	gamemode dbus \
-	mangohud vulkan-tools mesa-vulkan-drivers xvfb
+	mangohud vulkan-tools mesa-vulkan-drivers xvfb \
+	chromium fonts-dejavu-core
 
 # CO-RE objects in schedtop/bpf/obj/<machine>/, where the wheel has them too; the flags and
 # the libbpf headers' search are in hatch_build.py (the wheel's build hook) alone.
@@ -93,6 +94,8 @@ LINT_STRICT += schedtop/steer/gamemode.py tests/host/test_gamemode.py
 LINT_STRICT += schedtop/collect/frametime.py schedtop/collect/frames_cli.py tests/host/test_frametime.py tests/unit/test_frametime_parse.py
 LINT_STRICT += schedtop/export/scx_stats.py schedtop/export/loop_stats.py tests/unit/test_scx_stats.py \
 	tests/fixtures/scx_stats/from_rust.py
+LINT_STRICT += schedtop/serve/__init__.py schedtop/serve/cli.py schedtop/serve/server.py \
+	schedtop/serve/browser.py schedtop/ui/readonly.py tests/host/test_serve.py screenshots/make_browser_screenshot.py
 LINT_TYPED := $(LINT_STRICT)
 lint: venv
 	@test -x $(VENV)/bin/ruff -a -x $(VENV)/bin/mypy || $(PY) -m pip install -q -e '.[test]'
@@ -149,6 +152,7 @@ kernels-table: venv
 
 screenshots: venv
 	$(PY) screenshots/make_screenshots.py
+	$(PY) screenshots/make_browser_screenshot.py
 
 bench: venv bpf
 	@ls bench/*.py

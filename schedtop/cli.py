@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("schedtop.lab.demo", "boot the lab guest and run schedtop on a demo workload"),
     "exporter": ("schedtop.exporter.cli", "serve the scheduler's metrics to Prometheus on /metrics"),
     "frames": ("schedtop.collect.frames_cli", "frame times of a game running with MangoHud (its logs)"),
+    "serve": ("schedtop.serve.cli", "the TUI in a web browser, for demos (read-only unless --allow-steer)"),
 }
 
 EPILOG = """\
@@ -106,6 +107,8 @@ def monitor_parser() -> argparse.ArgumentParser:
                    "for one pass: schedtop profile apply FILE)")
     p.add_argument("--keep", action="store_true", help="keep tuning changes on exit")
     p.add_argument("--no-gamemode", action="store_true", help="do not give GameMode's games the gaming game rule")
+    p.add_argument("--read-only", action="store_true", help="watch only: the keys that steer, load a "
+                   "scheduler or write a trace answer with a message instead of acting")
     p.add_argument("--config", metavar="FILE", help="config file (default: XDG config schedtop/config.toml)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (libbpf too)")
     p.add_argument("--version", action="version", version=_version())
@@ -146,6 +149,8 @@ def parse(argv: Sequence[str] | None = None) -> tuple[Callable[[argparse.Namespa
                      "for one pass use: schedtop profile apply FILE")
     if args.replay and args.record:
         parser.error("--record and --replay cannot be used together")
+    if args.read_only and args.profile:
+        parser.error("--profile steers, --read-only does not: choose one")
     if args.replay is not None and not args.replay.strip():
         parser.error("--replay needs a file name")
     if args.record is not None and not args.record.strip():

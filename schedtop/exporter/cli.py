@@ -23,10 +23,12 @@ DEFAULT_LISTEN = "127.0.0.1:9645"
 INTERVAL_RANGE = (0.1, 3600.0)
 
 
-def listen_address(text: str) -> tuple[str, int]:
-    """HOST:PORT, [IPV6]:PORT; HOST an address or a name that resolves. An argparse type."""
+def listen_address(text: str, example: str = DEFAULT_LISTEN) -> tuple[str, int]:
+    """HOST:PORT, [IPV6]:PORT; HOST an address or a name that resolves. An argparse type
+    (`schedtop serve` passes its own default as the example the errors show)."""
     from schedtop.cli import _short
 
+    eport = example.rpartition(":")[2]
     t = text.strip()
     if t.startswith("["):
         host, sep, rest = t[1:].partition("]")
@@ -36,9 +38,9 @@ def listen_address(text: str) -> tuple[str, int]:
     elif t.count(":") == 1:
         host, _, port = t.partition(":")
     elif ":" in t:
-        raise argparse.ArgumentTypeError(f"{_short(text)}: an IPv6 address needs brackets, e.g. [::1]:9645")
+        raise argparse.ArgumentTypeError(f"{_short(text)}: an IPv6 address needs brackets, e.g. [::1]:{eport}")
     else:
-        raise argparse.ArgumentTypeError(f"{_short(text)}: expected HOST:PORT, e.g. {DEFAULT_LISTEN}")
+        raise argparse.ArgumentTypeError(f"{_short(text)}: expected HOST:PORT, e.g. {example}")
     if not host:
         raise argparse.ArgumentTypeError(f"{_short(text)}: no address: say 127.0.0.1:{port or 'PORT'} (this "
                                          "machine only) or 0.0.0.0:PORT (every interface)")

@@ -26,6 +26,7 @@ from schedtop.collect.live import LiveSource
 from schedtop.collect.sched_ext import SCHED_EXT_SYSFS
 from schedtop.model import Snapshot, Task, ViewRequest
 from schedtop.textsafe import visible
+from schedtop.ui import readonly
 from schedtop.ui.config import Config, ConfigError
 from schedtop.ui.controllers.scheduler import SchedulerController
 from schedtop.ui.controllers.steering import Note, Quit, Reply, SteeringSession
@@ -93,6 +94,7 @@ class SchedtopApp(Poller, ExtActions, App[int]):
         config: Config | None = None,
         args: Any = None,
         paused: bool = False,
+        read_only: bool = False,
     ) -> None:
         super().__init__()
         self.source = source
@@ -102,6 +104,7 @@ class SchedtopApp(Poller, ExtActions, App[int]):
         self.config = config or Config()
         self.args = args
         self.replay = hasattr(source, "step") and hasattr(source, "seek")
+        self.read_only = read_only  # steering keys answer readonly.refusal() instead of acting
         self.snapshot: Snapshot | None = None  # what the widgets show (frozen while paused)
         self.latest: Snapshot | None = None  # newest collected
         self.history = History()
@@ -121,6 +124,8 @@ class SchedtopApp(Poller, ExtActions, App[int]):
                                         keep=bool(getattr(args, "keep", False)),
                                         exec_hook=not getattr(args, "no_bpf", False),
                                         gamemode=not getattr(args, "no_gamemode", False))
+        if read_only:
+            self.steering.live = False  # no journal, no recovery, no profile: nothing it could change
         self._profile: str | None = getattr(args, "profile", None)
         self._hooks_done = False
         self._warned: set[str] = set()  # warnings already shown as a banner
@@ -299,6 +304,11 @@ class SchedtopApp(Poller, ExtActions, App[int]):
                     screen.show_snapshot(snap)
 
     def mode_text(self) -> str:
+        if self.read_only:
+            return readonly.mode_text(self._mode_text(), self.is_web)
+        return self._mode_text()
+
+    def _mode_text(self) -> str:
         if self.replay:
             src = self.source
             if src.at_end and not self.paused:
@@ -334,9 +344,17 @@ class SchedtopApp(Poller, ExtActions, App[int]):
 
     # --- actions ------------------------------------------------------------
 
+    async def run_action(self, action: Any, default_namespace: Any = None, namespaces: Any = None) -> bool:
+        if self.read_only and (why := readonly.refusal(action, self.is_web)):
+            self.notify(why, severity="warning", timeout=6)
+            return True
+        return await super().run_action(action, default_namespace, namespaces)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in REPLAY_ACTIONS and not self.replay:
             return False  # hidden from footer, help and palette in live mode
+        if self.read_only and readonly.refused(action):
+            return None  # greyed in the footer; the key still gets its answer (run_action)
         return True
 
     def action_pause(self) -> None:

@@ -71,7 +71,8 @@ def run(args: Any) -> int:
 
     delay = args.delay if args.delay is not None else (config.delay or 1.0)
     try:
-        app = SchedtopApp(source, delay=delay, pids=tuple(args.pid or ()), record=recorder, config=config, args=args)
+        app = SchedtopApp(source, delay=delay, pids=tuple(args.pid or ()), record=recorder, config=config, args=args,
+                           read_only=bool(getattr(args, "read_only", False)))
     except ConfigError as exc:
         _close(source)
         if recorder is not None:
