@@ -87,7 +87,7 @@ LINT_STRICT := schedtop/model.py schedtop/collect/live.py schedtop/collect/fold.
 	schedtop/bpf/libbpf/__init__.py schedtop/bpf/libbpf/lib.py schedtop/bpf/libbpf/bpfobject.py \
 	schedtop/bpf/libbpf/rings.py schedtop/bpf/globals.py schedtop/bpf/btf.py schedtop/steer/exec_watch.py \
 	schedtop/scx/loader.py schedtop/ui/screens/main.py schedtop/ui/screens/help.py schedtop/kernel_paths.py tests/unit/test_kernel_paths.py \
-	schedtop/ui/bpf_actions.py schedtop/scx/supervisor.py
+	schedtop/ui/bpf_actions.py schedtop/scx/supervisor.py schedtop/ui/widgets/cpu_panel.py
 LINT_STRICT += schedtop/exporter/__init__.py schedtop/exporter/buckets.py schedtop/exporter/collection.py \
 	schedtop/exporter/metrics.py schedtop/exporter/cli.py tests/host/test_exporter.py
 LINT_STRICT += schedtop/steer/gamemode.py tests/host/test_gamemode.py

@@ -64,13 +64,16 @@ def cpu_panel_markup(snap: Snapshot | None, width: int) -> Content:
 
 
 class CpuPanel(Static):
+    _snap: Snapshot | None = None  # the last snapshot shown
+    _shown = False  # show() ran (a resize before it has nothing to redraw)
+
     class Clicked(Message):
         def __init__(self, cpu: int) -> None:
             super().__init__()
             self.cpu = cpu
 
     def on_click(self, event: events.Click) -> None:
-        snap = getattr(self, "_snap", None)
+        snap = self._snap
         if snap is None:
             return
         i = cpu_at(len(snap.cpus), self.content_size.width or self.size.width, event.x - 1, event.y)
@@ -78,9 +81,9 @@ class CpuPanel(Static):
             self.post_message(self.Clicked(snap.cpus[i].cpu))
 
     def show(self, snap: Snapshot | None) -> None:
-        self._snap = snap
+        self._snap, self._shown = snap, True
         set_text(self, cpu_panel_markup(snap, self.size.width or 80))
 
     def on_resize(self) -> None:
-        if hasattr(self, "_snap"):
+        if self._shown:
             set_text(self, cpu_panel_markup(self._snap, self.size.width or 80))

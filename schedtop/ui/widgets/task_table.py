@@ -138,6 +138,8 @@ def layout_columns(width: int, available: Iterable[Column]) -> list[tuple[Column
 class TaskTable(ScrollView, can_focus=True):
     """Tasks, sorted and filtered, with a cursor that sticks to a tid across refreshes."""
 
+    _layout_key: tuple[int, tuple[str, ...]] | None = None  # (width, columns) the layout was made for
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "cursor(-1)", "Up", show=False, id="table.up", tooltip="Move the cursor up"),
         Binding("down,j", "cursor(1)", "Down", show=False, id="table.down", tooltip="Move the cursor down"),
@@ -293,7 +295,7 @@ class TaskTable(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width or self.size.width or 80
         available = self.available_columns()
         key = (width, tuple(c.key for c in available))
-        if key != getattr(self, "_layout_key", None):
+        if key != self._layout_key:
             self._layout_key = key
             self._columns = layout_columns(width, available)
             self._text_cache = {}
