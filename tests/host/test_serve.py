@@ -233,3 +233,56 @@ def test_listening_beyond_loopback_is_said_loudly():
     finally:
         srv.stop()
     assert "WARNING: listening on 0.0.0.0:" in "".join(warning) and "no password" in "".join(warning), warning
+
+
+def test_read_only_refuses_every_key_that_would_change_the_machine():
+    """The TUI's --read-only (what a served session runs with), on the live machine, a real task
+    followed: every refused key answers with the note and changes nothing, the other keys work."""
+    from schedtop.collect.live import LiveSource
+    from schedtop.ui import readonly
+    from schedtop.ui.app import SchedtopApp
+    from schedtop.ui.screens.main import MainScreen
+
+    target = sleeper()
+    before = (os.getpriority(os.PRIO_PROCESS, target.pid), os.sched_getaffinity(target.pid),
+              os.sched_getscheduler(target.pid))
+    src = LiveSource(pids=(target.pid,), use_bpf=False, use_debugfs=False)
+    app = SchedtopApp(src, delay=0.2, pids=(target.pid,), read_only=True)
+    refused = [b for b in MainScreen.BINDINGS if readonly.action_name(b.action) in readonly.refused_actions()]
+    seen: list[str] = []
+    orig = app.notify
+
+    def notify(message, *a, **kw):  # type: ignore[no-untyped-def]
+        seen.append(str(message))
+        return orig(message, *a, **kw)
+
+    app.notify = notify  # type: ignore[method-assign]
+
+    async def body() -> None:
+        async with app.run_test(size=(160, 45)) as pilot:
+            deadline = time.monotonic() + 10
+            while app.snapshot is None or app.selected_task() is None:
+                assert time.monotonic() < deadline
+                await pilot.pause(0.05)
+            assert app.mode_text() == readonly.STEER_OFF
+            for b in refused:
+                n = len(seen)
+                await pilot.press(b.key.split(",")[0])
+                await pilot.pause(0.05)
+                assert isinstance(app.screen, MainScreen), (b.key, app.screen)
+                assert seen[n:] and "does nothing here" in seen[-1], (b.key, seen[n:])
+            await pilot.press("t")  # a key that only changes the view still works
+            await pilot.pause(0.05)
+            assert app.thread_mode is False
+
+    try:
+        asyncio.run(body())
+        assert app.steering.journal is None
+        after = (os.getpriority(os.PRIO_PROCESS, target.pid), os.sched_getaffinity(target.pid),
+                 os.sched_getscheduler(target.pid))
+        assert after == before
+    finally:
+        src.close()
+        target.kill()
+        target.wait()
+    assert {"S", "b", "B", "L", "E", "T", "z", "c", "a", "d"} <= {b.key for b in refused}, refused
