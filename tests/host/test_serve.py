@@ -13,9 +13,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+from textual.binding import Binding
 
 from schedtop.serve.browser import Browser, chromium_path
 
@@ -248,13 +250,14 @@ def test_read_only_refuses_every_key_that_would_change_the_machine():
               os.sched_getscheduler(target.pid))
     src = LiveSource(pids=(target.pid,), use_bpf=False, use_debugfs=False)
     app = SchedtopApp(src, delay=0.2, pids=(target.pid,), read_only=True)
-    refused = [b for b in MainScreen.BINDINGS if readonly.action_name(b.action) in readonly.refused_actions()]
+    refused = [b for b in MainScreen.BINDINGS
+               if isinstance(b, Binding) and readonly.action_name(b.action) in readonly.refused_actions()]
     seen: list[str] = []
     orig = app.notify
 
-    def notify(message, *a, **kw):  # type: ignore[no-untyped-def]
+    def notify(message: object, *a: Any, **kw: Any) -> None:
         seen.append(str(message))
-        return orig(message, *a, **kw)
+        orig(str(message), *a, **kw)
 
     app.notify = notify  # type: ignore[method-assign]
 
