@@ -65,10 +65,11 @@ def check(args: Any) -> str | None:
 
 
 def app_command(args: Any) -> list[str]:
-    """The command each browser session runs: this schedtop, read-only unless --allow-steer."""
+    """What each browser session runs: this schedtop (through session.py, which ends it with the
+    server), read-only unless --allow-steer."""
     import os
 
-    cmd = [sys.executable, "-m", "schedtop"]
+    cmd = [sys.executable, "-m", "schedtop.serve.session", str(os.getpid())]
     if args.delay is not None:
         cmd += ["-d", f"{args.delay:g}"]
     if args.pid:
@@ -113,7 +114,7 @@ def run(args: Any) -> int:
         sock = bind(host, port)
     except OSError as exc:
         return _fail(f"cannot listen on {where}: {exc.strerror or exc}", 1)
-    server = SchedtopServer(shlex.join(app_command(args)), host=host, port=port, title="schedtop",
+    server = SchedtopServer("exec " + shlex.join(app_command(args)), host=host, port=port, title="schedtop",
                             allow_steer=args.allow_steer, max_sessions=args.max_sessions,
                             public_url=args.public_url)
     url = (args.public_url or f"http://{where}").rstrip("/") + "/"

@@ -289,3 +289,43 @@ def test_read_only_refuses_every_key_that_would_change_the_machine():
         target.kill()
         target.wait()
     assert {"S", "b", "B", "L", "E", "T", "z", "c", "a", "d"} <= {b.key for b in refused}, refused
+
+
+@needs_chromium
+@pytest.mark.root
+def test_a_killed_server_takes_its_sessions_with_it_and_they_restore():
+    """SIGKILL of the server: each session's schedtop gets SIGTERM from the kernel (session.py),
+    restores the boost and exits, instead of running on orphaned with the change in force."""
+    target = sleeper()
+    nice_before = os.getpriority(os.PRIO_PROCESS, target.pid)
+    srv = Serve("--no-bpf", "-p", str(target.pid), "--allow-steer")
+    token = srv.lines[1].split("?token=", 1)[1].split()[0]
+
+    async def drive() -> list[int]:
+        async with Browser(1600, 1000) as b:
+            await b.goto(f"{srv.url}?token={token}")
+            await b.wait_text("PID", until=lambda t: row(t, target.pid))
+            await b.type("b")
+            deadline = time.monotonic() + 20
+            while os.getpriority(os.PRIO_PROCESS, target.pid) != -10:
+                assert time.monotonic() < deadline, await b.terminal_text()
+                await asyncio.sleep(0.2)
+            sessions = [int(p) for p in Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children").read_text().split()]
+            srv.proc.kill()
+            srv.proc.wait()
+            return sessions
+
+    try:
+        sessions = asyncio.run(drive())
+        assert sessions
+        deadline = time.monotonic() + 15
+        while any(Path(f"/proc/{p}").exists() and Path(f"/proc/{p}/stat").read_text().split()[2] != "Z"
+                  for p in sessions):
+            assert time.monotonic() < deadline, sessions
+            time.sleep(0.2)
+        assert os.getpriority(os.PRIO_PROCESS, target.pid) == nice_before
+    finally:
+        if srv.proc.poll() is None:
+            srv.stop()
+        target.kill()
+        target.wait()
