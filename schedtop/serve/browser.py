@@ -127,7 +127,11 @@ class Browser:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        shutil.rmtree(self._profile, ignore_errors=True)
+        for _ in range(20):  # its helper processes may still write there for a moment
+            shutil.rmtree(self._profile, ignore_errors=True)
+            if not os.path.exists(self._profile):
+                break
+            await asyncio.sleep(0.1)
 
     async def _read(self) -> None:
         async for msg in self.ws:
