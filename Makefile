@@ -96,6 +96,7 @@ LINT_STRICT += schedtop/export/scx_stats.py schedtop/export/loop_stats.py tests/
 	tests/fixtures/scx_stats/from_rust.py
 LINT_STRICT += schedtop/serve/__init__.py schedtop/serve/cli.py schedtop/serve/server.py \
 	schedtop/serve/browser.py schedtop/serve/session.py schedtop/ui/readonly.py tests/host/test_serve.py screenshots/make_browser_screenshot.py
+LINT_STRICT += schedtop/scx/plans.py tests/unit/test_plan_book.py
 LINT_TYPED := $(LINT_STRICT)
 lint: venv
 	@test -x $(VENV)/bin/ruff -a -x $(VENV)/bin/mypy || $(PY) -m pip install -q -e '.[test]'

@@ -289,6 +289,8 @@ def main() -> None:
     ap.add_argument("--wake", action="store_true", help="also the futex wake-up probe (bench/wakeprobe.c)")
     ap.add_argument("--trace", action="store_true",
                     help="split each wake-up into timer and scheduling parts (tracefs, both sides)")
+    ap.add_argument("--per-event", action="store_true",
+                    help="also schedtop --per-event (every task decided in Python at every enqueue, no plans)")
     ap.add_argument("--anchors", default="auto",
                     help="compiled anchors in the messaging rounds: auto (those `make anchors` built), "
                          "none, or a comma list (scx_simple,scx_userland)")
@@ -318,7 +320,8 @@ def run_messaging(args: argparse.Namespace) -> None:
     # Rounds of EEVDF, schedtop and each anchor, the order rotated every round: TCG speed
     # drifts with the host's load, so no side always runs first or last.
     anchors = anchors_to_run(args.anchors)
-    sides = ["EEVDF", "schedtop", *anchors]
+    ours = ["schedtop", "schedtop-per-event"] if args.per_event else ["schedtop"]
+    sides = ["EEVDF", *ours, *anchors]
     times: dict[str, list[float]] = {n: [] for n in sides}
     cpu: dict[str, list[float]] = {n: [] for n in sides[1:]}
     during: list[dict] = []
@@ -327,15 +330,15 @@ def run_messaging(args: argparse.Namespace) -> None:
         if side == "EEVDF":
             times[side] += messaging(1, args.groups, args.loops)
             return
-        if side == "schedtop":
-            sched = Scx("--policy", "deadline")
+        if side in ours:
+            sched = Scx("--policy", "deadline", *(["--per-event"] if side == "schedtop-per-event" else []))
             pid, want = sched.proc.pid, "schedtop"
         else:
             sched = Anchor(side, anchors[side])
             pid, want = sched.proc.pid, sched.ops
         try:
             time.sleep(1.0)
-            n0 = len(sched.stats) if side == "schedtop" else 0
+            n0 = len(sched.stats) if side in ours else 0
             c0, t0 = cpu_ticks(pid), time.monotonic()
             times[side] += messaging(1, args.groups, args.loops)
             cpu[side].append(100.0 * (cpu_ticks(pid) - c0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0))
@@ -367,6 +370,12 @@ def run_messaging(args: argparse.Namespace) -> None:
     for a in anchors:
         print(f"  schedtop/{a} {s / med[a]:.2f}x (per round {per_round('schedtop', a)})   "
               f"{a}/EEVDF {med[a] / e:.2f}x (per round {per_round(a, 'EEVDF')})")
+        if args.per_event:
+            print(f"  schedtop-per-event/{a} {med['schedtop-per-event'] / med[a]:.2f}x "
+                  f"(per round {per_round('schedtop-per-event', a)})")
+    if args.per_event:
+        print(f"  schedtop/schedtop-per-event {s / med['schedtop-per-event']:.2f}x "
+              f"(per round {per_round('schedtop', 'schedtop-per-event')})")
     cpu_max = max(x["cpu_pct"] for x in during)
     rss = max(x["rss_kb"] for x in during) / 1024
     pf = during[-1].get("page_faults_after_warmup")

@@ -7,7 +7,11 @@
  *
  * The fast path stays here: a waking task that finds an idle CPU in
  * select_cpu is inserted straight into that CPU's local DSQ and never
- * crosses to user space.
+ * crosses to user space. So does a task the policy published a plan for
+ * (map "task_plans": its slice, a deadline offset, until when): BPF queues
+ * it itself, keyed as the policy keys the tasks it decides, so both kinds
+ * share one order. The vruntime both keys use is kept here (task_ctx.vtime,
+ * clamped to one slice behind vclock), not in Python.
  *
  * Why the scheduler cannot schedule itself out (by design, not by luck):
  *  1. Every thread of the scheduler's process (own_tgid) bypasses user space.
@@ -71,7 +75,8 @@ struct {
 } live;
 
 struct scx_counters counters;
-u64 lat_hist[SCHEDTOP_LAT_BUCKETS];	/* enqueue -> user dispatch, log2(us) buckets */
+u64 lat_hist[SCHEDTOP_LAT_BUCKETS];
+u64 vclock;	/* the largest vruntime a task started running with */	/* enqueue -> user dispatch, log2(us) buckets */
 struct scx_exit_rec exit_rec;
 static u32 nr_cpu_ids;
 /* Set when we preempt a CPU for the loop or a boosted task; its victim is requeued. */
@@ -102,6 +107,7 @@ static __always_inline void mark_preempt(s32 cpu)
 /* Keep the record types in BTF: the Python mirrors are checked against them. */
 struct scx_queued *_btf_queued __attribute__((unused));
 struct scx_dispatched *_btf_dispatched __attribute__((unused));
+struct scx_plan *_btf_plan __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -119,6 +125,13 @@ struct {
 	__type(key, u32);
 	__type(value, struct scx_task_knob);
 } task_knobs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, u32);
+	__type(value, struct scx_plan);
+} task_plans SEC(".maps");
 
 struct task_ctx {
 	u64 gen;		/* bumped at every trip to user space */
@@ -216,6 +229,15 @@ static __always_inline u64 knob_slice(const struct scx_task_knob *k)
 	return k && k->slice_ns ? k->slice_ns : slice_now();
 }
 
+/* A sleeper comes back with at most one slice of credit (the policies' rule too). */
+static __always_inline void clamp_vtime(struct task_ctx *tctx)
+{
+	u64 floor = vclock > slice_now() ? vclock - slice_now() : 0;
+
+	if (tctx->vtime < floor)
+		tctx->vtime = floor;
+}
+
 /* --- ops ------------------------------------------------------------------- */
 
 SEC("struct_ops/schedtop_select_cpu")
@@ -284,6 +306,7 @@ static void queue_to_user(struct task_struct *p, u64 enq_flags)
 		scx_bpf_kick_cpu(scx_bpf_task_cpu(p), SCX_KICK_IDLE);
 		return;
 	}
+	clamp_vtime(tctx);
 	rec->pid = p->pid;
 	rec->cpu = scx_bpf_task_cpu(p);
 	rec->nr_cpus_allowed = p->nr_cpus_allowed;
@@ -327,6 +350,74 @@ static __always_inline bool requeue_preempted(struct task_struct *p, struct scx_
 	tctx->slice_start = 0;	/* once per stint */
 	scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, left, enq_flags);
 	__sync_fetch_and_add(&counters.nr_kernel_dispatches, 1);
+	return true;
+}
+
+/*
+ * Where the kernel has no callable scx_bpf_kick_cpu (compat.bpf.h), an idle CPU
+ * would not wake for a task queued in a DSQ: put the task on that CPU's local
+ * DSQ instead, which wakes it. @cpu < 0: any idle CPU the task may use.
+ */
+static __always_inline bool wake_idle_directly(struct task_struct *p, s32 cpu, u64 slice)
+{
+	if (cpu >= 0) {
+		if (!scx_bpf_test_and_clear_cpu_idle(cpu))
+			return false;
+	} else {
+		cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+	}
+	if (cpu < 0 || !local_ok(p, cpu))
+		return false;
+	return scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice, 0);
+}
+
+/*
+ * The task's plan, if the policy published one that still holds: queue it here,
+ * keyed the way the policy keys what it decides (vruntime + the exec runtime
+ * since it last slept, capped at 100 slices; or the enqueue time), plus the
+ * plan's offset. Past its expiry the task crosses once, so the policy sees it
+ * (its weight, its behaviour) and plans it again.
+ */
+static __always_inline bool enqueue_planned(struct task_struct *p, u64 enq_flags)
+{
+	u32 pid = p->pid;
+	struct scx_plan *plan = bpf_map_lookup_elem(&task_plans, &pid);
+	struct task_ctx *tctx;
+	u64 now, key, cap, run, slice;
+	s64 lag;
+	s32 cpu;
+
+	if (!plan)
+		return false;
+	now = bpf_ktime_get_ns();
+	if (now >= plan->expires_ns)
+		return false;
+	tctx = ctx_of(p);
+	if (!tctx)
+		return false;
+	slice = plan->slice_ns ?: slice_now();
+	if (plan->flags & SCHEDTOP_PF_FIFO) {
+		key = now;
+	} else {
+		clamp_vtime(tctx);
+		cap = 100 * slice_now();
+		run = tctx->exec_runtime < cap ? tctx->exec_runtime : cap;
+		key = tctx->vtime + run;
+	}
+	lag = plan->lag_ns;
+	if (lag < 0 && key < (u64)-lag)
+		key = 0;
+	else
+		key += lag;
+	tctx->deadline = key;
+	tctx->run_ns = 0;
+	__sync_fetch_and_add(&counters.nr_planned, 1);
+	if (!compat_can_kick() && wake_idle_directly(p, -1, slice))
+		return true;
+	insert_vtime(p, SHARED_DSQ, slice, key, enq_flags);
+	cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+	if (cpu >= 0)
+		scx_bpf_kick_cpu(cpu, SCX_KICK_IDLE);
 	return true;
 }
 
@@ -393,6 +484,9 @@ void BPF_PROG(schedtop_enqueue, struct task_struct *p, u64 enq_flags)
 		}
 	}
 
+	/* A task with a knob from the TUI/CLI is decided per event: the knobs apply there. */
+	if (!k && enqueue_planned(p, enq_flags))
+		return;
 	queue_to_user(p, enq_flags);
 }
 
@@ -408,24 +502,6 @@ static __always_inline void record_latency(u64 ns)
 	}
 	if (b < SCHEDTOP_LAT_BUCKETS)
 		__sync_fetch_and_add(&lat_hist[b], 1);
-}
-
-/*
- * Where the kernel has no callable scx_bpf_kick_cpu (compat.bpf.h), an idle CPU
- * would not wake for a task queued in a DSQ: put the task on that CPU's local
- * DSQ instead, which wakes it. @cpu < 0: any idle CPU the task may use.
- */
-static __always_inline bool wake_idle_directly(struct task_struct *p, s32 cpu, u64 slice)
-{
-	if (cpu >= 0) {
-		if (!scx_bpf_test_and_clear_cpu_idle(cpu))
-			return false;
-	} else {
-		cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
-	}
-	if (cpu < 0 || !local_ok(p, cpu))
-		return false;
-	return scx_bpf_dsq_insert(p, SCX_DSQ_LOCAL_ON | cpu, slice, 0);
 }
 
 /* One decision from user space; returns 1 to stop the drain. */
@@ -546,6 +622,8 @@ void BPF_PROG(schedtop_running, struct task_struct *p)
 	if (tctx) {
 		tctx->start_ns = now;
 		tctx->slice_start = p->scx.slice;
+		if (!is_own(p) && tctx->vtime > vclock)
+			vclock = tctx->vtime;
 	}
 }
 
@@ -580,6 +658,14 @@ s32 BPF_PROG(schedtop_init_task, struct task_struct *p, struct scx_init_task_arg
 	if (!bpf_task_storage_get(&task_ctxs, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
 		return -12; /* -ENOMEM */
 	return 0;
+}
+
+SEC("struct_ops/schedtop_exit_task")
+void BPF_PROG(schedtop_exit_task, struct task_struct *p, struct scx_exit_task_args *args)
+{
+	u32 pid = p->pid;
+
+	bpf_map_delete_elem(&task_plans, &pid);	/* a reused pid starts unplanned */
 }
 
 /* (4) above: wake a loop that has tasks waiting but has not run for a beat. */
@@ -662,6 +748,7 @@ struct sched_ext_ops schedtop_ops = {
 	.stopping		= (void *)schedtop_stopping,
 	.enable			= (void *)schedtop_enable,
 	.init_task		= (void *)schedtop_init_task,
+	.exit_task		= (void *)schedtop_exit_task,
 	.init			= (void *)schedtop_init,
 	.exit			= (void *)schedtop_exit,
 	.dispatch_max_batch	= 64,

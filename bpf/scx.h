@@ -17,6 +17,9 @@
 #define SCHEDTOP_KF_PINNED	1	/* run only on knob.cpu */
 #define SCHEDTOP_KF_LATCRIT	2	/* boosted: straight to the head of its CPU */
 
+/* scx_plan.flags */
+#define SCHEDTOP_PF_FIFO	1	/* order by enqueue time, not by vruntime + exec runtime */
+
 /* scx_queued.pid of a record that carries no task: the heartbeat's wake-up */
 #define SCHEDTOP_PID_HEARTBEAT	0
 
@@ -52,6 +55,19 @@ struct scx_task_knob {
 	__u32 flags;		/* SCHEDTOP_KF_* */
 };
 
+/*
+ * user -> kernel: a plan the policy published for one task (hash "task_plans").
+ * While it holds, BPF queues the task itself at each enqueue, keyed as the
+ * policy would key it, and the task does not cross to user space.
+ */
+struct scx_plan {
+	__u64 slice_ns;
+	__s64 lag_ns;		/* added to the deadline: < 0 runs sooner, > 0 later */
+	__u64 expires_ns;	/* bpf_ktime_get_ns() after which it crosses once again */
+	__u32 flags;		/* SCHEDTOP_PF_* */
+	__u32 pad;
+};
+
 /* Counters, in .bss; the loop adds its own (user-space queue, page faults). */
 struct scx_counters {
 	__u64 nr_queued;		/* records sent to user space */
@@ -69,6 +85,7 @@ struct scx_counters {
 	__u64 stint_ns;		/* CPU time of finished stints of scheduled tasks */
 	__u64 nr_stints;	/* their number: stint_ns / nr_stints is the observed timeslice */
 	__u64 nr_latcrit;	/* boosted (KF_LATCRIT) tasks put at the head of their CPU by BPF */
+	__u64 nr_planned;	/* enqueues BPF queued itself from the task's plan */
 };
 
 /* ops.exit, copied to .bss for the loader: why the kernel let us go */

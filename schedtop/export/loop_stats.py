@@ -70,6 +70,7 @@ COUNTERS: dict[str, str] = {
     "stint_ns": "CPU time of scheduled tasks' stints",
     "nr_stints": "stints of scheduled tasks",
     "nr_latcrit": "boosted tasks put first by BPF",
+    "nr_planned": "enqueues BPF queued itself from the plan the policy published",
 }
 COUNTER_NAMES: tuple[str, ...] = tuple(f[0] for f in ScxCounters._fields_)
 SKIP = {"_om_skip": "true"}
@@ -84,7 +85,8 @@ def _top_fields() -> dict[str, FieldSpec]:
         if c.startswith("nr_"):
             out[f"{c}_per_s"] = ("float", f"{c} per second, last interval")
     out["paths"] = ("{string:PathStats}", "tasks per path (cumulative): per_event (decided by the policy), fast "
-                    "(in BPF: idle CPU, kthreads, boosted), congested (ring full: BPF's own order), planned")
+                    "(in BPF: idle CPU, kthreads, boosted), congested (ring full: BPF's own order), planned (by the "
+                    "policy's plan, in BPF)")
     return out
 
 

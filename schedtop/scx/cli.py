@@ -41,6 +41,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=0.0, metavar="S", help="unload after S seconds (0: run until ^C)")
     parser.add_argument("--json", action="store_true", help="stats as JSON lines")
     parser.add_argument("--control", choices=["stdin"], help="read JSON-line commands on stdin (used by the TUI)")
+    parser.add_argument("--per-event", action="store_true",
+                        help="decide every task at every enqueue in the policy (no plans applied by BPF): the rustland way")
     parser.add_argument("--loop-preempt", action="store_true",
                         help="a woken loop preempts its CPU (lower decision latency, chopped slices)")
     parser.add_argument("--stats-socket", default=None, metavar="PATH",
@@ -122,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     except (PolicyError, LoadError) as exc:
         return _fail(str(exc))
 
-    loop = Loop(sched, policy, Knobs(nr_cpus), stats_interval=args.stats_interval)
+    loop = Loop(sched, policy, Knobs(nr_cpus), stats_interval=args.stats_interval, plans=not args.per_event)
     lock = threading.Lock()
     ready = threading.Event()
     done = threading.Event()

@@ -161,6 +161,7 @@ class Scheduler:
         self.queued_map = self.obj.map("queued")
         self.dispatched_map = self.obj.map("dispatched")
         self.knob_map = self.obj.map("task_knobs")
+        self.plan_map = self.obj.map("task_plans")
 
     # --- life cycle --------------------------------------------------------------------
 
@@ -214,6 +215,13 @@ class Scheduler:
             self.knob_map.delete(pid)
             return
         self.knob_map.update(pid, protocol.ScxTaskKnob(slice_ns or 0, cpu or 0, flags))
+
+    def put_plan(self, pid: int, slice_ns: int, lag_ns: int, expires_ns: int, flags: int) -> None:
+        """Publish one task's plan (OSError E2BIG when the map is full: it stays per event)."""
+        self.plan_map.update(pid, protocol.ScxPlan(slice_ns, lag_ns, expires_ns, flags, 0))
+
+    def drop_plan(self, pid: int) -> None:
+        self.plan_map.delete(pid)
 
 
 def sysfs_state() -> tuple[str, str | None]:

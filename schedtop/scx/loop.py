@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from schedtop.scx.knobs import Knobs
+from schedtop.scx.plans import PlanBook
 from schedtop.scx.policy import Policy, TaskIn
 from schedtop.scx.protocol import PID_HEARTBEAT
 
@@ -45,6 +46,8 @@ LAT_SAMPLES = 4096  # ring of enqueue->decision latencies (ns)
 # few minor faults with no RSS growth; after it, zero over 20 s of mixed load).
 WARMUP_S = 2.0
 WARMUP_DECISIONS = 1000
+# With plans most enqueues never reach the loop: warm once it has decided in this many passes.
+WARMUP_BATCHES = 20
 POLL_MS = 100
 WATCH_MAX = 64  # tasks whose BPF-side state the stats carry ("watch" command)
 
@@ -235,8 +238,11 @@ class Outcome:
 
 
 class Loop:
-    def __init__(self, sched: Any, policy: Policy, knobs: Knobs, stats_interval: float = 1.0) -> None:
+    def __init__(self, sched: Any, policy: Policy, knobs: Knobs, stats_interval: float = 1.0,
+                 plans: bool = True) -> None:
         self.sched = sched
+        self.plans_on = plans  # False: every task is decided per event (--per-event)
+        self.book = PlanBook(sched.put_plan, sched.drop_plan) if plans else None
         self.core = Core(policy, knobs)
         self.knobs = knobs
         self.stats_interval = stats_interval
@@ -280,6 +286,7 @@ class Loop:
         core, backlog, commands = self.core, self.backlog, self.commands
         monotonic_ns = time.monotonic_ns
         out: list[tuple] = []
+        book = self.book
         if harden_memory:
             warn = harden()
             if warn:
@@ -313,6 +320,9 @@ class Loop:
                     core.handle(recs, now, out)
                     backlog.extend(out)
                     out.clear()
+                    if book is not None:  # after the decisions: the plan is there for the next enqueue
+                        policy = core.policy
+                        book.publish(policy.plan(now), now, policy.plan_ttl_ns)
                 if backlog:
                     push(backlog)  # stops when full: BPF has not drained yet; order kept
                 sched.live.user_pending = len(backlog)
@@ -323,7 +333,8 @@ class Loop:
                     next_tick = now + POLL_MS * 1_000_000
                 t = time.monotonic()
                 if t >= next_stats:
-                    if fault_base is None and t - started >= WARMUP_S and core.decisions >= WARMUP_DECISIONS:
+                    if fault_base is None and t - started >= WARMUP_S and (
+                            core.decisions >= WARMUP_DECISIONS or (book is not None and core.batches >= WARMUP_BATCHES)):
                         fault_base = thread_faults()
                     self._publish(t, fault_base)
                     next_stats = t + self.stats_interval
@@ -361,10 +372,14 @@ class Loop:
         if what == "slice":
             self.core.policy.set_slice(int(cmd["ns"]))
             sched.set_slice(self.core.policy.slice_ns)
+            if self.book is not None:
+                self.book.clear()  # the plans carry the old slice: each task crosses and is planned anew
         elif what == "policy":
             new = load_policy(cmd["name"], slice_ns=self.core.policy.slice_ns, nr_cpus=self.core.policy.nr_cpus)
             new.adopt(self.core.policy)
             self.core.policy = new
+            if self.book is not None:
+                self.book.clear()  # the old policy's plans are not the new one's
         elif what in ("knob", "boost", "demote", "reset"):
             pid = int(cmd["pid"])
             if what == "knob":
@@ -426,9 +441,11 @@ class Loop:
             "decisions": self.core.decisions,
             # where the tasks went (cumulative): decided per event by the policy, in BPF's fast
             # path (idle CPU, kthreads, boosted), congested (ring full: BPF's own vtime order),
-            # planned (BPF applying a plan the policy published: not built yet, always 0)
+            # planned (BPF applying a plan the policy published, without a crossing)
             "paths": {"per_event": counters["nr_user_dispatches"], "fast": counters["nr_kernel_dispatches"],
-                      "congested": counters["nr_congested"], "planned": 0},
+                      "congested": counters["nr_congested"], "planned": counters.get("nr_planned", 0)},
+            "plans": {"in_force": len(self.book), "published": self.book.published, "refused": self.book.refused}
+            if self.book is not None else None,
             "loop_us_per_decision": round((now_cpu - cpu_s) * 1e6 / decided, 2) if decided else None,
             "decisions_per_wakeup": round(decided / batches, 2) if batches else None,
             "decide_p50_us": p50,

@@ -16,12 +16,27 @@ Writing your own (``schedtop scx --policy my.py``)::
         def decide(self, task, now_ns):
             return Decision(task.pid, CPU_ANY, self.slice_ns, -now_ns & MAX_DEADLINE, task.gen, 0)
 
+A policy may also publish plans (``plan``): per-task parameters the BPF side
+applies itself, so a planned task does not cross to user space at every
+enqueue. BPF keys a planned task as a vruntime policy keys what it decides
+(``vtime + min(exec_runtime, 100 * slice)``, plus the plan's ``lag_ns``) or,
+with ``fifo``, by its enqueue time, so planned and decided tasks share one
+order. A plan lasts ``plan_ttl_ns``; then the task crosses once (its weight,
+its behaviour are seen again) and may be planned again::
+
+    def plan(self, now_ns):
+        seen, self.seen = self.seen, {}     # pids decided since the last call
+        return {pid: Plan(self.slice_ns) for pid in seen}, ()
+
 Rules the loop relies on:
   - ``decide`` must be fast (the loop's budget is a few µs per task) and must
     return a Decision for the same pid and gen it was given; a policy that
     raises unloads the scheduler cleanly and the error is reported.
   - ``tick`` runs at least every loop wake-up (≤ 100 ms apart) for ageing.
   - ``stats`` returns a small dict of numbers shown beside the counters.
+  - ``plan`` (optional) runs every few ms between batches and returns
+    (plans to publish, pids to unplan); ``None`` means "decide everything per
+    event". Tasks with a knob from the TUI or CLI are always decided per event.
   - Values are plain ints; times are nanoseconds of CLOCK_MONOTONIC.
 """
 
@@ -54,7 +69,7 @@ class TaskIn(NamedTuple):
     flags: int  # SCX_ENQ_* of this enqueue
     exec_runtime: int  # ns on CPU since it last went to sleep
     run_ns: int  # ns on CPU since its previous enqueue (the stint just ended)
-    vtime: int  # ns of weighted runtime the BPF side accumulated (informative)
+    vtime: int  # vruntime: weighted runtime (x 100/weight), kept by BPF, at most one slice behind its clock
     gen: int  # enqueue generation; a decision with an older gen is cancelled
     enq_ns: int  # when it was queued (bpf_ktime_get_ns)
     comm_raw: bytes | str  # as the kernel sent it (NUL-padded); read .comm
@@ -78,6 +93,17 @@ class Decision(NamedTuple):
     deadline: int  # order inside the DSQ: smaller runs first
     gen: int
     flags: int = 0  # DF_*
+
+
+class Plan(NamedTuple):
+    """What BPF applies by itself to a planned task (scx.h: struct scx_plan)."""
+
+    slice_ns: int
+    lag_ns: int = 0  # added to the deadline: < 0 runs sooner, > 0 later
+    fifo: bool = False  # order by enqueue time instead of by vruntime
+
+
+Plans = tuple[dict[int, Plan], "tuple[int, ...] | list[int] | set[int]"]
 
 
 class PolicyError(Exception):
@@ -106,6 +132,12 @@ class Policy:
 
     def stats(self) -> dict[str, float]:
         return {}
+
+    plan_ttl_ns = 1_000_000_000
+
+    def plan(self, now_ns: int) -> Plans | None:
+        """Plans to publish and pids to unplan; None: every task is decided per event."""
+        return None
 
     def set_slice(self, slice_ns: int) -> None:
         """The global slice knob: the base every per-task slice derives from."""

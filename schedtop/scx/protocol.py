@@ -22,6 +22,8 @@ PID_HEARTBEAT = 0
 KF_PINNED = 1
 KF_LATCRIT = 2
 
+PF_FIFO = 1  # scx_plan.flags: key by enqueue time
+
 u32, u64, s64 = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int64
 
 
@@ -43,13 +45,17 @@ class ScxTaskKnob(ctypes.Structure):
     _fields_ = [("slice_ns", u64), ("cpu", u32), ("flags", u32)]
 
 
+class ScxPlan(ctypes.Structure):
+    _fields_ = [("slice_ns", u64), ("lag_ns", s64), ("expires_ns", u64), ("flags", u32), ("pad", u32)]
+
+
 class ScxCounters(ctypes.Structure):
     _fields_ = [
         ("nr_queued", u64), ("nr_scheduled", u64), ("nr_user_dispatches", u64),
         ("nr_kernel_dispatches", u64), ("nr_cancelled", u64), ("nr_bounced", u64),
         ("nr_failed", u64), ("nr_congested", u64), ("nr_heartbeats", u64), ("nr_self", u64),
         ("nr_preempt", u64), ("loop_last_run_ns", u64), ("stint_ns", u64), ("nr_stints", u64),
-        ("nr_latcrit", u64),
+        ("nr_latcrit", u64), ("nr_planned", u64),
     ]
 
 

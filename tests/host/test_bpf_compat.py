@@ -17,7 +17,7 @@ from schedtop.scx.loader import OBJ_PATH, LoadConfig, LoadError, Scheduler, obje
 DUMPS = Path(__file__).resolve().parents[1] / "fixtures" / "sched_ext-btf"
 RELEASES = sorted(p.name[3:-5] for p in DUMPS.glob("kf-*.json"))
 # What the object sets in struct sched_ext_ops (checked against its initial value below).
-OPS_SET = {"select_cpu", "enqueue", "dispatch", "runnable", "running", "stopping", "enable", "init_task",
+OPS_SET = {"select_cpu", "enqueue", "dispatch", "runnable", "running", "stopping", "enable", "init_task", "exit_task",
            "init", "exit", "dispatch_max_batch", "timeout_ms", "name"}
 
 pytestmark = pytest.mark.skipif(not OBJ_PATH.exists(), reason="scx.bpf.o not built (make bpf)")

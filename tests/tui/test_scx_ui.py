@@ -53,6 +53,13 @@ def test_load_without_sched_ext_is_refused_clearly_and_the_app_goes_on():
         await pilot.press("g")
         assert isinstance(app.screen, ScxScreen)
         assert "not loaded" in str(app.screen.query_one("#scx-panel").render())
+        # The panel's hint line names L, P, { } and M: they act from the panel too.
+        await pilot.press("P", "right_curly_bracket", "M")
+        assert app.scheduler.options.policy == "interactive" and app.scheduler.options.slice_us == 5000
+        assert not app.scheduler.options.partial
+        await pilot.press("L")
+        assert sum(1 for m, sev in seen if sev == "error" and "no sched_ext" in m) == 2
+        assert isinstance(app.screen, ScxScreen)
         await pilot.press("escape")
         assert not isinstance(app.screen, ScxScreen)
 

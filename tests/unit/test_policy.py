@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 from schedtop.scx.knobs import Knobs, KnobError, BOOST_WEIGHT
 from schedtop.scx.policies import SHIPPED, load_policy, next_shipped
 from schedtop.scx.policy import (
-    CPU_ANY, DF_PREEMPT, ENQ_WAKEUP, MAX_SLICE_NS, MIN_SLICE_NS, Decision, PolicyError, TaskIn,
+    CPU_ANY, DF_PREEMPT, ENQ_WAKEUP, MAX_SLICE_NS, MIN_SLICE_NS, Decision, Plan, Policy, PolicyError, TaskIn,
 )
 
 SLICE = 5_000_000
@@ -88,49 +88,61 @@ def test_fifo_orders_by_arrival_only():
     assert {d.slice_ns for d in ds} == {SLICE}
 
 
-def test_deadline_weight_scales_slice_and_vruntime():
+def test_deadline_weight_scales_slice_and_keys_by_the_vruntime_bpf_keeps():
     policy = load_policy("deadline")
     heavy = policy.decide(task(pid=1, weight=200), 0)
     light = policy.decide(task(pid=2, weight=50), 0)
     assert heavy.slice_ns == 2 * SLICE and light.slice_ns == SLICE // 2
-    # Equal CPU time ages the light task 4x faster than the heavy one.
-    for i in range(1, 50):
-        heavy = policy.decide(task(pid=1, weight=200, run_ns=1_000_000, gen=i), i)
-        light = policy.decide(task(pid=2, weight=50, run_ns=1_000_000, gen=i), i)
-    assert policy.tasks[2][0] - policy.tasks[1][0] > 0
+    # The vruntime (charged x 100/weight, clamped to a slice behind the clock) is BPF's:
+    # the deadline is that vruntime plus the exec runtime since the last sleep, capped.
+    t = TaskIn(3, 0, 2, 100, 0, 7_000, 0, 123_456_789, 1, 0, "t")
+    assert policy.decide(t, 0).deadline == 123_456_789 + 7_000
+    t = TaskIn(3, 0, 2, 100, 0, 10**12, 0, 5, 2, 0, "t")
+    assert policy.decide(t, 0).deadline == 5 + 100 * SLICE
 
 
-def test_deadline_sleeper_credit_is_capped_at_one_slice():
+def test_deadline_plans_what_it_decided_once_with_its_slice():
     policy = load_policy("deadline")
-    policy.decide(task(pid=1), 0)
-    for i in range(100):  # pid 2 runs a lot while pid 1 sleeps
-        policy.decide(task(pid=2, run_ns=SLICE, gen=i), i)
-    back = policy.decide(task(pid=1, flags=ENQ_WAKEUP), 200)
-    assert policy.tasks[1][0] >= policy.clock - SLICE
-    assert back.deadline >= policy.clock - SLICE
+    policy.decide(task(pid=1, weight=200), 0)
+    policy.decide(task(pid=2), 0)
+    policy.decide(task(pid=2, gen=2), 0)
+    plans, drops = policy.plan(1)
+    assert plans == {1: Plan(2 * SLICE), 2: Plan(SLICE)} and not drops
+    assert policy.plan(2) == ({}, ())  # nothing new: nothing to publish
+    assert policy.stats()["plans_published"] == 2
 
 
-def test_policies_forget_tasks_on_tick():
-    for name in ("deadline", "interactive"):
-        policy = load_policy(name)
-        policy.decide(task(pid=7), 0)
-        policy.tick(5 * 10**9)
-        assert 7 in policy.tasks
-        policy.tick(20 * 10**9)
-        assert 7 not in policy.tasks
+def test_fifo_plans_by_enqueue_time_and_the_base_policy_plans_nothing():
+    policy = load_policy("fifo")
+    policy.decide(task(pid=4), 0)
+    assert policy.plan(1) == ({4: Plan(SLICE, 0, True)}, ())
+    assert Policy().plan(0) is None
+    assert load_policy("interactive").plan(0) is None  # its classifier needs every wake-up
 
 
-def test_live_slice_knob_and_switch_keep_the_clock():
+def test_interactive_forgets_tasks_on_tick():
+    policy = load_policy("interactive")
+    policy.decide(task(pid=7), 0)
+    policy.tick(5 * 10**9)
+    assert 7 in policy.tasks
+    policy.tick(20 * 10**9)
+    assert 7 not in policy.tasks
+
+
+def test_live_slice_knob_and_switch_keep_the_slice_and_the_clock():
     policy = load_policy("deadline")
     policy.set_slice(1_000_000)
     assert policy.decide(task(), 0).slice_ns == 1_000_000
     policy.set_slice(10)  # clamped, not rejected
     assert policy.slice_ns == MIN_SLICE_NS
-    for i in range(10):
-        policy.decide(task(pid=3, run_ns=SLICE, gen=i), i)
     new = load_policy("interactive")
     new.adopt(policy)
-    assert new.clock == policy.clock and new.slice_ns == MIN_SLICE_NS
+    assert new.slice_ns == MIN_SLICE_NS
+    for i in range(10):
+        new.decide(task(pid=3, run_ns=SLICE, gen=i), i)
+    again = load_policy("interactive")
+    again.adopt(new)
+    assert again.clock == new.clock > 0
     assert next_shipped("deadline") == "fifo" and next_shipped("interactive") == "deadline"
     assert next_shipped("my.py") == "deadline"
 

@@ -25,6 +25,7 @@ def btf():
     (protocol.ScxQueued, "scx_queued"),
     (protocol.ScxDispatched, "scx_dispatched"),
     (protocol.ScxTaskKnob, "scx_task_knob"),
+    (protocol.ScxPlan, "scx_plan"),
     (protocol.ScxCounters, "scx_counters"),
     (protocol.ScxExitRec, "scx_exit_rec"),
 ])

@@ -20,6 +20,9 @@ from textual.widgets import Footer, Static
 from schedtop.export.loop_stats import COUNTERS as BPF_COUNTERS
 from schedtop.model import SchedulerInfo, ScxPart, Snapshot
 from schedtop.textsafe import visible
+from schedtop.ui.screens.main import SCHEDULER_BINDINGS, MainScreen
+
+PANEL_SCX_IDS = {f"schedtop.scx.{k}" for k in ("toggle", "policy", "slice_down", "slice_up", "mode")}
 
 if TYPE_CHECKING:
     from schedtop.ui.app import SchedtopApp
@@ -122,8 +125,11 @@ class ScxScreen(Screen[None]):
     ScxScreen { layout: vertical; }
     ScxScreen #scx-body { border: round $primary; padding: 0 1; }
     """
+    # The panel's own hint line names L, P, { } and M: they drive the scheduler from here too
+    # (the main screen runs them; E needs a selected task, so it stays on the main screen).
     BINDINGS = [
         Binding("escape,q,g", "close", "Back", id="scx.panel.close", tooltip="Back to the task view"),
+        *(b for b in SCHEDULER_BINDINGS if b.id in PANEL_SCX_IDS),
     ]
 
     def compose(self) -> ComposeResult:
@@ -143,3 +149,18 @@ class ScxScreen(Screen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def _main(self) -> MainScreen:
+        return cast(MainScreen, self.app.screen_stack[0])
+
+    def action_scx_toggle(self) -> None:
+        self._main().action_scx_toggle()
+
+    def action_scx_policy(self) -> None:
+        self._main().action_scx_policy()
+
+    def action_scx_slice(self, direction: int) -> None:
+        self._main().action_scx_slice(direction)
+
+    def action_scx_mode(self) -> None:
+        self._main().action_scx_mode()
