@@ -111,7 +111,9 @@ def test_full_mode_runs_a_mixed_workload_to_completion(scx_proc) -> None:
     assert [r.returncode for r in results] == [0, 0, 0], [r.stdout[-300:] for r in results]
     assert state() == "enabled" and ops() == "schedtop"
     c = scx.next_stats()["counters"]
-    assert c["nr_queued"] > 100 and c["nr_user_dispatches"] > 100, c
+    # The Python policy did the work: each task's first enqueues crossed to it (nr_queued), and
+    # BPF queued the rest by the plans it published (nr_planned; the rustland way is --per-event).
+    assert c["nr_queued"] > 20 and c["nr_planned"] > 0 and c["nr_user_dispatches"] + c["nr_planned"] > 100, c
     assert scx.stop()["reason"] == "stopped"
     wait_state("disabled", 5)
 
